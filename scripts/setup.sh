@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Creates .venv (Python 3.11+) and installs anomalyforge with its test extras. Idempotent:
+# a second call with an unchanged pyproject.toml returns in a second.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+stamp=.venv/.anomalyforge-installed
+want=$(sha256sum pyproject.toml | cut -c1-16)
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+  exit 0
+fi
+.venv/bin/python -m pip install -q --upgrade pip
+# torch first, pinned: on this platform these builds come from the local wheel cache.
+.venv/bin/python -m pip install -q "torch==2.14.1" "torchvision==0.29.1"
+.venv/bin/python -m pip install -q -e ".[test]"
+echo "$want" > "$stamp"
