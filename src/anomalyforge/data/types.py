@@ -51,6 +51,7 @@ class Dataset:
     format: str
     samples: list[Sample]
     warnings: list[str] = field(default_factory=list)
+    mask_threshold: int = 128  # grey level at which this dataset's (soft) masks are binarised
 
     @property
     def defect_types(self) -> list[str]:
@@ -80,6 +81,8 @@ class FewShotSplit:
     train_good: list[Sample]
     test_good: list[Sample]
     ratio: float
+    warnings: list[str] = field(default_factory=list)  # e.g. defects left out of training (empty mask)
+    mask_threshold: int = 128  # carried from the Dataset so masks are read as the reader checked them
 
     @property
     def defect_types(self) -> list[str]:
