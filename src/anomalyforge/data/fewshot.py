@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import math
 import warnings as _warnings
-from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from tqdm import tqdm
@@ -18,11 +17,14 @@ from anomalyforge.data.io import read_mask
 from anomalyforge.data.natsort import natural_key
 from anomalyforge.data.types import Dataset, FewShotSplit, Sample
 from anomalyforge.errors import ConfigError
-from anomalyforge.synth.base import FitData
 
 
 class DataWarning(UserWarning):
     """Something in the data a user should know about (e.g. a defect image with an empty mask)."""
+
+
+if TYPE_CHECKING:
+    from anomalyforge.synth.base import FitData
 
 
 def sample_order(sample: Sample) -> tuple:
@@ -117,23 +119,13 @@ def good_subset(split: FewShotSplit, k: int, seed: int = 0) -> list[Sample]:
     return [pool[i] for i in sorted(picked.tolist())]
 
 
-@dataclass
-class _ThresholdFitData(FitData):
-    """FitData whose masks are binarised at the dataset's own threshold."""
-
-    mask_threshold: int = 128
-
-    def _load_mask(self, path: str) -> np.ndarray:
-        arr = read_mask(path, self.size, threshold=self.mask_threshold)
-        arr.setflags(write=False)
-        return arr
-
-
-def fit_data(split: FewShotSplit, size: int = 256, extra: dict[str, Any] | None = None) -> FitData:
+def fit_data(split: FewShotSplit, size: int = 256, extra: dict[str, Any] | None = None) -> "FitData":
     """What a generator may learn from: the few-shot training defects and training good images."""
+    from anomalyforge.synth.base import FitData  # lazy: synth.base itself imports the data layer
+
     if int(size) < 8:
         raise ConfigError(f"image size must be at least 8, got {size}")
-    return _ThresholdFitData(category=split.category, size=int(size),
+    return FitData(category=split.category, size=int(size),
                              defects={t: list(v) for t, v in split.train_defects.items()},
                              good=list(split.train_good), extra=dict(extra or {}),
                              mask_threshold=split.mask_threshold)

@@ -35,6 +35,7 @@ class FitData:
     defects: dict[str, list[Sample]]  # defect type -> few-shot training defects (non-empty masks)
     good: list[Sample]  # good training images
     extra: dict[str, Any] = field(default_factory=dict)  # e.g. user region masks, texture folder
+    mask_threshold: int = 128  # the dataset's binarisation threshold for soft masks
 
     def __post_init__(self) -> None:
         self._image = lru_cache(maxsize=4096)(self._load_image)
@@ -46,7 +47,7 @@ class FitData:
         return arr
 
     def _load_mask(self, path: str) -> np.ndarray:
-        arr = read_mask(path, self.size)
+        arr = read_mask(path, self.size, threshold=self.mask_threshold)
         arr.setflags(write=False)
         return arr
 

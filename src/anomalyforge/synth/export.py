@@ -1,0 +1,68 @@
+"""Export a generation run in a layout other tools read as is (MVTec AD), plus manifest helpers.
+
+MVTec AD layout written under `<out>/<category>/`:
+  train/good/NNN.png               the good training images the run used (resized to the run size)
+  test/<type>/NNN.png              the generated defect images (rejected pairs left out)
+  ground_truth/<type>/NNN_mask.png their masks (0/255)
+  anomalyforge_export.json         which manifest id became which file, and the run's config
+The folder is built under a temporary name and renamed at the end: never half-written.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+from anomalyforge.data.io import read_image, write_png_atomic
+from anomalyforge.errors import ConfigError, DataError
+from anomalyforge.synth.manifest import read_manifest, read_run_config, write_manifest
+
+__all__ = ["export_run", "read_manifest", "write_manifest"]
+
+FORMATS = ("mvtec",)
+
+
+def export_run(run: Path, out: Path, format: str = "mvtec") -> Path:
+    """Write the run's pairs (and its good training images) as an MVTec AD category; returns its folder."""
+    if format not in FORMATS:
+        raise ConfigError(f"unknown export format {format!r}; available: {', '.join(FORMATS)}")
+    run, out = Path(run), Path(out)
+    cfg = read_run_config(run)
+    recs = read_manifest(run)
+    if not recs:
+        raise DataError(run, "run holds no generated pairs to export")
+    category = str(cfg.get("category") or "category").replace("/", "_")
+    dest = out / category
+    if dest.exists():
+        raise ConfigError(f"{dest}: already exists; export into another folder")
+    for r in recs:
+        for key in ("image", "mask"):
+            if not (run / r[key]).is_file():
+                raise DataError(run / r[key], f"file listed in the manifest ({r['id']}) is missing")
+    size = int(cfg["size"])
+    tmp = out / f".{category}.partial"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    index: dict = {"run": str(run.resolve()), "method": cfg.get("method"), "config": cfg.get("config"),
+                   "test": {}, "train_good": {}}
+    try:
+        for k, src in enumerate(cfg.get("train_good", [])):
+            name = f"{k:03d}.png"
+            write_png_atomic(tmp / "train" / "good" / name, read_image(src, size))
+            index["train_good"][name] = src
+        types = sorted({r["defect_type"] for r in recs})
+        for t in types:
+            for k, r in enumerate(sorted((r for r in recs if r["defect_type"] == t), key=lambda r: r["id"])):
+                (tmp / "test" / t).mkdir(parents=True, exist_ok=True)
+                (tmp / "ground_truth" / t).mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(run / r["image"], tmp / "test" / t / f"{k:03d}.png")
+                shutil.copyfile(run / r["mask"], tmp / "ground_truth" / t / f"{k:03d}_mask.png")
+                index["test"][f"{t}/{k:03d}.png"] = r["id"]
+        (tmp / "anomalyforge_export.json").write_text(json.dumps(index, indent=1, sort_keys=True))
+        os.replace(tmp, dest)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return dest

@@ -1,0 +1,294 @@
+"""Generation runs: a folder of defect image–mask pairs with its config, manifest and fitted state.
+
+    summary = generate_run(Path("datasets/mvtec_ad/bottle"), Path("runs/bottle_cp"), n=100)
+
+Layout: `run.json` (written first: the full config), `state/` (what the generator learned from
+the few-shot training split), `images/<type>/<id>.png`, `masks/<type>/<id>.png` (0/255) and
+`manifest.jsonl` (one record per pair). Every pair's seed derives from (run seed, defect type,
+index) through numpy's SeedSequence, so an interrupted run resumes to byte-identical files and
+asking for a larger `n` with the same config extends the run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import time
+import zlib
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from anomalyforge import __version__
+from anomalyforge.data.io import write_png_atomic
+from anomalyforge.errors import ConfigError, DataError
+from anomalyforge.synth.base import Generator, get_generator
+from anomalyforge.synth.manifest import RUN_JSON, append_records, read_manifest, read_run_config, repair_manifest
+
+# keys of run.json that must match for a folder to be extended/resumed
+IDENTITY_KEYS = ("method", "config", "category", "seed", "size", "types")
+ID_DIGITS = 6
+STATE = "state"
+_DONE = "FIT_DONE"
+
+
+def pair_id(defect_type: str, index: int) -> str:
+    """Manifest id and file stem of pair `index` of a defect type, e.g. 'broken_large_000012'."""
+    return f"{defect_type}_{index:0{ID_DIGITS}d}"
+
+
+def pair_seed(run_seed: int, defect_type: str, index: int) -> int:
+    """The seed of one pair: SeedSequence(run_seed, spawn_key=(crc32(type), index)) -> 63-bit int.
+
+    Independent of which other types are generated and of the order, so runs resume and extend.
+    """
+    ss = np.random.SeedSequence(int(run_seed), spawn_key=(zlib.crc32(defect_type.encode()), int(index)))
+    return int(ss.generate_state(1, np.uint64)[0] >> np.uint64(1))
+
+
+def _jsonable(o: Any) -> Any:
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def _normalise(obj: Any) -> Any:
+    return json.loads(json.dumps(obj, default=_jsonable, sort_keys=True))
+
+
+def _write_json_atomic(path: Path, obj: dict) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w") as fh:
+        json.dump(obj, fh, indent=2, sort_keys=True, default=_jsonable)
+        fh.write("\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def _select_types(ds, split, types: list[str] | None, data: Path) -> list[str]:
+    known = ds.defect_types
+    if not known:
+        raise DataError(data, f"category {ds.category!r} has no defect images; nothing to learn defects from")
+    if types:
+        unknown = [t for t in types if t not in known]
+        if unknown:
+            raise ConfigError(f"unknown defect type(s) {', '.join(unknown)} for {ds.category!r}; "
+                              f"known: {', '.join(known)}")
+        missing = [t for t in types if t not in split.train_defects]
+        if missing:
+            raise DataError(data, f"defect type {missing[0]!r} has no defect image with a non-empty mask")
+        return sorted(dict.fromkeys(types))
+    usable = sorted(split.train_defects)
+    if not usable:
+        raise DataError(data, f"category {ds.category!r} has no defect image with a non-empty mask "
+                              f"(all masks missing or empty)")
+    return usable
+
+
+def _check_existing(out: Path, cfg: dict) -> dict | None:
+    if not out.exists():
+        return None
+    if not out.is_dir():
+        raise ConfigError(f"{out}: output exists and is not a folder")
+    if not (out / RUN_JSON).is_file():
+        if any(out.iterdir()):
+            raise ConfigError(f"{out}: folder is not empty and holds no run; pick another --out")
+        return None
+    old = read_run_config(out)
+    diff = [k for k in IDENTITY_KEYS if _normalise(old.get(k)) != _normalise(cfg.get(k))]
+    if diff:
+        raise ConfigError(f"{out}: folder holds a different run ({', '.join(diff)} differ); "
+                          f"pick another --out or repeat the same options")
+    return old
+
+
+def _fit_or_load(gen: Generator, fd, out: Path) -> None:
+    state = out / STATE
+    if (state / _DONE).is_file():
+        gen.load(fd, state)
+        return
+    tmp = out / f"{STATE}.partial"
+    for p in (tmp, state):
+        if p.exists():
+            shutil.rmtree(p)
+    tmp.mkdir(parents=True)
+    gen.fit(fd, tmp)
+    (tmp / _DONE).write_text("fitted\n")
+    os.replace(tmp, state)
+    gen.load(fd, state)  # generate from the saved state, exactly as a resumed run does
+
+
+def generate_run(data: Path, out: Path, method: str = "croppaste", n: int = 100, category: str | None = None,
+                 types: list[str] | None = None, seed: int = 0, size: int = 256, params: dict | None = None,
+                 data_format: str | None = None, progress: bool = True, subtypes: str | None = None) -> dict:
+    """Fit `method` on the few-shot training split of `data` and write `n` pairs per defect type to `out`.
+
+    `subtypes` ("auto" or a clusters.json path) splits each defect type into anomaly concepts
+    ``<type>@<k>`` first (GAA clustering, `anomalyforge.quality.cluster.plan_subtypes`); the
+    clusters are saved in `out/clusters/`.
+
+    Resumes an interrupted run and extends one with the same config; a folder holding a different
+    run is a ConfigError. Returns a summary: pairs per type (in the folder), new pairs written now,
+    seconds, pairs/s, redraws (drafts rejected and redrawn) and rejected_drafts (count per reason).
+    """
+    from anomalyforge.data import few_shot_split, fit_data, load_dataset
+
+    t0 = time.perf_counter()
+    data, out = Path(data), Path(out)
+    if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n <= 0:
+        raise ConfigError(f"n must be a positive number of pairs per defect type, got {n}")
+    if not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ConfigError(f"seed must be a non-negative integer, got {seed}")
+    if not isinstance(size, (int, np.integer)) or size < 16:
+        raise ConfigError(f"size must be an integer of at least 16, got {size}")
+    cls = get_generator(method)
+    gen = cls(cls.make_config(params))
+    ds = load_dataset(data, category=category, data_format=data_format)
+    split = few_shot_split(ds, progress=progress)
+    types = _select_types(ds, split, types, data)
+    fd = fit_data(split, size=int(size), extra={"progress": bool(progress)})
+    fd.defects = {t: fd.defects[t] for t in types}
+    clusters = None
+    if subtypes:  # GAA anomaly concepts: fit and generate per sub-type <type>@<k>
+        from anomalyforge.quality.cluster import plan_subtypes
+
+        fd, clusters = plan_subtypes(fd, subtypes, out, seed=int(seed), progress=progress)
+        types = fd.defect_types
+    cfg = {"method": method, "config": _normalise(gen.config_dict()), "data": str(data.resolve()),
+           "format": ds.format, "category": ds.category, "types": types, "n": int(n), "seed": int(seed),
+           "size": int(size), "ratio": split.ratio, "version": __version__,
+           "train_good": [str(s.image) for s in fd.good],
+           "train_defects": {t: [str(s.image) for s in fd.defects[t]] for t in types}}
+    old = _check_existing(out, cfg)
+    created = not out.exists()
+    if old is not None:
+        cfg["n"] = max(int(old.get("n", 0)), int(n))
+    out.mkdir(parents=True, exist_ok=True)
+    _write_json_atomic(out / RUN_JSON, cfg)
+    try:
+        _fit_or_load(gen, fd, out)
+    except BaseException:
+        if old is None:  # a fresh run that failed while fitting leaves nothing behind
+            shutil.rmtree(out / f"{STATE}.partial", ignore_errors=True)
+            (out / RUN_JSON).unlink(missing_ok=True)
+            if created and out.is_dir() and not any(out.iterdir()):
+                out.rmdir()
+        raise
+    if clusters is not None:  # after a successful fit, so a failed fresh run leaves nothing behind
+        from anomalyforge.quality.cluster import save_subtypes
+
+        save_subtypes(out, fd, clusters, int(seed))
+
+    repair_manifest(out)
+    done = {r["id"] for r in read_manifest(out, include_rejected=True)}
+    todo = [(t, i) for t in types for i in range(int(n)) if pair_id(t, i) not in done]
+    bs = max(1, int(getattr(gen, "batch_size", 1)))
+    bar = tqdm(total=len(todo), desc=f"{ds.category}/{method}", unit="pair", file=sys.stderr,
+               disable=not progress)
+    writer = _Writer(out, bar)
+    try:
+        k = 0
+        while k < len(todo):
+            t = todo[k][0]
+            batch = [todo[j] for j in range(k, min(k + bs, len(todo))) if todo[j][0] == t]
+            seeds = [pair_seed(seed, t, i) for _, i in batch]
+            pairs = gen.generate(t, seeds)
+            if len(pairs) != len(seeds):
+                raise ConfigError(f"method {method!r} returned {len(pairs)} pairs for {len(seeds)} seeds")
+            writer.submit([_prepare(pair, t, i, s, method, ds.category, int(size))
+                           for (_, i), s, pair in zip(batch, seeds, pairs)])
+            k += len(batch)
+        writer.close()
+    finally:
+        writer.abort()
+        bar.close()
+    secs = time.perf_counter() - t0
+    per_type: dict[str, int] = {}
+    for r in read_manifest(out, include_rejected=True):
+        per_type[r["defect_type"]] = per_type.get(r["defect_type"], 0) + 1
+    return {"run": str(out), "method": method, "category": ds.category, "pairs": per_type,
+            "new": len(todo), "seconds": round(secs, 3), "pairs_per_s": round(len(todo) / secs, 2) if secs else 0.0,
+            "redraws": writer.redraws, "rejected_drafts": writer.rejects}
+
+
+def _prepare(pair, t: str, i: int, s: int, method: str, category: str, size: int) -> tuple:
+    """Check a generated pair and build its manifest record: (record, image, mask)."""
+    img, mask = np.asarray(pair.image), np.asarray(pair.mask)
+    if img.shape != (size, size, 3) or img.dtype != np.uint8 or mask.shape != (size, size):
+        raise ConfigError(f"method {method!r} returned image {img.shape} {img.dtype} / mask {mask.shape}; "
+                          f"expected ({size}, {size}, 3) uint8 and ({size}, {size})")
+    mask = np.where(mask > 0, 255, 0).astype(np.uint8)
+    pid = pair_id(t, i)
+    rec = {"id": pid, "defect_type": t, "method": method, "category": category,
+           "image": f"images/{t}/{pid}.png", "mask": f"masks/{t}/{pid}.png", "source": str(pair.source),
+           "seed": s, "params": _normalise(pair.params), "scores": {}}
+    return rec, img, mask
+
+
+class _Writer:
+    """Writes PNGs on worker threads (encoding and fsync release the GIL) while the next batch is
+    drawn; appends a batch's manifest records, in order and with one fsync, once all of the
+    batch's PNGs exist. On error or interrupt, records whose PNGs were written are still kept."""
+
+    def __init__(self, out: Path, bar) -> None:
+        self.out, self.bar = out, bar
+        self.pool = ThreadPoolExecutor(max_workers=2)
+        self.pending: list[tuple[dict, list]] = []
+        self.redraws = 0
+        self.rejects: dict[str, int] = {}
+
+    def submit(self, items: list[tuple]) -> None:
+        batch = []
+        for rec, img, mask in items:
+            futs = [self.pool.submit(write_png_atomic, self.out / rec["image"], img),
+                    self.pool.submit(write_png_atomic, self.out / rec["mask"], mask)]
+            batch.append((rec, futs))
+        self._flush()  # the previous batch, whose writes overlapped this batch's drawing
+        self.pending = batch
+
+    def _flush(self) -> None:
+        batch, self.pending = self.pending, []
+        for _, futs in batch:
+            for f in futs:
+                f.result()
+        self._append([rec for rec, _ in batch])
+
+    def _append(self, recs: list[dict]) -> None:
+        append_records(self.out, recs)
+        for r in recs:
+            params = r["params"] if isinstance(r["params"], dict) else {}
+            self.redraws += int(params.get("redraws", 0))
+            for why, k in (params.get("rejected_because") or {}).items():
+                self.rejects[why] = self.rejects.get(why, 0) + int(k)
+        self.bar.update(len(recs))
+
+    def close(self) -> None:
+        self._flush()
+
+    def abort(self) -> None:
+        """Keep the leading records whose PNGs were written completely, then stop the threads."""
+        batch, self.pending = self.pending, []
+        done = []
+        for rec, futs in batch:
+            ok = True
+            for f in futs:
+                try:
+                    f.result()
+                except BaseException:
+                    ok = False
+            if not ok:
+                break
+            done.append(rec)
+        if done:
+            self._append(done)
+        self.pool.shutdown(wait=True)

@@ -1,0 +1,28 @@
+"""Small real-data layouts for the synthesis tests (real files linked, fewer of them)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def _link(src: Path, dst: Path) -> None:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    os.symlink(src, dst)
+
+
+def make_small_mvtec(src: Path, dst: Path, n_good: int = 8, n_defect: int = 3,
+                     types: tuple[str, ...] | None = None) -> Path:
+    """Link the first images of a real MVTec AD category into `dst` (same layout, fewer files)."""
+    for p in sorted((src / "train" / "good").glob("*.png"))[:n_good]:
+        _link(p, dst / "train" / "good" / p.name)
+    for p in sorted((src / "test" / "good").glob("*.png"))[:2]:
+        _link(p, dst / "test" / "good" / p.name)
+    for tdir in sorted((src / "test").iterdir()):
+        if tdir.name == "good" or (types and tdir.name not in types):
+            continue
+        for p in sorted(tdir.glob("*.png"))[:n_defect]:
+            _link(p, dst / "test" / tdir.name / p.name)
+            m = src / "ground_truth" / tdir.name / f"{p.stem}_mask.png"
+            _link(m, dst / "ground_truth" / tdir.name / m.name)
+    return dst

@@ -1,0 +1,93 @@
+"""Export to MVTec AD (read back by our own reader), contact sheets, and the CLI commands."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import pytest
+
+from anomalyforge.cli import main
+from anomalyforge.data import load_dataset
+from anomalyforge.data.io import read_image, read_mask
+from anomalyforge.errors import ConfigError, DataError
+from anomalyforge.report.preview import contact_sheet
+from anomalyforge.synth.export import export_run, read_manifest, write_manifest
+from anomalyforge.synth.run import generate_run
+
+warnings.filterwarnings("ignore", category=UserWarning)
+
+
+@pytest.fixture(scope="module")
+def run(small_bottle, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("exp") / "run"
+    generate_run(small_bottle, out, method="cutpaste", n=2, size=64, progress=False)
+    return out
+
+
+def test_export_mvtec_layout_reads_back(run, tmp_path):
+    recs = read_manifest(run)
+    recs[0]["rejected"] = True
+    write_manifest(run, recs)
+    try:
+        dest = export_run(run, tmp_path / "exp")
+    finally:
+        recs[0].pop("rejected")
+        write_manifest(run, recs)
+    assert dest == tmp_path / "exp" / "bottle"
+    ds = load_dataset(dest)
+    assert ds.format == "mvtec" and ds.defect_types == ["broken_large", "broken_small", "contamination"]
+    assert len(ds.select(label="defect")) == 5  # the rejected pair is left out
+    goods = ds.select(label="good", split="train")
+    assert len(goods) == 8 and read_image(goods[0].image).shape == (64, 64, 3)
+    for s in ds.select(label="defect"):
+        assert read_mask(s.mask).any()
+    with pytest.raises(ConfigError, match="already exists"):
+        export_run(run, tmp_path / "exp")
+    with pytest.raises(ConfigError, match="unknown export format"):
+        export_run(run, tmp_path / "exp2", format="coco")
+    assert not (tmp_path / "exp2").exists()
+
+
+def test_contact_sheet_shows_sources_results_and_red_masks(run, tmp_path):
+    out = contact_sheet(run, tmp_path / "sheet.png", per_type=2)
+    sheet = read_image(out)
+    assert sheet.shape[0] > 3 * 3 * 100 and sheet.shape[1] >= 2 * 160
+    red = (sheet[..., 0] > 200) & (sheet[..., 1] < 60) & (sheet[..., 2] < 60)
+    assert red.sum() > 20  # mask contours drawn
+    with pytest.raises(DataError, match="not a generation run"):
+        contact_sheet(tmp_path, tmp_path / "x.png")
+
+
+def test_cli_generate_preview_export(small_bottle, tmp_path, capsys):
+    out = tmp_path / "cli_run"
+    rc = main(["generate", "--data", str(small_bottle), "--method", "perlin", "--n", "2", "--out", str(out),
+               "--types", "broken_large,contamination", "--size", "64", "--seed", "3", "--no-progress",
+               "--param", "beta=[0.0,0.5]"])
+    text = capsys.readouterr().out
+    assert rc == 0 and "broken_large" in text and "pairs/s" in text
+    assert len(read_manifest(out)) == 4
+    assert main(["preview", str(out), "--out", str(tmp_path / "p.png"), "--per-type", "2"]) == 0
+    assert (tmp_path / "p.png").is_file()
+    assert main(["export", str(out), "--format", "mvtec", str(tmp_path / "ex")]) == 0
+    assert (tmp_path / "ex" / "bottle" / "ground_truth" / "contamination" / "001_mask.png").is_file()
+
+
+@pytest.mark.parametrize("argv, match", [
+    (["--method", "cutpaste", "--fit-steps", "5"], "model-free"),
+    (["--n", "-1"], "n must be a positive"),
+    (["--types", "dent"], "unknown defect type"),
+    (["--param", "nokey"], "expected key=value"),
+])
+def test_cli_errors_are_one_line_exit_2(small_bottle, tmp_path, capsys, argv, match):
+    out = tmp_path / "o"
+    rc = main(["generate", "--data", str(small_bottle), "--out", str(out), "--size", "64", "--no-progress", *argv])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and err.startswith("anomalyforge: error:") and match in err and "\n" not in err
+    assert not out.exists()
+
+
+def test_cli_missing_data_folder(tmp_path, capsys):
+    rc = main(["generate", "--data", str(tmp_path / "nope"), "--out", str(tmp_path / "o"), "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "nope" in err and not (tmp_path / "o").exists()

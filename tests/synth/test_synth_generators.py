@@ -1,0 +1,157 @@
+"""Every model-free generator on real data: exact masks, determinism, fit/load equivalence."""
+
+from __future__ import annotations
+
+import warnings
+
+import cv2
+import numpy as np
+import pytest
+
+from anomalyforge.data import few_shot_split, fit_data, load_dataset
+from anomalyforge.data.io import read_image, write_png_atomic
+from anomalyforge.data.types import Sample
+from anomalyforge.errors import ConfigError, DataError
+from anomalyforge.masks.foreground import foreground_mask
+from anomalyforge.synth.base import FitData, get_generator
+
+SIZE = 96
+METHODS = ["croppaste", "cutpaste", "cutpaste-scar", "perlin", "nsa"]
+
+
+def _fit_data(path, size=SIZE, n_good=10):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        split = few_shot_split(load_dataset(path), progress=False)
+    fd = fit_data(split, size=size)
+    fd.good = fd.good[:n_good]
+    return fd
+
+
+@pytest.fixture(scope="module")
+def bottle_fd(small_bottle):
+    return _fit_data(small_bottle)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_pairs_mark_exactly_the_changed_region(method, bottle_fd, tmp_path):
+    cls = get_generator(method)
+    gen = cls(cls.make_config())
+    gen.fit(bottle_fd, tmp_path)
+    pairs = gen.generate("broken_small", [11, 12, 13])
+    assert len(pairs) == 3
+    for p in pairs:
+        assert p.image.shape == (SIZE, SIZE, 3) and p.image.dtype == np.uint8
+        assert p.mask.shape == (SIZE, SIZE) and set(np.unique(p.mask)) == {0, 255}
+        src = read_image(p.source, SIZE)
+        diff = np.abs(p.image.astype(int) - src.astype(int)).max(axis=2)
+        m = p.mask > 0
+        assert not diff[~m].any()  # nothing changed outside the mask
+        assert (diff[m] > gen.config.diff_threshold).mean() >= gen.config.min_changed  # mask = change
+        fg = foreground_mask(src) > 0
+        assert (m & fg).sum() >= 0.8 * m.sum()  # on the bottle, not the background
+        assert "redraws" in p.params
+    # determinism and fit/load equivalence
+    again = cls(cls.make_config())
+    again.load(bottle_fd, tmp_path)
+    for a, b in zip(pairs, again.generate("broken_small", [11, 12, 13])):
+        assert np.array_equal(a.image, b.image) and np.array_equal(a.mask, b.mask) and a.source == b.source
+    other = gen.generate("broken_small", [14])[0]
+    assert not np.array_equal(other.image, pairs[0].image)
+
+
+def test_croppaste_pastes_the_real_defect_shape(bottle_fd, tmp_path):
+    cls = get_generator("croppaste")
+    gen = cls(cls.make_config({"rotation": 0.0, "flip": False, "scale": [1.0, 1.0]}))
+    gen.fit(bottle_fd, tmp_path)
+    defect = bottle_fd.defects["broken_small"][0]
+    area = (bottle_fd.mask(defect) > 0).sum()
+    for p in gen.generate("broken_small", [1, 2]):
+        assert p.params["defect"] == str(defect.image)
+        # pure translation: the mask is the defect mask (plus at most the feathered rim)
+        assert area <= (p.mask > 0).sum() <= area * 1.6 + 40
+
+
+def test_croppaste_on_a_texture_and_mask_variation(mtile_dir, tmp_path):
+    fd = _fit_data(mtile_dir, size=64, n_good=8)
+    fd.defects = {"crack": fd.defects["crack"][:3]}
+    cls = get_generator("croppaste")
+    gen = cls(cls.make_config({"mask_variation": True}))
+    gen.fit(fd, tmp_path)
+    assert gen.texture
+    p = gen.generate("crack", [5])[0]
+    assert p.mask.any() and p.params["mask_variation"] is True
+
+
+def test_perlin_texture_folder(bottle_fd, mtile_dir, tmp_path):
+    cls = get_generator("perlin")
+    gen = cls(cls.make_config({"texture_dir": str(mtile_dir / "MT_Free" / "Imgs")}))
+    gen.fit(bottle_fd, tmp_path)
+    p = gen.generate("contamination", [3])[0]
+    assert p.params["texture"].startswith(str(mtile_dir))
+    with pytest.raises(DataError, match="texture folder not found"):
+        cls(cls.make_config({"texture_dir": str(tmp_path / "nope")})).fit(bottle_fd, tmp_path / "s")
+
+
+def test_config_errors_are_clear():
+    cls = get_generator("croppaste")
+    with pytest.raises(ConfigError, match="no parameter"):
+        cls.make_config({"colour": 1})
+    with pytest.raises(ConfigError, match="model-free"):
+        cls.make_config({"fit_steps": 10})
+    with pytest.raises(ConfigError, match="lower bound"):
+        cls.make_config({"scale": [1.2, 0.8]})
+    with pytest.raises(ConfigError, match=r"scale=0.9: expected a \[low, high\] pair"):
+        cls.make_config({"scale": 0.9})
+    with pytest.raises(ConfigError, match="flip='yes': expected true or false"):
+        cls.make_config({"flip": "yes"})
+    with pytest.raises(ConfigError, match="expected an integer"):
+        cls.make_config({"candidates": "many"})
+    with pytest.raises(ConfigError, match="pair of integers"):
+        get_generator("perlin").make_config({"perlin_scale": [0.5, 3]})
+    with pytest.raises(ConfigError, match="placement"):
+        cls.make_config({"placement": "anywhere"})
+    with pytest.raises(ConfigError, match="unknown method"):
+        get_generator("no-such-method")
+
+
+def test_defect_larger_than_the_good_images_is_rejected(bottle_fd, tmp_path):
+    big = tmp_path / "big_mask.png"
+    write_png_atomic(big, np.full((64, 64), 255, np.uint8))
+    d = bottle_fd.defects["broken_large"][0]
+    fd = FitData(bottle_fd.category, SIZE, {"huge": [Sample(d.image, big, "defect", "huge", "bottle",
+                                                            "test", "x")]}, bottle_fd.good)
+    cls = get_generator("croppaste")
+    with pytest.raises(DataError, match="big_mask.png: defect covers 100% of the image"):
+        cls(cls.make_config()).fit(fd, tmp_path / "state")
+
+
+def test_user_region_masks_confine_the_defects(bottle_fd, tmp_path):
+    regions = tmp_path / "regions"
+    left = np.zeros((SIZE, SIZE), np.uint8)
+    left[8:88, 8:48] = 255
+    for s in bottle_fd.good:
+        write_png_atomic(regions / f"{s.image.stem}.png", left)
+    cls = get_generator("cutpaste")
+    gen = cls(cls.make_config({"region_dir": str(regions), "area_ratio": [0.02, 0.05]}))
+    gen.fit(bottle_fd, tmp_path / "state")
+    for p in gen.generate("broken_large", [1, 2, 3]):
+        m = p.mask > 0
+        assert (m & (left > 0)).sum() >= 0.95 * m.sum()
+    with pytest.raises(DataError, match="no region mask"):
+        cls(cls.make_config({"region_dir": str(tmp_path)})).fit(bottle_fd, tmp_path / "s3")
+
+
+def test_croppaste_placement_modes(bottle_fd, tmp_path):
+    cls = get_generator("croppaste")
+    same = cls(cls.make_config({"placement": "same"}))
+    same.fit(bottle_fd, tmp_path / "same")
+    for p in same.generate("broken_small", [1, 2]):
+        own = bottle_fd.mask(bottle_fd.defects["broken_small"][0]) > 0
+        assert p.params["kept_position"] and (p.mask > 0)[own].all()  # the defect did not move
+    edge = cls(cls.make_config({"placement": "edge", "keep_position_above": 1.0}))
+    edge.fit(bottle_fd, tmp_path / "edge")
+    for p in edge.generate("broken_small", [3, 4]):
+        fg = foreground_mask(read_image(p.source, SIZE)) > 0
+        rim = fg & ~(cv2.erode(fg.astype(np.uint8), np.ones((9, 9), np.uint8)) > 0)
+        assert not p.params["kept_position"] and ((p.mask > 0) & rim).any()  # touches the outline
