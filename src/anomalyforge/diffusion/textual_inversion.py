@@ -1,0 +1,177 @@
+"""Textual inversion without touching the text encoder's weights.
+
+Placeholder tokens (e.g. `<anomaly-crack-0>` … `<anomaly-crack-7>`) are added to the tokenizer and
+the token-embedding table is resized so their ids are valid, but their vectors live in a separate
+`TokenBank` (one `nn.Parameter` per group). A forward hook on the text encoder's token-embedding
+layer swaps the looked-up rows of placeholder ids for the bank's vectors (or for per-sample vectors
+such as a spatial encoder's output). Only the bank receives gradients; the encoder is never
+modified, which `tests/diffusion` proves. Banks save/load with safetensors.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator, Mapping
+
+import torch
+from torch import nn
+
+from anomalyforge.errors import ConfigError
+
+
+def placeholder_names(group: str, n: int) -> list[str]:
+    """`n` placeholder token strings for `group` (a defect type or a role such as "spatial")."""
+    safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in group)
+    return [f"<anomaly-{safe}-{i}>" for i in range(n)]
+
+
+def add_placeholder_tokens(tokenizer, text_encoder, names: list[str]) -> list[int]:
+    """Add `names` to the tokenizer (if not there), resize the embedding table; return their ids.
+
+    The new rows of the table are never read for conditioning (the hook replaces them), so the
+    encoder's behaviour on ordinary text is unchanged.
+    """
+    new = [n for n in names if tokenizer.convert_tokens_to_ids(n) in (None, tokenizer.unk_token_id)]
+    if new:
+        tokenizer.add_tokens(new, special_tokens=True)
+    if text_encoder.get_input_embeddings().num_embeddings < len(tokenizer):
+        text_encoder.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+    ids = tokenizer.convert_tokens_to_ids(names)
+    for name, tid in zip(names, ids):
+        if tid is None or tid == tokenizer.unk_token_id:
+            raise ConfigError(f"tokenizer could not add placeholder token {name!r}")
+    return list(ids)
+
+
+def init_vectors(tokenizer, text_encoder, init_word: str | None, n: int, generator: torch.Generator) -> torch.Tensor:
+    """(n, dim) starting vectors: the mean embedding of `init_word`'s tokens (textual inversion's
+    usual start), plus a little seeded noise so the n tokens differ; random if no word."""
+    table = text_encoder.get_input_embeddings().weight.detach().float().cpu()
+    dim = table.shape[1]
+    noise = torch.randn(n, dim, generator=generator) * table.std() * 0.1
+    if init_word:
+        ids = tokenizer(init_word, add_special_tokens=False).input_ids
+        if ids:
+            return table[ids].mean(0, keepdim=True).repeat(n, 1) + noise
+    return torch.randn(n, dim, generator=generator) * table.std()
+
+
+class TokenBank(nn.Module):
+    """Learned vectors for groups of placeholder tokens: group name -> (n_tokens, dim) parameter."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.vectors = nn.ParameterDict()
+        self.token_names: dict[str, list[str]] = {}
+
+    def add_group(self, group: str, vectors: torch.Tensor, names: list[str]) -> None:
+        key = self._key(group)
+        self.vectors[key] = nn.Parameter(vectors.detach().clone().float())
+        self.token_names[group] = list(names)
+
+    @staticmethod
+    def _key(group: str) -> str:
+        return "g_" + "".join(c if c.isalnum() else f"_{ord(c):x}_" for c in group)
+
+    def group(self, group: str) -> nn.Parameter:
+        key = self._key(group)
+        if key in self.vectors:
+            return self.vectors[key]
+        raise ConfigError(f"no learned embedding for {group!r}; fitted: "
+                              f"{', '.join(sorted(self.token_names)) or 'none'}")
+
+    @property
+    def groups(self) -> list[str]:
+        return sorted(self.token_names)
+
+    def save(self, path: str | Path) -> None:
+        """Write every group's vectors (and token names as metadata) to a safetensors file."""
+        import json
+
+        from safetensors.torch import save_file
+
+        tensors = {g: self.group(g).detach().float().cpu().contiguous() for g in self.groups}
+        save_file(tensors, str(path), metadata={"token_names": json.dumps(self.token_names)})
+
+    @classmethod
+    def load(cls, path: str | Path) -> "TokenBank":
+        """Read a bank written by `save`; a clear ConfigError if the file is missing or foreign."""
+        import json
+
+        from safetensors import safe_open
+
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"{path}: learned embeddings not found (was fit run?)")
+        bank = cls()
+        try:
+            with safe_open(str(path), framework="pt") as fh:
+                names = json.loads((fh.metadata() or {})["token_names"])
+                for g in fh.keys():
+                    bank.add_group(g, fh.get_tensor(g), names[g])
+        except (KeyError, OSError, ValueError, json.JSONDecodeError) as exc:
+            raise ConfigError(f"{path}: not an anomalyforge embedding file ({exc.__class__.__name__})") from None
+        return bank
+
+
+class EmbeddingInjector:
+    """Swaps token embeddings of placeholder ids for given vectors while text is encoded.
+
+    Use `with injector.inject({token_id: vec})` around `text_encoder(...)`. `vec` is (dim,) for one
+    vector shared by the batch or (B, dim) for per-sample vectors (e.g. the spatial embedding).
+    Gradients flow into `vec` only.
+    """
+
+    def __init__(self, text_encoder) -> None:
+        self.text_encoder = text_encoder
+        self._overrides: Mapping[int, torch.Tensor] | None = None
+        self._handle = text_encoder.get_input_embeddings().register_forward_hook(self._hook)
+
+    def _hook(self, module: nn.Module, inputs: tuple, output: torch.Tensor) -> torch.Tensor:
+        if not self._overrides:
+            return output
+        ids = inputs[0]
+        out = output
+        for tid, vec in self._overrides.items():
+            sel = (ids == tid).unsqueeze(-1)
+            if not bool(sel.any()):
+                continue
+            v = vec.to(out.dtype)
+            v = v.view(1, 1, -1) if v.ndim == 1 else v.view(v.shape[0], 1, -1)
+            out = torch.where(sel, v, out)
+        return out
+
+    @contextmanager
+    def inject(self, overrides: Mapping[int, torch.Tensor]) -> Iterator[None]:
+        self._overrides = overrides
+        try:
+            yield
+        finally:
+            self._overrides = None
+
+    def remove(self) -> None:
+        self._handle.remove()
+
+
+def tokenize(tokenizer, prompts: list[str], device: torch.device) -> torch.Tensor:
+    """Token ids padded to the tokenizer's max length (77 for CLIP)."""
+    return tokenizer(prompts, padding="max_length", max_length=tokenizer.model_max_length,
+                     truncation=True, return_tensors="pt").input_ids.to(device)
+
+
+def encode_prompts(text_encoder, tokenizer, injector: EmbeddingInjector, prompts: list[str],
+                   overrides: Mapping[int, torch.Tensor], device: torch.device) -> torch.Tensor:
+    """(B, 77, dim) text conditioning with placeholder tokens replaced by `overrides`."""
+    ids = tokenize(tokenizer, prompts, device)
+    with injector.inject(overrides):
+        return text_encoder(ids)[0]
+
+
+def token_positions(tokenizer, prompt: str, names: list[str]) -> list[int]:
+    """Sequence positions (in the padded token ids of `prompt`) of the tokens in `names` — what the
+    attention re-weighting needs to find the anomaly tokens' columns."""
+    ids = tokenizer(prompt, padding="max_length", max_length=tokenizer.model_max_length,
+                    truncation=True).input_ids
+    wanted = set(tokenizer.convert_tokens_to_ids(names))
+    return [i for i, t in enumerate(ids) if t in wanted]

@@ -1,0 +1,418 @@
+"""AnomalyDiffusion (Hu et al., AAAI 2024) on a diffusers Stable Diffusion checkpoint.
+
+Fit (few-shot training split only), all diffusion weights frozen:
+  * Spatial Anomaly Embedding: per defect type k = 8 learned anomaly tokens e_a, plus n = 4 spatial
+    tokens e_s = E(mask) from a ResNet-50 + FPN spatial encoder shared by all types; trained jointly
+    with the masked diffusion loss ||m ⊙ (ε − ε_θ(z_t, t, {e_a, e_s}))||², batch 4, lr 5e-3, with
+    joint crop / translation / rotation augmentation keeping the defect inside.
+  * Mask embedding e_m (k' tokens per type) by textual inversion on the few-shot masks
+    (mask_source="textual_inversion"), or no mask model (mask_source="synthesis").
+Generate (per seed): a mask, a good training image, then blended latent sampling conditioned on
+{e_a, E(mask)} with Adaptive Attention Re-weighting, decoded and composited so pixels outside the
+dilated, feathered mask are exactly the good image's.
+
+State folder: `anomalydiffusion.json` (config, category, defect types, tokens, base model),
+`embeddings.safetensors` (e_a and e_m), `spatial_encoder.safetensors`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import cv2
+import numpy as np
+import torch
+
+from anomalyforge.errors import ConfigError
+from anomalyforge.synth.base import FitData, Generator, Pair, register
+
+STATE_FILE = "anomalydiffusion.json"
+EMB_FILE = "embeddings.safetensors"
+ENC_FILE = "spatial_encoder.safetensors"
+SPATIAL_GROUP = "spatial"
+
+
+@dataclass
+class AnomalyDiffusionConfig:
+    """AnomalyDiffusion parameters; defaults are the paper's (see each comment).
+
+    fit_steps / sampler_steps are what `anomalyforge generate --fit-steps/--sampler-steps` override
+    (a smoke run on the tiny model takes seconds with 2–3 / 2–4).
+    """
+
+    base_model: str | None = None  # diffusers folder or hub id of an SD 1.x/2.x checkpoint (required)
+    device: str | None = None  # None: CUDA if available, else CPU
+    precision: str = "auto"  # auto = fp16 on CUDA, fp32 on CPU; or fp32 / fp16 / bf16
+    resolution: int = 256  # paper: 256x256
+    anomaly_tokens: int = 8  # paper: k = 8 anomaly-embedding tokens per type
+    spatial_tokens: int = 4  # paper: n = 4 spatial-embedding tokens
+    mask_tokens: int = 4  # k' mask-embedding tokens per type (not stated in the paper text we had)
+    init_word: str = "anomaly"  # official code initialises the embeddings from "anomaly"
+    fit_steps: int = 5000  # joint training steps; the official config caps at 1e6 (see report)
+    mask_fit_steps: int | None = None  # mask-embedding steps; None = same as fit_steps
+    train_batch: int = 4  # paper: batch size 4
+    lr: float = 5e-3  # paper / official config: 5e-3
+    augment: bool = True  # supplement: joint random crop, translation, rotation
+    max_rotation: float = 30.0  # augmentation rotation range (degrees)
+    min_crop: float = 0.8  # augmentation crop side, fraction of the image
+    spatial_backbone: str = "resnet50"  # paper: ResNet-50 + FPN; "tiny" or resnet18 for tests
+    spatial_backbone_weights: str | None = None  # None offline; "DEFAULT" or a local .pth
+    spatial_fpn_channels: int = 256
+    mask_source: str = "textual_inversion"  # paper; or "synthesis" (GAA-style enhance + place)
+    mask_guidance: float = 5.0  # paper: classifier-free guidance s = 5 for mask generation
+    mask_threshold: float = 0.5  # decoded mask image binarised at half intensity
+    mask_max_border: float = 0.05  # reject sampled masks covering > 5 % of the image frame
+    mask_max_area: float = 0.5  # reject sampled masks covering > half the image
+    mask_tries: int = 3  # sampled-mask attempts per seed before falling back to synthesis
+    sampler: str = "ddim"  # ddim (paper) or ddpm
+    sampler_steps: int = 50  # DDIM steps at generation
+    reweight: bool = True  # Adaptive Attention Re-weighting (paper)
+    reweight_space: str = "pixel"  # compare x̂_0 with y after decoding (paper) or "latent" (faster)
+    dilate_px: int = 2  # final composite: generated pixels kept on the mask dilated by this
+    feather_px: int = 3  # ... and blended into the good image over this many more pixels
+    seed: int = 0  # training randomness (batches, augmentation, noise, timesteps)
+    progress: bool = True  # tqdm bars on stderr
+
+
+@register
+class AnomalyDiffusion(Generator):
+    """Few-shot defect generation with spatial anomaly embeddings and attention re-weighting."""
+
+    name = "anomalydiffusion"
+    Config = AnomalyDiffusionConfig
+    batch_size = 4
+
+    def __init__(self, config: AnomalyDiffusionConfig | None = None) -> None:
+        super().__init__(config)
+        self.ldm: Any = None
+        self.bank: Any = None
+        self.spatial: Any = None
+        self.injector: Any = None
+        self.types: list[str] = []
+        self.token_names: dict[str, list[str]] = {}
+        self.few_shot_masks: dict[str, list[np.ndarray]] = {}
+
+    # ---- setup ---------------------------------------------------------------------------------
+    def _check_config(self) -> None:
+        c = self.config
+        if c.mask_source not in ("textual_inversion", "synthesis"):
+            raise ConfigError(f"mask_source must be textual_inversion or synthesis, not {c.mask_source!r}")
+        if c.reweight_space not in ("pixel", "latent"):
+            raise ConfigError(f"reweight_space must be pixel or latent, not {c.reweight_space!r}")
+        for name in ("fit_steps", "sampler_steps", "train_batch", "anomaly_tokens", "spatial_tokens",
+                     "mask_tokens", "resolution"):
+            if int(getattr(c, name)) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(c, name)}")
+
+    def _load_model(self) -> None:
+        from anomalyforge.diffusion.loading import load_ldm
+        from anomalyforge.diffusion.textual_inversion import EmbeddingInjector
+
+        self._check_config()
+        key = (self.config.base_model, self.config.device, self.config.precision)
+        if self.ldm is not None and getattr(self, "_ldm_key", None) == key:
+            return  # fit then load in one process (the run machinery does this): keep the model
+        ldm = load_ldm(self.config.base_model, self.config.device, self.config.precision)
+        step = ldm.vae_scale_factor * 2 ** (len(ldm.unet.config.block_out_channels) - 1)
+        if self.config.resolution % step:
+            raise ConfigError(f"resolution {self.config.resolution} must be a multiple of {step} for "
+                              f"{self.config.base_model}")
+        self.ldm, self._ldm_key = ldm, key
+        self.injector = EmbeddingInjector(ldm.text_encoder)
+
+    def _make_spatial(self):
+        from anomalyforge.diffusion.spatial_encoder import SpatialEncoder
+
+        c = self.config
+        return SpatialEncoder(c.spatial_tokens, self.ldm.text_dim, c.spatial_backbone,
+                              c.spatial_backbone_weights, c.spatial_fpn_channels).to(self.ldm.device)
+
+    def _tokens(self, types: Sequence[str]) -> dict[str, list[str]]:
+        from anomalyforge.diffusion.textual_inversion import placeholder_names
+
+        c = self.config
+        names = {SPATIAL_GROUP: [f"<spatial-{i}>" for i in range(c.spatial_tokens)]}
+        for t in types:
+            names[t] = placeholder_names(t, c.anomaly_tokens)
+            names["mask:" + t] = [n.replace("<anomaly-", "<mask-", 1) for n in
+                                  placeholder_names(t, c.mask_tokens)]
+        return names
+
+    def _register_tokens(self) -> dict[str, list[int]]:
+        from anomalyforge.diffusion.textual_inversion import add_placeholder_tokens
+
+        ids = {}
+        for group, names in self.token_names.items():
+            ids[group] = add_placeholder_tokens(self.ldm.tokenizer, self.ldm.text_encoder, names)
+        self.token_ids = ids
+        return ids
+
+    def _overrides(self, groups: Sequence[str], spatial: torch.Tensor | None = None) -> dict[int, torch.Tensor]:
+        out: dict[int, torch.Tensor] = {}
+        for g in groups:
+            vecs = self.bank.group(g)
+            for j, tid in enumerate(self.token_ids[g]):
+                out[tid] = vecs[j]
+        if spatial is not None:
+            for j, tid in enumerate(self.token_ids[SPATIAL_GROUP]):
+                out[tid] = spatial[:, j]
+        return out
+
+    def _prompt(self, defect_type: str) -> str:
+        return " ".join(self.token_names[defect_type] + self.token_names[SPATIAL_GROUP])
+
+    def _mask_prompt(self, defect_type: str) -> str:
+        return " ".join(self.token_names["mask:" + defect_type])
+
+    def _resized(self, img: np.ndarray, mask: bool = False) -> np.ndarray:
+        r = self.config.resolution
+        if img.shape[0] == r and img.shape[1] == r:
+            return np.ascontiguousarray(img)
+        if mask:
+            out = cv2.resize(img, (r, r), interpolation=cv2.INTER_AREA)
+            return np.where(out >= 64, 255, 0).astype(np.uint8)
+        return cv2.resize(img, (r, r), interpolation=cv2.INTER_AREA if img.shape[0] > r else cv2.INTER_CUBIC)
+
+    # ---- fit -----------------------------------------------------------------------------------
+    def fit(self, data: FitData, state_dir: Path) -> None:
+        """Learn e_a per type + the spatial encoder (masked loss), then e_m per type; save the state."""
+        from anomalyforge.diffusion.augment import augment_pair
+        from anomalyforge.diffusion.blended import to_model_images
+        from anomalyforge.diffusion.mask_generation import mask_to_rgb
+        from anomalyforge.diffusion.masked_loss import mask_to_latent, masked_diffusion_loss, train_params
+        from anomalyforge.diffusion.textual_inversion import TokenBank, encode_prompts, init_vectors
+
+        c = self.config
+        types = [t for t in data.defect_types if data.defects[t]]
+        if not types:
+            raise ConfigError(f"{data.category}: no few-shot defect images with masks to fit on")
+        if not data.good:
+            raise ConfigError(f"{data.category}: no good training images to paint defects on")
+        self._load_model()
+        self.data, self.types = data, types
+        self.token_names = self._tokens(types)
+        self._register_tokens()
+        torch_gen = torch.Generator().manual_seed(c.seed)
+        rng = np.random.default_rng(c.seed)
+        self.bank = TokenBank()
+        for g, names in self.token_names.items():
+            if g == SPATIAL_GROUP:
+                continue
+            word = c.init_word if not g.startswith("mask:") else "mask"
+            n = len(names)
+            self.bank.add_group(g, init_vectors(self.ldm.tokenizer, self.ldm.text_encoder, word, n, torch_gen), names)
+        self.bank.to(self.ldm.device)
+        with torch.random.fork_rng(devices=[]):  # seeded initialisation, global RNG left alone
+            torch.manual_seed(c.seed)
+            self.spatial = self._make_spatial()
+        self.spatial.train()
+        sched = self.ldm.make_scheduler("ddpm")
+        items = [(t, s) for t in types for s in data.defects[t]]
+        latent_hw = (c.resolution // self.ldm.vae_scale_factor,) * 2
+
+        def draw(with_image: bool = True) -> tuple[str, np.ndarray, np.ndarray]:
+            t = types[int(rng.integers(len(types)))]  # types uniformly, then an image of that type
+            s = data.defects[t][int(rng.integers(len(data.defects[t])))]
+            img = self._resized(data.image(s)) if with_image else None
+            m = self._resized(data.mask(s), mask=True)
+            if img is None:
+                img = mask_to_rgb(m)
+            if c.augment:
+                img, m = augment_pair(img, m, rng, c.max_rotation, c.min_crop)
+            return t, img, m
+
+        def anomaly_loss(step: int) -> torch.Tensor:
+            batch = [draw() for _ in range(c.train_batch)]
+            lat = self.ldm.encode_images(to_model_images([b[1] for b in batch]))
+            m_pix = torch.from_numpy(np.stack([b[2] > 0 for b in batch])).float()[:, None]
+            e_s = self.spatial(m_pix.to(self.ldm.device))
+            prompts = [self._prompt(b[0]) for b in batch]
+            cond = encode_prompts(self.ldm.text_encoder, self.ldm.tokenizer, self.injector, prompts,
+                                  self._overrides(sorted({b[0] for b in batch}), e_s), self.ldm.device)
+            return masked_diffusion_loss(self.ldm, sched, lat, cond, mask_to_latent(m_pix, latent_hw), torch_gen)
+
+        params = [self.bank.group(t) for t in types] + list(self.spatial.parameters())
+        self.losses = {"anomaly": train_params(params, anomaly_loss, c.fit_steps, c.lr,
+                                               desc=f"{self.name} fit e_a+E", progress=c.progress)}
+        if c.mask_source == "textual_inversion":
+            def mask_loss(step: int) -> torch.Tensor:
+                batch = [draw(with_image=False) for _ in range(c.train_batch)]
+                lat = self.ldm.encode_images(to_model_images([mask_to_rgb(b[2]) for b in batch]))
+                prompts = [self._mask_prompt(b[0]) for b in batch]
+                cond = encode_prompts(self.ldm.text_encoder, self.ldm.tokenizer, self.injector, prompts,
+                                      self._overrides(sorted({"mask:" + b[0] for b in batch})), self.ldm.device)
+                return masked_diffusion_loss(self.ldm, sched, lat, cond, None, torch_gen)
+
+            steps = c.mask_fit_steps if c.mask_fit_steps is not None else c.fit_steps
+            self.losses["mask"] = train_params([self.bank.group("mask:" + t) for t in types], mask_loss,
+                                               steps, c.lr, desc=f"{self.name} fit e_m", progress=c.progress)
+        self.spatial.eval()
+        self._collect_masks()
+        self._save(Path(state_dir))
+
+    def _collect_masks(self) -> None:
+        self.few_shot_masks = {t: [self._resized(self.data.mask(s), mask=True) for s in self.data.defects[t]]
+                               for t in self.types}
+
+    def _save(self, state_dir: Path) -> None:
+        from safetensors.torch import save_file
+
+        state_dir.mkdir(parents=True, exist_ok=True)
+        self.bank.save(state_dir / EMB_FILE)
+        save_file({k: v.detach().float().cpu().contiguous() for k, v in self.spatial.state_dict().items()},
+                  str(state_dir / ENC_FILE))
+        meta = {"method": self.name, "category": self.data.category, "defect_types": self.types,
+                "token_names": self.token_names, "text_dim": self.ldm.text_dim,
+                "config": dataclasses.asdict(self.config),
+                "final_loss": {k: (v[-1] if v else None) for k, v in self.losses.items()}}
+        tmp = state_dir / f".{STATE_FILE}.tmp"
+        tmp.write_text(json.dumps(meta, indent=2), encoding="utf-8")
+        tmp.replace(state_dir / STATE_FILE)
+
+    # ---- load ----------------------------------------------------------------------------------
+    def load(self, data: FitData, state_dir: Path) -> None:
+        """Restore embeddings and spatial encoder saved by `fit`; the state must be this category's."""
+        from safetensors.torch import load_file
+
+        from anomalyforge.diffusion.textual_inversion import TokenBank
+
+        state_dir = Path(state_dir)
+        meta_path = state_dir / STATE_FILE
+        if not meta_path.is_file():
+            raise ConfigError(f"{meta_path}: no {self.name} state here (run fit first)")
+        try:
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ConfigError(f"{meta_path}: unreadable state ({exc.__class__.__name__})") from None
+        if meta.get("method") != self.name:
+            raise ConfigError(f"{meta_path}: state of method {meta.get('method')!r}, not {self.name!r}")
+        if meta.get("category") != data.category:
+            raise ConfigError(f"{meta_path}: state was fitted on category {meta.get('category')!r}, "
+                              f"not {data.category!r}")
+        saved = meta.get("config", {})
+        for key in ("anomaly_tokens", "spatial_tokens", "mask_tokens", "spatial_backbone",
+                    "spatial_fpn_channels", "resolution"):
+            if key in saved and saved[key] != getattr(self.config, key):
+                raise ConfigError(f"{meta_path}: fitted with {key}={saved[key]!r} but the config says "
+                                  f"{getattr(self.config, key)!r}")
+        self._load_model()
+        if meta.get("text_dim") != self.ldm.text_dim:
+            raise ConfigError(f"{meta_path}: fitted on a text encoder of width {meta.get('text_dim')}, "
+                              f"but {self.config.base_model} has {self.ldm.text_dim}")
+        self.data = data
+        self.types = list(meta["defect_types"])
+        self.token_names = {k: list(v) for k, v in meta["token_names"].items()}
+        self._register_tokens()
+        self.bank = TokenBank.load(state_dir / EMB_FILE).to(self.ldm.device)
+        self.spatial = self._make_spatial()
+        enc_path = state_dir / ENC_FILE
+        if not enc_path.is_file():
+            raise ConfigError(f"{enc_path}: spatial encoder weights missing (re-run fit)")
+        self.spatial.load_state_dict(load_file(str(enc_path)))
+        self.spatial.eval()
+        missing = [t for t in self.types if not data.defects.get(t)]
+        if missing:
+            raise ConfigError(f"{state_dir}: defect type(s) {', '.join(missing)} have no few-shot masks in "
+                              f"the data given to load")
+        self._collect_masks()
+
+    # ---- generate ------------------------------------------------------------------------------
+    def _seed_generator(self, seed: int, stream: int) -> torch.Generator:
+        state = np.random.SeedSequence([int(seed), stream]).generate_state(2, dtype=np.uint32)
+        return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
+
+    def _masks_for(self, defect_type: str, seeds: Sequence[int]) -> tuple[list[np.ndarray], list[str]]:
+        """One mask per seed (see mask_source); returns masks at `resolution` and how each was made."""
+        from anomalyforge.diffusion.mask_generation import acceptable, sample_masks, synthesize_mask
+        from anomalyforge.diffusion.textual_inversion import encode_prompts
+
+        c = self.config
+        masks: list[np.ndarray | None] = [None] * len(seeds)
+        how = ["synthesis"] * len(seeds)
+        if c.mask_source == "textual_inversion":
+            gens = [self._seed_generator(s, 1) for s in seeds]
+            todo = list(range(len(seeds)))
+            for _ in range(c.mask_tries):
+                if not todo:
+                    break
+                with torch.no_grad():
+                    cond = encode_prompts(self.ldm.text_encoder, self.ldm.tokenizer, self.injector,
+                                          [self._mask_prompt(defect_type)] * len(todo),
+                                          self._overrides(["mask:" + defect_type]), self.ldm.device)
+                    uncond = encode_prompts(self.ldm.text_encoder, self.ldm.tokenizer, self.injector,
+                                            [""] * len(todo), {}, self.ldm.device)
+                got = sample_masks(self.ldm, cond, uncond, [gens[i] for i in todo], c.resolution,
+                                   c.sampler_steps, c.mask_guidance, c.sampler, c.mask_threshold)
+                left = []
+                for i, m in zip(todo, got):
+                    if acceptable(m, c.mask_max_border, c.mask_max_area):
+                        masks[i], how[i] = m, "textual_inversion"
+                    else:
+                        left.append(i)
+                todo = left
+        for i, s in enumerate(seeds):
+            if masks[i] is None:
+                rng = np.random.default_rng([int(s), 2])
+                masks[i] = synthesize_mask(self.few_shot_masks[defect_type], rng)
+        return [m for m in masks if m is not None], how
+
+    def generate(self, defect_type: str, seeds: Sequence[int]) -> list[Pair]:
+        """One pair per seed: mask, good image, blended sampling with re-weighting, composite."""
+        from anomalyforge.diffusion.attention import AttentionController, install_processors, make_reweight_hook
+        from anomalyforge.diffusion.blended import (blended_sample, composite, feather_mask,
+                                                    from_model_images, to_model_images)
+        from anomalyforge.diffusion.masked_loss import mask_to_latent
+        from anomalyforge.diffusion.textual_inversion import encode_prompts, token_positions
+
+        if self.ldm is None or self.data is None:
+            raise ConfigError(f"{self.name}: call fit or load before generate")
+        if defect_type not in self.types:
+            raise ConfigError(f"defect type {defect_type!r} was not fitted; fitted: {', '.join(self.types)}")
+        if not seeds:
+            return []
+        c, data, ldm = self.config, self.data, self.ldm
+        masks, how = self._masks_for(defect_type, seeds)
+        goods = [data.good[int(np.random.default_rng([int(s), 3]).integers(len(data.good)))] for s in seeds]
+        y_img = [self._resized(data.image(g)) for g in goods]
+        y = to_model_images(y_img)
+        y0 = ldm.encode_images(y)
+        m_pix = torch.from_numpy(np.stack([m > 0 for m in masks])).float()[:, None]
+        m_lat = mask_to_latent(m_pix, tuple(y0.shape[-2:]))
+        gens = [self._seed_generator(s, 0) for s in seeds]
+        prompt = self._prompt(defect_type)
+        with torch.no_grad():
+            e_s = self.spatial(m_pix.to(ldm.device))
+            cond = encode_prompts(ldm.text_encoder, ldm.tokenizer, self.injector, [prompt] * len(seeds),
+                                  self._overrides([defect_type], e_s), ldm.device)
+        controller = AttentionController(token_positions=token_positions(ldm.tokenizer, prompt,
+                                                                         self.token_names[defect_type]))
+        before_step = make_reweight_hook(ldm, controller, masks, y, y0, c.reweight_space) if c.reweight else None
+        previous = install_processors(ldm.unet, controller) if c.reweight else None
+        try:
+            lat = blended_sample(ldm, cond, y0, m_lat, gens, steps=c.sampler_steps, sampler=c.sampler,
+                                 before_step=before_step, progress=c.progress)
+            with torch.no_grad():
+                decoded = from_model_images(ldm.decode_latents(lat))
+        finally:
+            if previous is not None:
+                ldm.unet.set_attn_processor(previous)
+        pairs = []
+        size = data.size
+        scale = size / c.resolution
+        for i, seed in enumerate(seeds):
+            good = data.image(goods[i])
+            gen_img, mask = decoded[i], masks[i]
+            if size != c.resolution:
+                gen_img = cv2.resize(gen_img, (size, size), interpolation=cv2.INTER_CUBIC)
+                mask = np.where(cv2.resize(mask, (size, size), interpolation=cv2.INTER_NEAREST) > 0, 255, 0
+                                ).astype(np.uint8)
+            alpha = feather_mask(mask, max(0, round(c.dilate_px * scale)), max(0, round(c.feather_px * scale)))
+            image = composite(np.asarray(good), gen_img, alpha)
+            pairs.append(Pair(image=image, mask=mask, source=str(goods[i].image),
+                              params={"seed": int(seed), "mask_from": how[i], "sampler": c.sampler,
+                                      "sampler_steps": c.sampler_steps, "reweight": c.reweight}))
+        return pairs
