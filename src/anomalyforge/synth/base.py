@@ -132,14 +132,20 @@ def register(cls: type[Generator]) -> type[Generator]:
     return cls
 
 
-def _load_builtin() -> None:
-    # Importing the modules registers their generators. Diffusion methods import lazily heavy deps.
+_MODULES = ("model_free", "anomalydiffusion", "gaa")  # model-free first: no torch needed to use them
+
+
+def _load_builtin(want: str | None = None) -> None:
+    """Import the built-in generator modules (importing registers them). With `want`, stop as
+    soon as it is registered, so model-free methods never pay for importing the diffusion stack."""
     import importlib
 
-    for mod in ("model_free", "anomalydiffusion", "gaa"):
+    for mod in _MODULES:
+        if want is not None and want in _REGISTRY:
+            return
         try:
             importlib.import_module(f"anomalyforge.synth.{mod}")
-        except ModuleNotFoundError as exc:  # module not written yet / optional
+        except ModuleNotFoundError as exc:  # an optional module that is not installed
             if exc.name != f"anomalyforge.synth.{mod}":
                 raise
 
@@ -152,8 +158,9 @@ def available() -> list[str]:
 
 def get_generator(name: str) -> type[Generator]:
     """The generator class registered under `name`, or a ConfigError listing the known names."""
-    _load_builtin()
+    _load_builtin(name)
     try:
         return _REGISTRY[name]
     except KeyError:
+        _load_builtin()
         raise ConfigError(f"unknown method {name!r}; available: {', '.join(sorted(_REGISTRY))}") from None
