@@ -48,13 +48,23 @@ def _add_info(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--format", dest="data_format", default=None)
     p.add_argument("--ratio", type=float, default=1 / 3, help="few-shot training fraction per defect type")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--holdout", type=float, default=0.2,
+                   help="fraction of good images held out for testing when the layout has no test split")
+    p.add_argument("--seed", type=int, default=0, help="seed of the held-out good images")
+    p.add_argument("--mask-threshold", type=int, default=128, help="grey level at which masks are binarised")
+    p.add_argument("--no-verify", dest="verify", action="store_false",
+                   help="skip decoding every image and mask (faster; header checks only)")
+    p.add_argument("--no-progress", dest="progress", action="store_false", default=None,
+                   help="hide progress bars")
     p.set_defaults(func=_run_info)
 
 
 def _run_info(args: argparse.Namespace) -> int:
     from anomalyforge.data.info import dataset_info, format_info_table
 
-    infos = dataset_info(args.path, category=args.category, data_format=args.data_format, ratio=args.ratio)
+    infos = dataset_info(args.path, category=args.category, data_format=args.data_format, ratio=args.ratio,
+                         verify=args.verify, progress=args.progress, holdout=args.holdout, seed=args.seed,
+                         mask_threshold=args.mask_threshold)
     if args.json:
         print(json.dumps(infos if len(infos) > 1 else infos[0], indent=2))
     else:
@@ -65,7 +75,205 @@ def _run_info(args: argparse.Namespace) -> int:
     return 0
 
 
-_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_info]
+# ---- report (HTML benchmark report) ------------------------------------------------------------
+def _add_report(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("report", help="(re)write the self-contained HTML report of a finished benchmark")
+    p.add_argument("bench_dir", type=Path, help="benchmark folder holding results.json")
+    p.add_argument("--out", type=Path, default=None, help="report file (default BENCH_DIR/report.html)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    p.set_defaults(func=_run_report)
+
+
+def _run_report(args: argparse.Namespace) -> int:
+    from anomalyforge.report.html import write_report
+
+    out = write_report(args.bench_dir, args.out, progress=not args.no_progress)
+    print(out)
+    return 0
+
+
+# ---- generate / preview / export (synthesis runs) ---------------------------------------------
+def _add_generate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("generate", help="fit a synthesis method on the few-shot split and write defect pairs")
+    _data_args(p)
+    p.add_argument("--method", default="croppaste", help="synthesis method (croppaste, cutpaste, perlin, ...)")
+    p.add_argument("--n", type=int, default=100, help="pairs per defect type")
+    p.add_argument("--out", type=Path, required=True, help="run folder (resumed/extended when it holds the same run)")
+    p.add_argument("--types", default=None, help="comma-separated defect types (default: all with masks)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--size", type=int, default=256, help="side of the generated square images")
+    p.add_argument("--param", action="append", default=None, metavar="KEY=VALUE", help="method parameter")
+    p.add_argument("--base-model", default=None, help="diffusion methods: base model folder")
+    p.add_argument("--fit-steps", type=int, default=None, help="diffusion methods: training steps")
+    p.add_argument("--sampler-steps", type=int, default=None, help="diffusion methods: sampling steps")
+    p.add_argument("--device", default=None, help="diffusion methods: torch device")
+    p.add_argument("--subtypes", default=None,
+                   help="'auto' clusters each defect type into sub-types fitted separately (GAA), "
+                        "or a clusters.json written by `anomalyforge cluster`")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_run_generate)
+
+
+def _run_generate(args: argparse.Namespace) -> int:
+    from anomalyforge.synth.run import generate_run
+
+    params = _parse_params(args.param)
+    for key in ("base_model", "fit_steps", "sampler_steps", "device"):
+        if getattr(args, key) is not None:
+            params[key] = getattr(args, key)
+    types = [t.strip() for t in args.types.split(",") if t.strip()] if args.types else None
+    s = generate_run(args.data, args.out, method=args.method, n=args.n, category=args.category, types=types,
+                     seed=args.seed, size=args.size, params=params, data_format=args.data_format,
+                     progress=not args.no_progress, subtypes=args.subtypes)
+    print(f"{'defect type':<24} {'pairs':>7}")
+    for t, k in s["pairs"].items():
+        print(f"{t:<24} {k:>7}")
+    why = ", ".join(f"{k} {v}" for k, v in sorted(s.get("rejected_drafts", {}).items()))
+    print(f"{s['category']}/{s['method']}: {s['new']} new pairs in {s['seconds']:.1f} s "
+          f"({s['pairs_per_s']:.1f} pairs/s, {s['redraws']} redraws{': ' + why if why else ''}) -> {s['run']}")
+    return 0
+
+
+def _add_preview(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("preview", help="PNG contact sheet of a generation run")
+    p.add_argument("run", type=Path, help="run folder written by generate")
+    p.add_argument("--out", type=Path, default=None, help="PNG to write (default RUN/preview.png)")
+    p.add_argument("--per-type", type=int, default=8, help="pairs shown per defect type")
+    p.set_defaults(func=_run_preview)
+
+
+def _run_preview(args: argparse.Namespace) -> int:
+    from anomalyforge.report.preview import contact_sheet
+
+    print(contact_sheet(args.run, out=args.out, per_type=args.per_type))
+    return 0
+
+
+def _add_export(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="write a run in a layout other tools read (MVTec AD)")
+    p.add_argument("run", type=Path, help="run folder written by generate")
+    p.add_argument("out", type=Path, help="dataset root to write (OUT/<category>/...)")
+    p.add_argument("--format", default="mvtec", help="output layout (mvtec)")
+    p.set_defaults(func=_run_export)
+
+
+def _run_export(args: argparse.Namespace) -> int:
+    from anomalyforge.synth.export import export_run
+
+    print(export_run(args.run, args.out, format=args.format))
+    return 0
+
+
+# ---- make-tiny-model (diffusion core) -----------------------------------------------------------
+def _add_make_tiny_model(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("make-tiny-model",
+                       help="write a tiny random-weight diffusion checkpoint (for tests / smoke runs)")
+    p.add_argument("dir", type=Path, help="new (or empty) folder to write the checkpoint into")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random weights")
+    p.set_defaults(func=_run_make_tiny_model)
+
+
+def _run_make_tiny_model(args: argparse.Namespace) -> int:
+    from anomalyforge.diffusion.tiny import make_tiny_model
+
+    out = make_tiny_model(args.dir, seed=args.seed)
+    print(f"tiny diffusion model written to {out} (use --base-model {out})")
+    return 0
+
+
+# ---- cluster / filter (GAA quality: anomaly concepts, ARS filtering) ---------------------------
+def _add_cluster(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("cluster", help="cluster each defect type's few-shot defects into anomaly concepts")
+    _data_args(p)
+    p.add_argument("--out", type=Path, default=None, help="folder for clusters.json and a contact sheet per cluster")
+    p.add_argument("--size", type=int, default=256, help="side the images are resized to")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--ratio", type=float, default=1 / 3, help="few-shot training fraction per defect type")
+    p.add_argument("--extractor", default="cnn", help="deep features: cnn (EfficientNet-Lite0) or vit")
+    p.add_argument("--extractor-weights", default=None, help="weights file for --extractor vit")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_run_cluster)
+
+
+def _run_cluster(args: argparse.Namespace) -> int:
+    from anomalyforge.quality.cluster import ClusterConfig, cluster_category, format_clusters
+
+    cfg = ClusterConfig(size=args.size, extractor=args.extractor,
+                        extractor_weights=args.extractor_weights or ("imagenet" if args.extractor == "cnn" else None))
+    notes: list[str] = []
+    clusters = cluster_category(args.data, category=args.category, data_format=args.data_format, size=args.size,
+                                seed=args.seed, out=args.out, config=cfg, ratio=args.ratio,
+                                progress=not args.no_progress, notes=notes)
+    print(format_clusters(clusters))
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
+    if args.out is not None:
+        print(f"clusters.json and contact sheets -> {args.out}")
+    return 0
+
+
+def _add_filter(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("filter", help="score a run's pairs by Anomaly Region Score and reject the worst")
+    p.add_argument("run", type=Path, help="run folder written by generate")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--keep", type=int, default=None, help="pairs kept per defect type (highest ARS)")
+    g.add_argument("--keep-ratio", type=float, default=None, help="fraction kept per defect type")
+    p.add_argument("--data", type=Path, default=None, help="dataset whose good training images train the "
+                                                           "discriminator (default: from the run's run.json)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--steps", type=int, default=None, help="discriminator training steps")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_run_filter)
+
+
+def _run_filter(args: argparse.Namespace) -> int:
+    from anomalyforge.quality.filter import filter_run, format_summary
+
+    config = None
+    if args.steps is not None:
+        from anomalyforge.quality.ars import ARSConfig
+
+        config = ARSConfig(steps=args.steps)
+    summary = filter_run(args.run, keep=args.keep, keep_ratio=args.keep_ratio, seed=args.seed, data=args.data,
+                         config=config, progress=not args.no_progress)
+    print(format_summary(summary))
+    return 0
+
+
+# ---- benchmark (downstream inspection models) --------------------------------------------------
+def _add_benchmark(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("benchmark", help="train inspection models on generated data, test on real defects")
+    _data_args(p)
+    p.add_argument("--methods", required=True,
+                   help="comma-separated generator names and/or patchcore (the no-synthesis baseline)")
+    p.add_argument("--profile", default="cpu", help="smoke, cpu or paper")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--n", type=int, default=None, help="generated pairs per defect type (default: profile's)")
+    p.add_argument("--out", type=Path, required=True, help="benchmark folder (results.json, runs/, methods/)")
+    p.add_argument("--run", action="append", default=[], metavar="METHOD=RUNDIR",
+                   help="reuse an existing generated run for METHOD (repeatable)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=_run_benchmark)
+
+
+def _run_benchmark(args: argparse.Namespace) -> int:
+    from anomalyforge.inspect.benchmark import format_results_table, run_benchmark
+
+    runs = {}
+    for item in args.run:
+        if "=" not in item:
+            raise AnomalyForgeError(f"--run {item!r}: expected method=RUNDIR")
+        k, v = item.split("=", 1)
+        runs[k.strip()] = Path(v)
+    methods = [m for m in args.methods.split(",") if m.strip()]
+    results = run_benchmark(args.data, args.out, methods, category=args.category, profile=args.profile,
+                            seed=args.seed, n=args.n, data_format=args.data_format, runs=runs,
+                            progress=not args.no_progress)
+    print(format_results_table(results))
+    return 0
+
+
+_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_info, _add_report, _add_generate, _add_preview, _add_export, _add_make_tiny_model, _add_cluster, _add_filter, _add_benchmark]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,190 @@
+"""Low-quality sample filtering of a generated run by Anomaly Region Score (GAA).
+
+`filter_run` scores every pair of a run folder (any generator's output) with the ARS
+discriminator trained on the category's good *training* images, writes ``scores.ars`` into each
+manifest record, and per defect type keeps the highest-scoring pairs (the ones whose masked region
+looks most anomalous), marking the others ``"rejected": true`` without dropping their scores.
+The manifest is rewritten atomically; the discriminator is cached in ``RUN/ars/``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from anomalyforge.data.io import read_image, read_mask
+from anomalyforge.errors import ConfigError, DataError
+from anomalyforge.quality.ars import ARSConfig, train_or_load
+from anomalyforge.synth.base import FitData
+
+MANIFEST = "manifest.jsonl"
+
+
+# ---- manifest access: the run machinery's reader/writer -----------------------------------------
+def _read_manifest(run: Path) -> list[dict]:
+    from anomalyforge.synth.manifest import read_manifest
+
+    if not (run / MANIFEST).is_file():
+        raise DataError(run / MANIFEST, "manifest not found (is this a generation run folder?)")
+    return read_manifest(run, include_rejected=True)
+
+
+def _write_manifest(run: Path, records: Sequence[dict]) -> None:
+    from anomalyforge.synth.manifest import write_manifest
+
+    write_manifest(run, records)
+
+
+# ---- where the good images come from -----------------------------------------------------------
+def _find(doc: dict, *keys: str) -> Any:
+    """First value found for any of `keys` at the top level of run.json or one level down."""
+    for k in keys:
+        if doc.get(k) not in (None, ""):
+            return doc[k]
+    for v in doc.values():
+        if isinstance(v, dict):
+            for k in keys:
+                if v.get(k) not in (None, ""):
+                    return v[k]
+    return None
+
+
+def run_good_images(run: Path) -> tuple[list[Path], int]:
+    """The good training images of a run's category and the run's image size, from run.json
+    (its `train_good` list when present, else the data path + category split again)."""
+    from anomalyforge.synth.manifest import read_run_config
+
+    path = run / "run.json"
+    doc = read_run_config(run)
+    size = int(_find(doc, "size", "image_size") or ARSConfig.size)
+    if isinstance(doc.get("train_good"), list) and doc["train_good"]:
+        good = [Path(p) for p in doc["train_good"]]
+        missing = [p for p in good if not p.is_file()]
+        if missing:
+            raise DataError(missing[0], "good training image of the run not found (data moved?)")
+        return good, size
+    data = _find(doc, "data", "data_path", "dataset")
+    if not isinstance(data, str):
+        raise DataError(path, "run.json names no data path")
+    category = _find(doc, "category")
+    fmt = _find(doc, "data_format", "format")
+    ratio = float(_find(doc, "ratio") or 1 / 3)
+    return _dataset_good(Path(data), category, fmt, ratio), size
+
+
+def _dataset_good(data: Path, category: str | None, fmt: str | None, ratio: float = 1 / 3) -> list[Path]:
+    from anomalyforge.data import few_shot_split, load_dataset
+
+    split = few_shot_split(load_dataset(data, category=category, data_format=fmt), ratio=ratio)
+    if not split.train_good:
+        raise DataError(data, "no good training images to train the ARS discriminator on")
+    return [s.image for s in split.train_good]
+
+
+# ---- filtering ---------------------------------------------------------------------------------
+def _n_keep(n: int, keep: int | None, keep_ratio: float | None) -> int:
+    if keep is not None:
+        return min(n, keep)
+    if keep_ratio is not None:
+        return min(n, math.ceil(n * keep_ratio))
+    return n
+
+
+def select(records: Sequence[dict], keep: int | None = None, keep_ratio: float | None = None) -> None:
+    """Mark, per defect type, all but the `keep` (or ceil(keep_ratio * n)) highest ``scores.ars``
+    as ``rejected``; unscored records (empty masks) rank last. Edits `records` in place."""
+    by_type: dict[str, list[dict]] = {}
+    for r in records:
+        by_type.setdefault(r.get("defect_type", ""), []).append(r)
+    for recs in by_type.values():
+        def key(r: dict) -> float:
+            v = r.get("scores", {}).get("ars")
+            return -math.inf if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)
+
+        ranked = sorted(recs, key=lambda r: (-key(r), str(r.get("id"))))
+        n = _n_keep(len(recs), keep, keep_ratio)
+        for i, r in enumerate(ranked):
+            r["rejected"] = i >= n
+
+
+def filter_run(run: str | Path, keep: int | None = None, keep_ratio: float | None = None, seed: int = 0,
+               data: FitData | str | Path | None = None, config: ARSConfig | None = None,
+               progress: bool = True, batch_size: int = 16) -> dict:
+    """Score every pair of `run` by ARS and keep the best `keep` (or `keep_ratio`) per defect type.
+
+    `data` overrides where the good training images come from (a FitData, or a dataset path);
+    by default they are found from the run's run.json. With neither `keep` nor `keep_ratio`, pairs
+    are scored and none is rejected. Returns {"counts": {type: {"total", "kept", "rejected",
+    "min_kept_ars"}}, "config": ...}; the same summary is saved as RUN/ars/filter.json.
+    """
+    from tqdm import tqdm
+
+    run = Path(run)
+    if not run.is_dir():
+        raise DataError(run, "run folder not found")
+    if keep is not None and keep_ratio is not None:
+        raise ConfigError("give --keep or --keep-ratio, not both")
+    if keep is not None and keep < 0:
+        raise ConfigError(f"--keep must be >= 0, got {keep}")
+    if keep_ratio is not None and not 0 < keep_ratio <= 1:
+        raise ConfigError(f"--keep-ratio must be in (0, 1], got {keep_ratio}")
+    records = _read_manifest(run)
+    if not records:
+        raise DataError(run / MANIFEST, "manifest has no records")
+    for r in records:  # check every referenced file before any work
+        for k in ("image", "mask"):
+            if not r.get(k) or not (run / r[k]).is_file():
+                raise DataError(run / str(r.get(k)), f"record {r.get('id')!r}: {k} file missing")
+    if isinstance(data, FitData):
+        good, size = [s.image for s in data.good], data.size
+    elif data is not None:
+        good, size = _dataset_good(Path(data), None, None), (config.size if config else ARSConfig.size)
+    else:
+        good, size = run_good_images(run)
+    cached = run / "ars" / "config.json"
+    if config is None and cached.is_file():  # re-filtering reuses the cached discriminator's settings
+        try:
+            config = ARSConfig.from_dict(json.loads(cached.read_text())["config"])
+        except (json.JSONDecodeError, KeyError, TypeError, ConfigError):
+            config = None
+    cfg = config or ARSConfig(size=size)
+    scorer = train_or_load(good, run / "ars", cfg, seed=seed, progress=progress)
+    for i in tqdm(range(0, len(records), batch_size), desc="ARS scoring", disable=not progress):
+        chunk = records[i:i + batch_size]
+        imgs = [read_image(run / r["image"], cfg.size) for r in chunk]
+        masks = [read_mask(run / r["mask"], cfg.size) for r in chunk]
+        for r, s in zip(chunk, scorer.score(imgs, masks)):
+            r.setdefault("scores", {})
+            r["scores"] = dict(r["scores"] or {}, ars=None if np.isnan(s) else round(float(s), 6))
+    select(records, keep, keep_ratio)
+    _write_manifest(run, records)
+    counts: dict[str, dict] = {}
+    for r in records:
+        c = counts.setdefault(r.get("defect_type", ""), {"total": 0, "kept": 0, "rejected": 0, "min_kept_ars": None})
+        c["total"] += 1
+        c["rejected" if r["rejected"] else "kept"] += 1
+        a = r["scores"].get("ars")
+        if not r["rejected"] and a is not None:
+            c["min_kept_ars"] = a if c["min_kept_ars"] is None else min(c["min_kept_ars"], a)
+    summary = {"keep": keep, "keep_ratio": keep_ratio, "seed": seed, "config": asdict(cfg), "counts": counts}
+    out = run / "ars" / "filter.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(".filter.json.tmp")
+    tmp.write_text(json.dumps(summary, indent=2))
+    os.replace(tmp, out)
+    return summary
+
+
+def format_summary(summary: dict) -> str:
+    """One line per defect type: kept / total and the lowest kept ARS."""
+    lines = []
+    for t, c in summary["counts"].items():
+        lo = "n/a" if c["min_kept_ars"] is None else f"{c['min_kept_ars']:.4f}"
+        lines.append(f"{t}: kept {c['kept']}/{c['total']} (rejected {c['rejected']}), lowest kept ARS {lo}")
+    return "\n".join(lines)

@@ -1,0 +1,42 @@
+"""Helpers shared by the quality tests (imported by name, unlike conftest.py)."""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from anomalyforge.quality.ars import ARSConfig
+
+# Small but real: SimpleNet's recipe at 128 px with fewer steps and a narrower MLP (fast session).
+SMALL_ARS = ARSConfig(size=128, steps=100, hidden=256, batch_features=512, max_images=12)
+
+
+@contextlib.contextmanager
+def one_thread():
+    """Run torch and OpenMP/BLAS single-threaded, then restore. On the shared 2-core test machine,
+    two-thread ops stall whenever another process holds a core (measured: the small ARS training
+    loop took 15-30 s instead of 0.5 s); one thread is faster here and fairer to the others."""
+    from threadpoolctl import threadpool_limits
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with threadpool_limits(limits=1):  # OpenMP/BLAS pools (scikit-learn KMeans) too
+            yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def shifted(mask: np.ndarray) -> np.ndarray:
+    """The mask rotated by 180 degrees with its original area removed: same shape, elsewhere."""
+    out = np.rot90(mask, 2).copy()
+    out[mask > 0] = 0
+    return out
+
+
+def copy_cache(cache: Path, run: Path) -> None:
+    shutil.copytree(cache, run / "ars")
