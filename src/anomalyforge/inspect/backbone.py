@@ -73,10 +73,15 @@ class _LiteStages(nn.Module):
                 self.stage_ends.append(i)
                 self.channels.append(c)
 
+        self.last_level: int | None = None  # stop after this level (saves time); None = all
+
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         h = self.stem(x)
         outs = []
+        stop = len(self.blocks) if self.last_level is None else self.stage_ends[self.last_level]
         for i, b in enumerate(self.blocks):
+            if i > stop:
+                break
             h = b(h)
             if i in self.stage_ends:
                 outs.append(h)
@@ -146,6 +151,8 @@ class FeatureExtractor(nn.Module):
             raise ConfigError(f"backbone {name}: levels must be in 0..{len(all_channels) - 1}")
         self.channels = [all_channels[lv] for lv in self.spec.levels]
         self.strides = [2 ** (lv + 1) for lv in self.spec.levels]
+        if isinstance(self.net, _LiteStages):  # skip the blocks past the deepest level asked for
+            self.net.last_level = max(self.spec.levels)
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
 

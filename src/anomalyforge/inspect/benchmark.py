@@ -1,0 +1,242 @@
+"""The honest downstream benchmark: does generated data improve an inspection model?
+
+Protocol (AnomalyDiffusion / GAA / DualAnoDiff, without their leaks): for each synthesis method,
+generate pairs from the few-shot third of the real defects, train the profile's localisation
+model (generated pairs + good training images) and defect-type classifier for a fixed schedule,
+then read the test split (the other two thirds + test good) once and score the final models.
+`patchcore` / `none` is the no-synthesis baseline. Results go to `<out>/results.json`, rewritten
+atomically after each method, so an interrupted benchmark resumes by skipping finished methods.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from anomalyforge import __version__
+from anomalyforge.errors import ConfigError, DataError
+from anomalyforge.inspect.evaluate import TestSet, classification_metrics, localization_metrics
+from anomalyforge.inspect.pairs import GeneratedPairs
+from anomalyforge.inspect.profiles import Profile, get_profile
+
+BASELINES = ("patchcore", "none")
+RESULTS = "results.json"
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _write_json_atomic(path: Path, obj: dict) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(obj, indent=2))
+    os.replace(tmp, path)
+
+
+def _save_maps(path: Path, **arrays: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp.npz")
+    np.savez_compressed(tmp, **arrays)
+    os.replace(tmp, path)
+
+
+def check_methods(methods: list[str]) -> list[str]:
+    """Methods in order without duplicates; unknown names -> ConfigError listing the known ones."""
+    from anomalyforge.synth.base import available
+
+    if not methods:
+        raise ConfigError("no methods given; use generator names and/or patchcore")
+    known = available()
+    out: list[str] = []
+    for m in methods:
+        m = m.strip()
+        if m not in known and m not in BASELINES:
+            raise ConfigError(f"unknown method {m!r}; available: {', '.join(known + list(BASELINES))}")
+        if m not in out:
+            out.append(m)
+    return out
+
+
+def _open_results(out: Path, header: dict) -> dict:
+    """Existing results for the same category/profile/seed (resume), or a fresh document."""
+    path = out / RESULTS
+    if path.is_file():
+        try:
+            old = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise DataError(path, f"cannot read existing results ({exc})") from None
+        for key in ("category", "profile", "seed"):
+            if old.get(key) != header[key]:
+                raise ConfigError(f"{path}: output folder holds results for {key} {old.get(key)!r}, "
+                                  f"not {header[key]!r}; choose another --out")
+        if old.get("config") != header["config"]:
+            raise ConfigError(f"{path}: output folder holds results made with other profile settings; "
+                              f"choose another --out")
+        old.setdefault("methods", {})
+        return old
+    return {**header, "methods": {}}
+
+
+def _relative(path: Path, out: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(out.resolve()))
+    except ValueError:
+        return str(path.resolve())
+
+
+def run_benchmark(data: Path, out: Path, methods: list[str], category: str | None = None,
+                  profile: str = "cpu", seed: int = 0, n: int | None = None, data_format: str | None = None,
+                  runs: dict[str, Path] | None = None, progress: bool = True) -> dict:
+    """Benchmark synthesis methods (and the PatchCore baseline) on one category; see module doc.
+
+    Returns the results document also written to `<out>/results.json`.
+    """
+    from anomalyforge.data import few_shot_split, fit_data, load_dataset
+
+    prof = get_profile(profile)
+    methods = check_methods(list(methods))
+    runs = {k: Path(v) for k, v in (runs or {}).items()}
+    for k in runs:
+        if k not in methods or k in BASELINES:
+            raise ConfigError(f"--run {k}=...: {k!r} is not one of the generator methods benchmarked")
+    if n is not None and (not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n <= 0):
+        raise ConfigError(f"n must be a positive number of pairs per defect type, got {n}")
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
+        raise ConfigError(f"seed must be a non-negative integer, got {seed}")
+    n = int(n) if n is not None else prof.n_per_type
+    data, out = Path(data), Path(out)
+
+    ds = load_dataset(data, category=category, data_format=data_format)
+    split = few_shot_split(ds, progress=progress)
+    split.check_disjoint()
+    header = {
+        "category": ds.category, "data": str(data.resolve()), "profile": prof.name, "seed": int(seed),
+        "config": prof.to_dict(),
+        "split": {"train_defects": {t: len(v) for t, v in sorted(split.train_defects.items())},
+                  "test_defects": {t: len(v) for t, v in sorted(split.test_defects.items())},
+                  "train_good": len(split.train_good), "test_good": len(split.test_good)},
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "version": __version__,
+    }
+    results = _open_results(out, header)
+    out.mkdir(parents=True, exist_ok=True)
+    fit = fit_data(split, size=prof.size)
+    needed = [t for t in sorted(split.train_defects) if split.test_defects.get(t)]
+    test: list[TestSet] = []  # read once, after the first model is trained
+
+    def test_set() -> TestSet:
+        if not test:
+            test.append(TestSet.load(split, prof.size, progress))
+        return test[0]
+
+    todo = [m for m in methods if results["methods"].get(m, {}).get("status") != "done"]
+    for method in tqdm(todo, desc="benchmark", disable=not progress):
+        t0 = time.perf_counter()
+        if method in BASELINES:
+            entry = _run_patchcore(fit, prof, seed, test_set, out, method, progress)
+        else:
+            entry = _run_synthetic(data, out, method, ds.category, data_format, fit, prof, seed, n,
+                                   runs.get(method), needed, test_set, progress)
+        entry["timings"]["total_s"] = round(time.perf_counter() - t0, 2)
+        entry["peak_rss_mb"] = round(_peak_rss_mb(), 1)
+        results["methods"][method] = entry
+        _write_json_atomic(out / RESULTS, results)
+
+    try:
+        from anomalyforge.report.html import write_report
+    except ImportError:
+        write_report = None
+    if write_report is not None:
+        write_report(out)
+    return results
+
+
+def _run_patchcore(fit, prof: Profile, seed: int, test_set, out: Path, method: str, progress: bool) -> dict:
+    from anomalyforge.inspect.patchcore import PatchCore
+    from anomalyforge.inspect.train import good_images
+
+    t0 = time.perf_counter()
+    pc = PatchCore(prof.pc_levels, prof.pc_coreset, prof.pc_projection, prof.pc_sigma, seed, prof.device,
+                   max_bank=prof.pc_max_bank, candidates=prof.pc_candidates)
+    pc.fit(good_images(fit, prof.size, progress), progress)
+    t1 = time.perf_counter()
+    test = test_set()
+    maps = pc.predict(test.images, progress)
+    scores = maps.reshape(len(maps), -1).max(1).astype(np.float64)  # PatchCore: max of the map
+    loc = localization_metrics(test, maps, scores, progress)
+    rel = f"methods/{method}/maps.npz"
+    _save_maps(out / rel, maps=maps.astype(np.float16), masks=test.masks, labels=test.labels,
+               types=test.types, paths=test.paths, image_scores=scores)
+    return {"status": "done", "kind": "baseline", "model": "patchcore", "localization": loc,
+            "classification": None,
+            "timings": {"generate_s": 0.0, "train_s": round(t1 - t0, 2),
+                        "eval_s": round(time.perf_counter() - t1, 2)},
+            "n_pairs": 0, "run": None, "artifacts": {"maps": rel}}
+
+
+def _run_synthetic(data: Path, out: Path, method: str, category: str, data_format: str | None, fit,
+                   prof: Profile, seed: int, n: int, run: Path | None, needed: list[str], test_set,
+                   progress: bool) -> dict:
+    from anomalyforge.inspect.classify import train_classifier
+    from anomalyforge.inspect.train import train_localizer
+    from anomalyforge.metrics import image_scores_from_maps
+
+    t0 = time.perf_counter()
+    if run is None:
+        from anomalyforge.synth.run import generate_run
+
+        run = out / "runs" / method
+        generate_run(data, run, method=method, n=n, category=category, types=None, seed=seed,
+                     size=prof.size, params=None, data_format=data_format, progress=progress)
+    elif not run.is_dir():
+        raise DataError(run, "generated run folder not found")
+    pairs = GeneratedPairs.from_run(run, prof.size, category=category, progress=progress)
+    pairs.check_covers(needed, run)
+    t1 = time.perf_counter()
+    loc_model = train_localizer(fit, pairs, prof, seed=seed, progress=progress)
+    cls_model = train_classifier(pairs, prof, seed=seed, progress=progress) if len(pairs.defect_types) > 1 else None
+    t2 = time.perf_counter()
+
+    test = test_set()
+    maps = loc_model.predict(test.images, progress)
+    scores = image_scores_from_maps(maps, prof.score_pool)
+    loc = localization_metrics(test, maps, scores, progress)
+    extra: dict[str, np.ndarray] = {}
+    cls = None
+    if cls_model is not None:
+        sel = (test.labels == 1) & np.isin(test.types, cls_model.labels)
+        pred = cls_model.predict(test.images[sel])
+        true = test.types[sel].tolist()
+        if true:
+            cls = classification_metrics(pred, true, cls_model.labels)
+            extra = {"cls_pred": np.array(pred), "cls_true": np.array(true)}
+    rel = f"methods/{method}/maps.npz"
+    _save_maps(out / rel, maps=maps.astype(np.float16), masks=test.masks, labels=test.labels,
+               types=test.types, paths=test.paths, image_scores=scores, **extra)
+    return {"status": "done", "kind": "synthetic", "model": prof.localizer, "localization": loc,
+            "classification": cls,
+            "timings": {"generate_s": round(t1 - t0, 2), "train_s": round(t2 - t1, 2),
+                        "eval_s": round(time.perf_counter() - t2, 2)},
+            "n_pairs": len(pairs), "run": _relative(run, out), "artifacts": {"maps": rel}}
+
+
+def format_results_table(results: dict) -> str:
+    """Plain-text table: method x pixel AUROC/AP/F1/AUPRO, image AUROC, accuracy, minutes (in %)."""
+    def pct(v) -> str:
+        return "   -" if v is None else f"{100 * v:5.1f}"
+
+    head = f"{'method':<14}{'model':<14}{'pxAUROC':>8}{'pxAP':>7}{'pxF1':>7}{'AUPRO':>7}{'imAUROC':>8}{'acc':>7}{'min':>7}"
+    lines = [f"{results.get('category')} | profile {results.get('profile')} | seed {results.get('seed')}", head]
+    for m, e in results.get("methods", {}).items():
+        px, im = e["localization"]["pixel"], e["localization"]["image"]
+        acc = (e.get("classification") or {}).get("accuracy")
+        lines.append(f"{m:<14}{e['model']:<14}{pct(px['auroc']):>8}{pct(px['ap']):>7}{pct(px['f1_max']):>7}"
+                     f"{pct(px['aupro']):>7}{pct(im['auroc']):>8}{pct(acc):>7}"
+                     f"{e['timings']['total_s'] / 60:7.1f}")
+    return "\n".join(lines)

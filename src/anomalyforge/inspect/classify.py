@@ -1,0 +1,173 @@
+"""Defect-type classifier trained on generated pairs, evaluated on real test defects.
+
+Default: the pretrained EfficientNet-Lite0 (offline weights) with a new linear head, fine-tuned.
+`resnet34` (the papers' choice) uses torchvision's ImageNet weights, which need a download or a
+local weights file; offline without them it stops with a clear error.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from anomalyforge.errors import ConfigError
+from anomalyforge.inspect.augment import flip_rotate
+from anomalyforge.inspect.backbone import (IMAGENET_MEAN, IMAGENET_STD, BackboneSpec,
+                                           FeatureExtractor, pick_device, to_tensor)
+from anomalyforge.inspect.pairs import GeneratedPairs
+from anomalyforge.inspect.profiles import Profile
+
+
+class _LiteClassifier(nn.Module):
+    """EfficientNet-Lite0 + new linear head. Stride levels below `finetune_from` stay frozen
+    (their output can then be cached once per image); the later blocks and the head are trained."""
+
+    def __init__(self, n_classes: int, weights: str | None, finetune_from: int = 0) -> None:
+        super().__init__()
+        self.features = FeatureExtractor(BackboneSpec(levels=(4,), weights=weights))
+        self.finetune_from = finetune_from
+        net = self.features.net
+        self.fc = nn.Linear(self.features.channels[0], n_classes)
+        if finetune_from > 0:
+            start = net.stage_ends[finetune_from - 1] + 1
+            for p in self.features.parameters():
+                p.requires_grad_(False)
+            self.top = nn.ModuleList(net.blocks[start:])
+            for p in self.top.parameters():
+                p.requires_grad_(True)
+
+    def train(self, mode: bool = True) -> "_LiteClassifier":
+        super().train(mode)
+        # BatchNorm keeps its ImageNet statistics (small fine-tuning batches would make the
+        # running averages lag behind, so train- and eval-mode outputs would disagree)
+        self.features.eval()
+        return self
+
+    @torch.no_grad()
+    def trunk_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Output of the frozen levels (input of the fine-tuned blocks)."""
+        fx = self.features
+        h = fx.net.stem((x - fx.mean) / fx.std)
+        for b in fx.net.blocks[: fx.net.stage_ends[self.finetune_from - 1] + 1]:
+            h = b(h)
+        return h
+
+    def from_trunk(self, h: torch.Tensor) -> torch.Tensor:
+        for b in self.top:
+            h = b(h)
+        return self.fc(h.mean((2, 3)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.finetune_from > 0:
+            return self.from_trunk(self.trunk_features(x))
+        return self.fc(self.features(x)[0].mean((2, 3)))
+
+
+class _TorchvisionClassifier(nn.Module):
+    def __init__(self, name: str, n_classes: int, weights: str | None) -> None:
+        super().__init__()
+        import torchvision
+
+        try:
+            net = getattr(torchvision.models, name)(weights=weights)
+        except Exception as exc:  # no network / unknown weights
+            raise ConfigError(f"classifier {name}: cannot load weights {weights!r} "
+                              f"({exc.__class__.__name__}); use efficientnet-lite0 offline") from None
+        net.fc = nn.Linear(net.fc.in_features, n_classes)
+        self.net = net
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net((x - self.mean) / self.std)
+
+
+def build_classifier(name: str, n_classes: int, weights: str | None = "imagenet",
+                     finetune_from: int = 0) -> nn.Module:
+    """A pretrained backbone with a fresh linear head over `n_classes` defect types.
+
+    `finetune_from` (EfficientNet-Lite only): first stride level that is fine-tuned (0 = all)."""
+    if name == "efficientnet-lite0":
+        return _LiteClassifier(n_classes, weights, finetune_from)
+    if name == "resnet34":
+        return _TorchvisionClassifier("resnet34", n_classes, None if weights is None else "DEFAULT")
+    raise ConfigError(f"unknown classifier {name!r}; available: efficientnet-lite0, resnet34")
+
+
+def _resize(images: np.ndarray, size: int) -> np.ndarray:
+    if images.shape[1] == size:
+        return images
+    return np.stack([cv2.resize(im, (size, size), interpolation=cv2.INTER_AREA) for im in images])
+
+
+@dataclass
+class DefectClassifier:
+    """A trained defect-type classifier; `labels[i]` is the type of output class i."""
+
+    model: nn.Module
+    labels: list[str]
+    size: int
+    device: torch.device
+    batch_size: int = 16
+
+    @torch.no_grad()
+    def predict(self, images: np.ndarray) -> list[str]:
+        """(N, S, S, 3) uint8 -> predicted defect type per image."""
+        self.model.eval()
+        out: list[int] = []
+        images = _resize(images, self.size)
+        for i in range(0, len(images), self.batch_size):
+            x = to_tensor(images[i:i + self.batch_size]).to(self.device)
+            out.extend(self.model(x).argmax(1).cpu().tolist())
+        return [self.labels[k] for k in out]
+
+
+def train_classifier(pairs: GeneratedPairs, profile: Profile, seed: int = 0, progress: bool = True,
+                     weights: str | None = "imagenet") -> DefectClassifier:
+    """Fine-tune the profile's classifier on generated pairs (class = defect type), fixed schedule.
+
+    Batches are class-balanced (each sample draws a type uniformly, then a pair of that type)."""
+    labels = pairs.defect_types
+    if len(labels) < 2:
+        raise ConfigError("classification needs generated pairs of at least two defect types")
+    device = pick_device(profile.device)
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed + 1)
+    model = build_classifier(profile.classifier, len(labels), weights, profile.cls_finetune_from).to(device)
+    images = _resize(pairs.images, profile.cls_size)
+    cached = getattr(model, "finetune_from", 0) > 0
+    if cached:  # the frozen trunk never changes: run it once per image
+        model.eval()
+        trunk = torch.cat([model.trunk_features(to_tensor(images[i:i + 32]).to(device)).half().cpu()
+                           for i in tqdm(range(0, len(images), 32), desc="classifier features",
+                                         disable=not progress, leave=False)])
+    y = np.array([labels.index(t) for t in pairs.types])
+    by_class = [torch.from_numpy(np.flatnonzero(y == k)) for k in range(len(labels))]
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=profile.cls_lr,
+                            weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(1, profile.cls_steps))
+    model.train()
+    bar = tqdm(range(profile.cls_steps), desc=f"train {profile.classifier}", disable=not progress, leave=False)
+    for _ in bar:
+        cls = torch.randint(0, len(labels), (profile.cls_batch_size,), generator=gen)
+        idx = torch.stack([by_class[c][torch.randint(0, len(by_class[c]), (1,), generator=gen)][0] for c in cls])
+        if cached:  # lossless flips / rotations of the cached trunk features
+            x, _ = flip_rotate(trunk[idx].float(), None, gen)
+            logits = model.from_trunk(x.to(device))
+        else:
+            x, _ = flip_rotate(to_tensor(images[idx.numpy()]), None, gen)
+            logits = model(x.to(device))
+        loss = F.cross_entropy(logits, cls.to(device))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
+    model.eval()
+    return DefectClassifier(model, labels, profile.cls_size, device, profile.cls_batch_size)

@@ -1,0 +1,81 @@
+"""Generated training pairs as arrays: the only defect data the inspection models learn from.
+
+`GeneratedPairs` is built from a synthesis run's manifest (`from_run`) or from arrays (tests,
+custom pipelines). It never holds real test images: the benchmark reads those separately.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from anomalyforge.data.io import read_image, read_mask
+from anomalyforge.errors import ConfigError, DataError
+
+
+@dataclass
+class GeneratedPairs:
+    """Images (N, S, S, 3) uint8, masks (N, S, S) uint8 {0, 255}, defect type per pair."""
+
+    images: np.ndarray
+    masks: np.ndarray
+    types: list[str]
+    category: str | None = None
+
+    def __post_init__(self) -> None:
+        if len(self.images) != len(self.masks) or len(self.images) != len(self.types):
+            raise ConfigError("generated pairs: images, masks and types differ in length")
+
+    def __len__(self) -> int:
+        return len(self.types)
+
+    @property
+    def defect_types(self) -> list[str]:
+        return sorted(set(self.types))
+
+    def counts(self) -> dict[str, int]:
+        return {t: self.types.count(t) for t in self.defect_types}
+
+    @classmethod
+    def from_records(cls, run: Path, records: Sequence[dict], size: int,
+                     category: str | None = None, progress: bool = True) -> "GeneratedPairs":
+        """Load manifest records (paths relative to `run`) resized to `size`."""
+        run = Path(run)
+        if not records:
+            raise DataError(run, "generated run holds no pairs")
+        cats = {r.get("category") for r in records if r.get("category")}
+        if category is not None and cats and cats != {category}:
+            raise DataError(run, f"generated run is for category {', '.join(sorted(cats))}, "
+                                 f"not {category}")
+        n = len(records)
+        images = np.zeros((n, size, size, 3), np.uint8)
+        masks = np.zeros((n, size, size), np.uint8)
+        types = []
+        for i, r in enumerate(tqdm(records, desc=f"load {run.name}", disable=not progress, leave=False)):
+            images[i] = read_image(run / r["image"], size)
+            masks[i] = read_mask(run / r["mask"], size)
+            types.append(str(r["defect_type"]))
+        return cls(images, masks, types, category if category is not None else next(iter(cats), None))
+
+    @classmethod
+    def from_run(cls, run: Path, size: int, category: str | None = None,
+                 progress: bool = True) -> "GeneratedPairs":
+        """Read a synthesis run folder through `anomalyforge.synth.export.read_manifest`."""
+        from anomalyforge.synth.export import read_manifest
+
+        run = Path(run)
+        if not run.is_dir():
+            raise DataError(run, "generated run folder not found")
+        return cls.from_records(run, read_manifest(run), size, category, progress)
+
+    def check_covers(self, needed: Iterable[str], where: Path | str | None = None) -> None:
+        """Raise unless every defect type in `needed` has at least one pair."""
+        have = self.counts()
+        missing = [t for t in needed if have.get(t, 0) == 0]
+        if missing:
+            raise DataError(where, f"generated run has no pairs for defect type(s) {', '.join(missing)} "
+                                   f"that have test images (has: {', '.join(have) or 'none'})")

@@ -1,0 +1,100 @@
+"""Benchmark profiles: every size, schedule and model choice of one benchmark run in one place.
+
+A profile is fixed before the test split is read; nothing in it is chosen by a test score.
+`smoke` is for tests (seconds), `cpu` fits a 2-core machine (<= 20 min per method, <= 4 GB),
+`paper` follows the published downstream protocol (256 px, DRAEM U-Net, 200 epochs) for a GPU.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from anomalyforge.errors import ConfigError
+
+LOCALIZERS = ("feature_head", "lite_unet", "draem_unet")
+CLASSIFIERS = ("efficientnet-lite0", "resnet34")
+
+
+@dataclass(frozen=True)
+class Profile:
+    """All settings of one benchmark run (saved into results.json as `config`)."""
+
+    name: str
+    size: int = 256  # image side for training and evaluation
+    n_per_type: int = 500  # generated pairs per defect type
+    # localisation
+    localizer: str = "feature_head"
+    levels: tuple[int, ...] = (1, 2, 3)  # backbone stride levels for feature_head
+    head_width: int = 64
+    steps: int = 1000  # optimiser steps (used when epochs == 0)
+    epochs: int = 0  # > 0: epoch schedule over the generated pairs (paper)
+    batch_size: int = 16
+    good_fraction: float = 0.5  # share of good training images in each batch
+    lr: float = 1e-3
+    encoder_lr: float = 1e-4  # lite_unet: fine-tuning rate of the pretrained encoder
+    lr_milestones: tuple[float, ...] = (0.8, 0.9)  # fractions of the schedule
+    lr_gamma: float = 0.2
+    loss: str = "focal+dice"  # "focal", "bce", "focal+dice", "bce+dice"
+    focal_gamma: float = 2.0
+    augment: bool = True  # seeded flips / 90-degree rotations, image and mask together
+    tta: bool = False  # test-time flip averaging of the defect map
+    score_pool: int | None = None  # image score = max of the pool x pool averaged map (None: 16 px at 256)
+    # classification
+    classifier: str = "efficientnet-lite0"
+    cls_size: int = 224
+    cls_steps: int = 200
+    cls_batch_size: int = 16
+    cls_lr: float = 3e-4
+    cls_finetune_from: int = 4  # EfficientNet-Lite: levels >= this are fine-tuned, earlier ones frozen
+    # PatchCore baseline
+    pc_levels: tuple[int, ...] = (2, 3)
+    pc_coreset: float = 0.1  # bank = this fraction of all patches ...
+    pc_max_bank: int = 10000  # ... at most this many (greedy selection time grows with it)
+    pc_candidates: int = 100000  # greedy selection runs on a seeded random subsample of this size
+    pc_projection: int = 64
+    pc_sigma: float = 4.0
+    # runtime
+    num_workers: int = 0
+    device: str | None = None  # None: CUDA when available
+    extra: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        for k, v in d.items():
+            if isinstance(v, tuple):
+                d[k] = list(v)
+        return d
+
+
+PROFILES: dict[str, Profile] = {
+    "smoke": Profile(name="smoke", size=64, n_per_type=6, head_width=16, steps=4, batch_size=4,
+                     cls_size=64, cls_steps=3, cls_batch_size=4,
+                     pc_projection=32, pc_max_bank=500, pc_candidates=5000),
+    "cpu": Profile(name="cpu"),
+    "paper": Profile(name="paper", size=256, n_per_type=1000, localizer="draem_unet", steps=0,
+                     epochs=200, batch_size=8, lr=1e-4, loss="focal", cls_size=256,
+                     cls_steps=3000, classifier="resnet34", cls_finetune_from=0),
+}
+
+
+def get_profile(name: str | Profile, **overrides) -> Profile:
+    """The named profile (with optional field overrides); unknown name -> ConfigError listing them."""
+    if isinstance(name, Profile):
+        prof = name
+    else:
+        try:
+            prof = PROFILES[name]
+        except KeyError:
+            raise ConfigError(f"unknown profile {name!r}; available: {', '.join(PROFILES)}") from None
+    if overrides:
+        names = {f.name for f in dataclasses.fields(Profile)}
+        bad = sorted(set(overrides) - names)
+        if bad:
+            raise ConfigError(f"profile has no setting(s) {', '.join(bad)}")
+        prof = dataclasses.replace(prof, **overrides)
+    if prof.localizer not in LOCALIZERS:
+        raise ConfigError(f"unknown localisation model {prof.localizer!r}; available: {', '.join(LOCALIZERS)}")
+    if prof.classifier not in CLASSIFIERS:
+        raise ConfigError(f"unknown classifier {prof.classifier!r}; available: {', '.join(CLASSIFIERS)}")
+    return prof

@@ -1,0 +1,161 @@
+"""Training of the localisation models on generated pairs plus good training images.
+
+Leak-free by construction: `train_localizer` receives only the few-shot `FitData` (good
+training images) and the generated pairs; it trains for the profile's fixed schedule and
+returns the final model. No test image, score or threshold ever reaches this module.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from anomalyforge.inspect.augment import flip_rotate
+from anomalyforge.inspect.backbone import pick_device, to_tensor
+from anomalyforge.inspect.losses import seg_loss
+from anomalyforge.inspect.models import FeatureHead, LiteUNet, build_localizer
+from anomalyforge.inspect.pairs import GeneratedPairs
+from anomalyforge.inspect.profiles import Profile
+from anomalyforge.synth.base import FitData
+
+
+def good_images(fit: FitData, size: int, progress: bool = True) -> np.ndarray:
+    """The good training images of `fit` as (N, size, size, 3) uint8."""
+    from anomalyforge.data.io import read_image
+
+    imgs = [fit.image(s) if fit.size == size else read_image(s.image, size)
+            for s in tqdm(fit.good, desc="good images", disable=not progress, leave=False)]
+    return np.stack(imgs) if imgs else np.zeros((0, size, size, 3), np.uint8)
+
+
+@dataclass
+class Localizer:
+    """A trained localisation model and how to run it."""
+
+    model: nn.Module
+    name: str
+    size: int
+    device: torch.device
+    batch_size: int = 16
+    tta: bool = False  # average over horizontal / vertical flips
+
+    @torch.no_grad()
+    def predict(self, images: np.ndarray, progress: bool = False) -> np.ndarray:
+        """(N, S, S, 3) uint8 -> (N, S, S) float32 defect probabilities at the input size."""
+        self.model.eval()
+        out = []
+        flips = [(), (-1,), (-2,), (-2, -1)] if self.tta else [()]
+        for i in tqdm(range(0, len(images), self.batch_size), desc="predict", disable=not progress, leave=False):
+            x = to_tensor(images[i:i + self.batch_size]).to(self.device)
+            p = sum(torch.sigmoid(self.model(x.flip(d) if d else x)).flip(d) if d else
+                    torch.sigmoid(self.model(x)) for d in flips) / len(flips)
+            out.append(p[:, 0].float().cpu().numpy())
+        return np.concatenate(out) if out else np.zeros((0,) + images.shape[1:3], np.float32)
+
+
+def _schedule(profile: Profile, n_pairs: int, n_def: int) -> int:
+    if profile.epochs > 0:
+        return profile.epochs * max(1, math.ceil(n_pairs / max(1, n_def)))
+    return max(1, profile.steps)
+
+
+def _cache_features(model: FeatureHead, images: np.ndarray, device: torch.device, desc: str,
+                    progress: bool, bs: int = 16) -> list[torch.Tensor]:
+    """Frozen-backbone features of every image, fp16 on CPU, one tensor per level."""
+    chunks: list[list[torch.Tensor]] = []
+    for i in tqdm(range(0, len(images), bs), desc=desc, disable=not progress, leave=False):
+        feats = model.features(to_tensor(images[i:i + bs]).to(device))
+        chunks.append([f.half().cpu() for f in feats])
+    return [torch.cat([c[k] for c in chunks]) for k in range(len(chunks[0]))]
+
+
+def train_localizer(fit: FitData, pairs: GeneratedPairs, profile: Profile, seed: int = 0,
+                    progress: bool = True, weights: str | None = "imagenet") -> Localizer:
+    """Train the profile's localisation model on generated pairs + good training images.
+
+    Each batch holds `good_fraction` good images (target all zero) and generated pairs, drawn by
+    a seeded generator; augmentation is seeded too, so the same seed gives the same model.
+    """
+    device = pick_device(profile.device)
+    size = profile.size
+    torch.manual_seed(seed)
+    if device.type == "cuda":
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
+    gen = torch.Generator().manual_seed(seed)
+    model = build_localizer(profile.localizer, profile.levels, profile.head_width, weights).to(device)
+
+    goods = good_images(fit, size, progress)
+    p_imgs, p_masks = pairs.images, pairs.masks
+    if p_imgs.shape[1] != size:
+        import cv2
+
+        p_imgs = np.stack([cv2.resize(im, (size, size), interpolation=cv2.INTER_AREA) for im in p_imgs])
+        p_masks = np.stack([np.where(cv2.resize(m, (size, size), interpolation=cv2.INTER_AREA) >= 64, 255, 0)
+                            .astype(np.uint8) for m in p_masks])
+    n_good = int(round(profile.batch_size * profile.good_fraction)) if len(goods) else 0
+    n_def = max(1, profile.batch_size - n_good)
+    steps = _schedule(profile, len(pairs), n_def)
+
+    cached = isinstance(model, FeatureHead)
+    if cached:
+        f_good = _cache_features(model, goods, device, "features (good)", progress) if len(goods) else None
+        f_pair = _cache_features(model, p_imgs, device, "features (pairs)", progress)
+        params = [p for p in model.parameters() if p.requires_grad]
+        opt = torch.optim.Adam(params, lr=profile.lr)
+    elif isinstance(model, LiteUNet):
+        enc = set(map(id, model.encoder_parameters()))
+        rest = [p for p in model.parameters() if id(p) not in enc]
+        opt = torch.optim.Adam([{"params": model.encoder_parameters(), "lr": profile.encoder_lr},
+                                {"params": rest, "lr": profile.lr}])
+    else:
+        opt = torch.optim.Adam(model.parameters(), lr=profile.lr)
+    sched = torch.optim.lr_scheduler.MultiStepLR(
+        opt, [max(1, int(steps * m)) for m in profile.lr_milestones], gamma=profile.lr_gamma)
+
+    masks_t = torch.from_numpy(p_masks)  # uint8 (N, S, S)
+    model.train()
+    bar = tqdm(range(steps), desc=f"train {profile.localizer}", disable=not progress, leave=False)
+    for _ in bar:
+        di = torch.randint(0, len(pairs), (n_def,), generator=gen)
+        gi = torch.randint(0, len(goods), (n_good,), generator=gen) if n_good else None
+        m = (masks_t[di].float() / 255.0)[:, None]
+        if gi is not None:
+            m = torch.cat([m, torch.zeros((n_good, 1, size, size))])
+        if cached:
+            feats = [f[di] if gi is None else torch.cat([f[di], g[gi]]) for f, g in
+                     zip(f_pair, f_good if f_good is not None else f_pair)]
+            grid = feats[0].shape[-2:]
+            if profile.augment:  # lossless flips/rotations applied to feature maps and mask alike
+                state = gen.get_state()
+                out = []
+                for f in feats:
+                    gen.set_state(state)
+                    out.append(flip_rotate(f, None, gen)[0])
+                gen.set_state(state)
+                _, m = flip_rotate(torch.zeros(len(m), 1, 1, 1), m, gen)
+                feats = out
+            target = F.adaptive_avg_pool2d(m, grid)  # soft coverage on the feature grid
+            logits = model.head([f.to(device) for f in feats])
+            loss = seg_loss(profile.loss, logits, target.to(device), profile.focal_gamma)
+        else:
+            x = to_tensor(p_imgs[di.numpy()])
+            if gi is not None:
+                x = torch.cat([x, to_tensor(goods[gi.numpy()])])
+            if profile.augment:
+                x, m = flip_rotate(x, m, gen)
+            logits = model(x.to(device))
+            loss = seg_loss(profile.loss, logits, m.to(device), profile.focal_gamma)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
+    model.eval()
+    return Localizer(model, profile.localizer, size, device, batch_size=profile.batch_size, tta=profile.tta)

@@ -1,0 +1,137 @@
+"""End-to-end benchmark on real MVTec AD bottle with the `smoke` profile (64 px, few steps)."""
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from anomalyforge.cli import main
+from anomalyforge.errors import ConfigError, DataError
+from anomalyforge.inspect.benchmark import format_results_table, run_benchmark
+
+TYPES = ["broken_large", "broken_small", "contamination"]
+
+
+@pytest.fixture(scope="module")
+def bench(bottle_dir, tmp_path_factory):
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    out = tmp_path_factory.mktemp("bench")
+    res = run_benchmark(bottle_dir, out, ["croppaste", "patchcore"], profile="smoke", n=4, progress=False)
+    torch.set_num_threads(before)
+    return out, res
+
+
+def test_results_follow_the_schema(bench):
+    out, res = bench
+    doc = json.loads((out / "results.json").read_text())
+    assert doc == json.loads(json.dumps(res))
+    assert set(doc) == {"category", "data", "profile", "seed", "config", "split", "created", "version", "methods"}
+    assert (doc["category"], doc["profile"], doc["seed"]) == ("bottle", "smoke", 0)
+    assert doc["config"]["size"] == 64
+    assert doc["split"] == {"train_defects": {"broken_large": 7, "broken_small": 8, "contamination": 7},
+                            "test_defects": {"broken_large": 13, "broken_small": 14, "contamination": 14},
+                            "train_good": 209, "test_good": 20}
+    assert list(doc["methods"]) == ["croppaste", "patchcore"]
+    for name, e in doc["methods"].items():
+        assert set(e) == {"status", "kind", "model", "localization", "classification", "timings",
+                          "peak_rss_mb", "n_pairs", "run", "artifacts"}
+        assert e["status"] == "done"
+        loc = e["localization"]
+        assert set(loc["pixel"]) == {"auroc", "ap", "f1_max", "aupro"}
+        assert set(loc["image"]) == {"auroc", "ap", "f1_max"}
+        assert sorted(loc["per_type"]) == TYPES
+        for v in [*loc["pixel"].values(), *loc["image"].values()]:
+            assert 0.0 <= v <= 1.0
+        assert set(e["timings"]) == {"generate_s", "train_s", "eval_s", "total_s"}
+        assert e["artifacts"] == {"maps": f"methods/{name}/maps.npz"}
+    syn, base = doc["methods"]["croppaste"], doc["methods"]["patchcore"]
+    assert (syn["kind"], syn["model"], syn["n_pairs"], syn["run"]) == ("synthetic", "feature_head", 12, "runs/croppaste")
+    assert (base["kind"], base["model"], base["classification"]) == ("baseline", "patchcore", None)
+    cls = syn["classification"]
+    assert cls["labels"] == TYPES and sorted(cls["per_type"]) == TYPES
+    conf = np.array(cls["confusion"])
+    assert conf.shape == (3, 3) and conf.sum(1).tolist() == [13, 14, 14]
+    assert cls["accuracy"] == pytest.approx(np.trace(conf) / conf.sum())
+    # PatchCore needs no training on defects and already separates them at 64 px
+    assert base["localization"]["pixel"]["auroc"] > 0.85
+
+
+def test_maps_artifact_matches_the_test_split(bench):
+    out, res = bench
+    z = np.load(out / "methods/croppaste/maps.npz")
+    n = 41 + 20
+    assert z["maps"].shape == (n, 64, 64) and z["maps"].dtype == np.float16
+    assert z["masks"].shape == (n, 64, 64) and z["masks"].dtype == np.uint8
+    assert z["labels"].tolist() == [1] * 41 + [0] * 20
+    assert sorted(set(z["types"][:41].tolist())) == TYPES
+    assert all("/test/" in p for p in z["paths"].tolist())  # never a training image
+    assert z["image_scores"].shape == (n,)
+    assert z["cls_pred"].shape == z["cls_true"].shape == (41,)
+    pc = np.load(out / "methods/patchcore/maps.npz")
+    assert np.array_equal(pc["masks"], z["masks"]) and "cls_pred" not in pc.files
+
+
+def test_resume_skips_finished_methods_and_cli_prints_the_table(bench, bottle_dir, capsys):
+    out, res = bench
+    stamp = (out / "methods/croppaste/maps.npz").stat().st_mtime_ns
+    code = main(["benchmark", "--data", str(bottle_dir), "--methods", "croppaste,patchcore",
+                 "--profile", "smoke", "--n", "4", "--out", str(out), "--no-progress"])
+    assert code == 0
+    assert (out / "methods/croppaste/maps.npz").stat().st_mtime_ns == stamp  # skipped, not redone
+    assert json.loads((out / "results.json").read_text())["methods"] == json.loads(json.dumps(res["methods"]))
+    text = capsys.readouterr().out
+    assert text.strip() == format_results_table(res).strip()
+    assert "croppaste" in text and "patchcore" in text
+
+
+def test_output_folder_of_another_run_is_refused(bench, bottle_dir):
+    out, _ = bench
+    before = (out / "results.json").read_bytes()
+    with pytest.raises(ConfigError, match="seed 0, not 1|for seed"):
+        run_benchmark(bottle_dir, out, ["patchcore"], profile="smoke", seed=1, progress=False)
+    assert (out / "results.json").read_bytes() == before
+
+
+def _copy_run(src: Path, dst: Path, keep, edit=lambda r: r) -> Path:
+    shutil.copytree(src, dst)
+    lines = [json.loads(x) for x in (src / "manifest.jsonl").read_text().splitlines() if x.strip()]
+    (dst / "manifest.jsonl").write_text("".join(json.dumps(edit(r)) + "\n" for r in lines if keep(r)))
+    return dst
+
+
+def test_run_from_another_category_is_refused(bench, bottle_dir, tmp_path):
+    out, _ = bench
+    run = _copy_run(out / "runs/croppaste", tmp_path / "run", lambda r: True,
+                    lambda r: {**r, "category": "cable"})
+    with pytest.raises(DataError, match="category cable, not bottle"):
+        run_benchmark(bottle_dir, tmp_path / "b", ["croppaste"], profile="smoke",
+                      runs={"croppaste": run}, progress=False)
+    assert not (tmp_path / "b" / "results.json").exists()
+
+
+def test_run_missing_a_tested_defect_type_is_refused(bench, bottle_dir, tmp_path):
+    out, _ = bench
+    run = _copy_run(out / "runs/croppaste", tmp_path / "run", lambda r: r["defect_type"] != "contamination")
+    with pytest.raises(DataError, match="no pairs for defect type.*contamination"):
+        run_benchmark(bottle_dir, tmp_path / "b", ["croppaste"], profile="smoke",
+                      runs={"croppaste": run}, progress=False)
+
+
+def test_bad_options_exit_2_with_one_line_and_write_nothing(bottle_dir, tmp_path, capsys):
+    for extra, msg in ((["--profile", "gpu"], "unknown profile 'gpu'"),
+                       (["--methods", "magic"], "unknown method 'magic'")):
+        args = ["benchmark", "--data", str(bottle_dir), "--methods", "patchcore", "--out", str(tmp_path / "o")]
+        args += extra
+        assert main(args) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("anomalyforge: error: ") and msg in err and "\n" not in err
+        assert not (tmp_path / "o").exists()
+    assert main(["benchmark", "--data", str(tmp_path / "nowhere"), "--methods", "patchcore",
+                 "--out", str(tmp_path / "o")]) == 2
+    assert "nowhere" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()

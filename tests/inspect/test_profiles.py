@@ -1,0 +1,29 @@
+import json
+
+import pytest
+
+from anomalyforge.errors import ConfigError
+from anomalyforge.inspect.profiles import PROFILES, get_profile
+
+
+def test_known_profiles_are_json_and_sized_as_documented():
+    assert {"smoke", "cpu", "paper"} <= set(PROFILES)
+    for name in PROFILES:
+        d = get_profile(name).to_dict()
+        assert json.loads(json.dumps(d))["name"] == name
+    assert get_profile("cpu").size == 256 and get_profile("paper").size == 256
+    assert get_profile("paper").localizer == "draem_unet" and get_profile("paper").epochs == 200
+    assert get_profile("smoke").size < get_profile("cpu").size
+
+
+def test_unknown_profile_lists_the_known_ones():
+    with pytest.raises(ConfigError, match="unknown profile 'gpu'.*smoke.*cpu.*paper"):
+        get_profile("gpu")
+
+
+def test_overrides_are_checked():
+    assert get_profile("smoke", steps=7).steps == 7
+    with pytest.raises(ConfigError, match="no setting"):
+        get_profile("smoke", stepz=7)
+    with pytest.raises(ConfigError, match="unknown localisation model"):
+        get_profile("smoke", localizer="unet3000")
