@@ -47,7 +47,7 @@ def test_losses_prefer_correct_predictions():
 
 
 def _heldout(fit, n=6, seed=99):
-    from conftest import croppaste
+    from inspectdata import croppaste
 
     return croppaste(fit, n, seed)
 
