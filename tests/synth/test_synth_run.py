@@ -170,3 +170,16 @@ def test_non_run_folder_is_refused(small_bottle, tmp_path):
     with pytest.raises(ConfigError, match="not empty"):
         generate_run(small_bottle, tmp_path / "busy", **KW)
     assert os.listdir(tmp_path / "busy") == ["notes.txt"]
+
+
+def test_subtypes_share_the_pairs_of_their_defect_type():
+    """Sub-types <type>@<k> split n in proportion to their few-shot examples; totals stay n."""
+    from types import SimpleNamespace
+
+    from anomalyforge.synth.run import pairs_per_type
+
+    fd = SimpleNamespace(defects={"a@0": [1, 2, 3], "a@1": [4], "b": [5, 6]})
+    counts = pairs_per_type(["a@0", "a@1", "b"], 10, fd)
+    assert counts["b"] == 10
+    assert counts["a@0"] + counts["a@1"] == 10
+    assert counts["a@0"] > counts["a@1"] >= 1

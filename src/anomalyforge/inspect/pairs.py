@@ -58,7 +58,8 @@ class GeneratedPairs:
         for i, r in enumerate(tqdm(records, desc=f"load {run.name}", disable=not progress, leave=False)):
             images[i] = read_image(run / r["image"], size)
             masks[i] = read_mask(run / r["mask"], size)
-            types.append(str(r["defect_type"]))
+            # sub-types <type>@<k> (GAA clustering) train and test as their defect type
+            types.append(str(r.get("base_type") or str(r["defect_type"]).split("@", 1)[0]))
         return cls(images, masks, types, category if category is not None else next(iter(cats), None))
 
     @classmethod

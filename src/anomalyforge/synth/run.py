@@ -191,7 +191,8 @@ def generate_run(data: Path, out: Path, method: str = "croppaste", n: int = 100,
 
     repair_manifest(out)
     done = {r["id"] for r in read_manifest(out, include_rejected=True)}
-    todo = [(t, i) for t in types for i in range(int(n)) if pair_id(t, i) not in done]
+    counts = pairs_per_type(types, int(cfg["n"]), fd)
+    todo = [(t, i) for t in types for i in range(counts[t]) if pair_id(t, i) not in done]
     bs = max(1, int(getattr(gen, "batch_size", 1)))
     bar = tqdm(total=len(todo), desc=f"{ds.category}/{method}", unit="pair", file=sys.stderr,
                disable=not progress)
@@ -221,6 +222,29 @@ def generate_run(data: Path, out: Path, method: str = "croppaste", n: int = 100,
             "redraws": writer.redraws, "rejected_drafts": writer.rejects}
 
 
+def pairs_per_type(types: list[str], n: int, fd) -> dict[str, int]:
+    """How many pairs each (sub-)type gets: `n` per defect type. Sub-types ``<type>@<k>`` of one
+    defect type share its `n` in proportion to their number of few-shot examples (largest
+    remainder, at least one each), so runs with and without sub-types have the same size."""
+    groups: dict[str, list[str]] = {}
+    for t in types:
+        groups.setdefault(t.split("@", 1)[0], []).append(t)
+    out: dict[str, int] = {}
+    for members in groups.values():
+        if len(members) == 1:
+            out[members[0]] = n
+            continue
+        sizes = np.array([max(1, len(fd.defects.get(t, []))) for t in members], dtype=float)
+        share = sizes / sizes.sum() * max(n, len(members))
+        alloc = np.maximum(1, np.floor(share)).astype(int)
+        for j in np.argsort(-(share - np.floor(share)), kind="stable"):
+            if alloc.sum() >= max(n, len(members)):
+                break
+            alloc[j] += 1
+        out.update({t: int(a) for t, a in zip(members, alloc)})
+    return out
+
+
 def _prepare(pair, t: str, i: int, s: int, method: str, category: str, size: int) -> tuple:
     """Check a generated pair and build its manifest record: (record, image, mask)."""
     img, mask = np.asarray(pair.image), np.asarray(pair.mask)
@@ -229,7 +253,7 @@ def _prepare(pair, t: str, i: int, s: int, method: str, category: str, size: int
                           f"expected ({size}, {size}, 3) uint8 and ({size}, {size})")
     mask = np.where(mask > 0, 255, 0).astype(np.uint8)
     pid = pair_id(t, i)
-    rec = {"id": pid, "defect_type": t, "method": method, "category": category,
+    rec = {"id": pid, "defect_type": t, "base_type": t.split("@", 1)[0], "method": method, "category": category,
            "image": f"images/{t}/{pid}.png", "mask": f"masks/{t}/{pid}.png", "source": str(pair.source),
            "seed": s, "params": _normalise(pair.params), "scores": {}}
     return rec, img, mask
