@@ -101,11 +101,20 @@ def run_benchmark(data: Path, out: Path, methods: list[str], category: str | Non
     from anomalyforge.data import few_shot_split, fit_data, load_dataset
 
     prof = get_profile(profile)
-    methods = check_methods(list(methods))
     runs = {k: Path(v) for k, v in (runs or {}).items()}
-    for k in runs:
-        if k not in methods or k in BASELINES:
-            raise ConfigError(f"--run {k}=...: {k!r} is not one of the generator methods benchmarked")
+    for k, v in runs.items():
+        if k in BASELINES:
+            raise ConfigError(f"--run {k}=...: {k!r} is a baseline, it uses no generated run")
+        if k not in methods and not (v / "run.json").is_file():
+            raise DataError(v, f"--run {k}=...: not a generated run folder (no run.json)")
+    # a --run label that is not a method name (e.g. croppaste+ars) benchmarks that existing run as is
+    labels = list(dict.fromkeys([m.strip() for m in methods if m.strip()] + list(runs)))
+    if not labels:
+        raise ConfigError("no methods given; use generator names and/or patchcore")
+    generated_here = [m for m in labels if m not in runs]
+    if generated_here:
+        check_methods(generated_here)
+    methods = labels
     if n is not None and (not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n <= 0):
         raise ConfigError(f"n must be a positive number of pairs per defect type, got {n}")
     if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
