@@ -228,7 +228,8 @@ def _run_synthetic(data: Path, out: Path, method: str, category: str, data_forma
     rel = f"methods/{method}/maps.npz"
     _save_maps(out / rel, maps=maps.astype(np.float16), masks=test.masks, labels=test.labels,
                types=test.types, paths=test.paths, image_scores=scores, **extra)
-    return {"status": "done", "kind": "synthetic", "model": prof.localizer, "localization": loc,
+    model = prof.localizer + ("+patchcore" if prof.fusion else "")  # fused maps (profile `fusion`)
+    return {"status": "done", "kind": "synthetic", "model": model, "localization": loc,
             "classification": cls,
             "timings": {"generate_s": round(t1 - t0, 2), "train_s": round(t2 - t1, 2),
                         "eval_s": round(time.perf_counter() - t2, 2)},

@@ -3,12 +3,16 @@
 Leak-free by construction: `train_localizer` receives only the few-shot `FitData` (good
 training images) and the generated pairs; it trains for the profile's fixed schedule and
 returns the final model. No test image, score or threshold ever reaches this module.
+With `profile.fusion` > 0 the supervised map is fused with a PatchCore map of the good training
+images; both maps are standardised on good TRAINING images held out of both models.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -23,6 +27,9 @@ from anomalyforge.inspect.models import FeatureHead, LiteUNet, build_localizer
 from anomalyforge.inspect.pairs import GeneratedPairs
 from anomalyforge.inspect.profiles import Profile
 from anomalyforge.synth.base import FitData
+
+if TYPE_CHECKING:
+    from anomalyforge.inspect.patchcore import PatchCore
 
 
 def good_images(fit: FitData, size: int, progress: bool = True) -> np.ndarray:
@@ -46,18 +53,95 @@ class Localizer:
     tta: bool = False  # average over horizontal / vertical flips
 
     @torch.no_grad()
-    def predict(self, images: np.ndarray, progress: bool = False) -> np.ndarray:
-        """(N, S, S, 3) uint8 -> (N, S, S) float32 defect probabilities at the input size."""
+    def _run(self, images: np.ndarray, progress: bool, probs: bool) -> np.ndarray:
         self.model.eval()
         out = []
         flips = [(), (-1,), (-2,), (-2, -1)] if self.tta else [()]
+        act = torch.sigmoid if probs else (lambda t: t)
         for i in tqdm(range(0, len(images), self.batch_size), desc="predict", disable=not progress, leave=False):
             x = to_tensor(images[i:i + self.batch_size]).to(self.device)
-            p = sum(torch.sigmoid(self.model(x.flip(d) if d else x)).flip(d) if d else
-                    torch.sigmoid(self.model(x)) for d in flips) / len(flips)
+            p = sum(act(self.model(x.flip(d) if d else x)).flip(d) if d else
+                    act(self.model(x)) for d in flips) / len(flips)
             out.append(p[:, 0].float().cpu().numpy())
         return np.concatenate(out) if out else np.zeros((0,) + images.shape[1:3], np.float32)
 
+    def predict(self, images: np.ndarray, progress: bool = False) -> np.ndarray:
+        """(N, S, S, 3) uint8 -> (N, S, S) float32 defect probabilities at the input size."""
+        return self._run(images, progress, probs=True)
+
+    def logits(self, images: np.ndarray, progress: bool = False) -> np.ndarray:
+        """(N, S, S, 3) uint8 -> (N, S, S) float32 defect logits (flip-averaged when `tta`)."""
+        return self._run(images, progress, probs=False)
+
+
+@dataclass
+class FusedLocalizer:
+    """A supervised localiser fused with an unsupervised PatchCore map (profile `fusion` > 0).
+
+    Why: a head trained on generated defects misses defect parts unlike anything generated
+    (low scores inside a real defect); PatchCore flags anything unlike the good images but
+    is blurry. Each map is standardised by its pixel mean / std on held-out good TRAINING
+    images (never seen by either model), then mixed: s = (1 - w) z_sup + w z_pc, and squashed
+    monotonically into (0, 1) by 0.5 + 0.5 s / (1 + |s|) (ranks kept, no saturation).
+    """
+
+    supervised: Localizer
+    patchcore: "PatchCore"
+    weight: float
+    sup_stats: tuple[float, float]  # (mean, std) of the supervised logits on held-out goods
+    pc_stats: tuple[float, float]  # (mean, std) of the PatchCore distances on held-out goods
+
+    @property
+    def name(self) -> str:
+        return self.supervised.name
+
+    @property
+    def size(self) -> int:
+        return self.supervised.size
+
+    def fused_scores(self, images: np.ndarray, progress: bool = False) -> np.ndarray:
+        """Unsquashed fused score (N, S, S): weighted sum of the two standardised maps."""
+        zs = (self.supervised.logits(images, progress) - self.sup_stats[0]) / self.sup_stats[1]
+        zp = (self.patchcore.predict(images, progress) - self.pc_stats[0]) / self.pc_stats[1]
+        return ((1.0 - self.weight) * zs + self.weight * zp).astype(np.float32)
+
+    def predict(self, images: np.ndarray, progress: bool = False) -> np.ndarray:
+        """(N, S, S, 3) uint8 -> (N, S, S) float32 fused defect scores in (0, 1)."""
+        s = self.fused_scores(images, progress)
+        return (0.5 + 0.5 * s / (1.0 + np.abs(s))).astype(np.float32)
+
+
+def _stats(maps: np.ndarray) -> tuple[float, float]:
+    m = maps.astype(np.float64)
+    return float(m.mean()), float(max(m.std(), 1e-6))
+
+
+def train_fused_localizer(fit: FitData, pairs: GeneratedPairs, profile: Profile, seed: int = 0,
+                          progress: bool = True, weights: str | None = "imagenet") -> FusedLocalizer:
+    """Supervised localiser + PatchCore on the good training images, fused (see `FusedLocalizer`).
+
+    A seeded `fusion_holdout` share of the good training images is held out of both models and
+    used only to standardise their maps; the rest trains the supervised model and the bank.
+    """
+    from anomalyforge.errors import ConfigError
+    from anomalyforge.inspect.patchcore import PatchCore
+
+    if not 0.0 < profile.fusion <= 1.0:
+        raise ConfigError(f"fusion weight must be in (0, 1], got {profile.fusion}")
+    n = len(fit.good)
+    k = min(int(round(n * profile.fusion_holdout)), n - 1)
+    if k < 1:
+        raise ConfigError(f"fusion needs at least 2 good training images to hold some out, got {n}")
+    order = np.random.default_rng(seed).permutation(n)
+    held = [fit.good[i] for i in sorted(order[:k])]
+    rest = dataclasses.replace(fit, good=[fit.good[i] for i in sorted(order[k:])])
+    sup = train_localizer(rest, pairs, dataclasses.replace(profile, fusion=0.0), seed, progress, weights)
+    pc = PatchCore(profile.pc_levels, profile.pc_coreset, profile.pc_projection, profile.pc_sigma, seed,
+                   profile.device, weights=weights, max_bank=profile.pc_max_bank,
+                   candidates=profile.pc_candidates)
+    pc.fit(good_images(rest, profile.size, progress), progress)
+    ref = good_images(dataclasses.replace(rest, good=held), profile.size, progress)
+    return FusedLocalizer(sup, pc, float(profile.fusion), _stats(sup.logits(ref)), _stats(pc.predict(ref)))
 
 def _schedule(profile: Profile, n_pairs: int, n_def: int) -> int:
     if profile.epochs > 0:
@@ -76,12 +160,16 @@ def _cache_features(model: FeatureHead, images: np.ndarray, device: torch.device
 
 
 def train_localizer(fit: FitData, pairs: GeneratedPairs, profile: Profile, seed: int = 0,
-                    progress: bool = True, weights: str | None = "imagenet") -> Localizer:
+                    progress: bool = True, weights: str | None = "imagenet") -> "Localizer | FusedLocalizer":
     """Train the profile's localisation model on generated pairs + good training images.
+
+    With `profile.fusion` > 0 the result is a `FusedLocalizer` (see `train_fused_localizer`).
 
     Each batch holds `good_fraction` good images (target all zero) and generated pairs, drawn by
     a seeded generator; augmentation is seeded too, so the same seed gives the same model.
     """
+    if profile.fusion:
+        return train_fused_localizer(fit, pairs, profile, seed, progress, weights)
     device = pick_device(profile.device)
     size = profile.size
     torch.manual_seed(seed)
