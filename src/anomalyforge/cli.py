@@ -222,6 +222,9 @@ def _add_filter(sub: argparse._SubParsersAction) -> None:
                                                            "discriminator (default: from the run's run.json)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--steps", type=int, default=None, help="discriminator training steps")
+    p.add_argument("--stratify", choices=("type", "source"), default="type",
+                   help="rank each defect type's pairs together (GAA), or share its budget over the real "
+                        "defects the pairs were made from (keeps every few-shot defect)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_run_filter)
 
@@ -235,7 +238,7 @@ def _run_filter(args: argparse.Namespace) -> int:
 
         config = ARSConfig(steps=args.steps)
     summary = filter_run(args.run, keep=args.keep, keep_ratio=args.keep_ratio, seed=args.seed, data=args.data,
-                         config=config, progress=not args.no_progress)
+                         config=config, progress=not args.no_progress, stratify=args.stratify)
     print(format_summary(summary))
     return 0
 

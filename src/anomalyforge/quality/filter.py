@@ -4,7 +4,9 @@
 discriminator trained on the category's good *training* images, writes ``scores.ars`` into each
 manifest record, and per defect type keeps the highest-scoring pairs (the ones whose masked region
 looks most anomalous), marking the others ``"rejected": true`` without dropping their scores.
-The manifest is rewritten atomically; the discriminator is cached in ``RUN/ars/``.
+The manifest is rewritten atomically; the discriminator is cached in ``RUN/ars/``, and a
+re-filter with the same discriminator (another keep or stratification) only re-selects.
+`stratify="source"` shares each type's budget over the real defects the pairs were made from.
 """
 
 from __future__ import annotations
@@ -96,27 +98,74 @@ def _n_keep(n: int, keep: int | None, keep_ratio: float | None) -> int:
     return n
 
 
-def select(records: Sequence[dict], keep: int | None = None, keep_ratio: float | None = None) -> None:
+STRATIFY = ("type", "source")
+
+
+def source_defect(record: dict) -> str | None:
+    """The real few-shot defect a pair was made from (``params.defect``), when its method records one."""
+    v = (record.get("params") or {}).get("defect")
+    return str(v) if v else None
+
+
+def _quotas(sizes: Sequence[int], n: int) -> list[int]:
+    """Split `n` over groups in proportion to their sizes (largest remainder, ties by order)."""
+    total = sum(sizes)
+    if total == 0:
+        return [0] * len(sizes)
+    exact = [n * k / total for k in sizes]
+    q = [min(k, math.floor(e)) for k, e in zip(sizes, exact)]
+    order = sorted(range(len(sizes)), key=lambda i: (-(exact[i] - q[i]), i))
+    left = n - sum(q)
+    while left > 0:
+        moved = False
+        for i in order:
+            if left and q[i] < sizes[i]:
+                q[i] += 1
+                left -= 1
+                moved = True
+        if not moved:
+            break
+    return q
+
+
+def select(records: Sequence[dict], keep: int | None = None, keep_ratio: float | None = None,
+           stratify: str = "type") -> None:
     """Mark, per defect type, all but the `keep` (or ceil(keep_ratio * n)) highest ``scores.ars``
-    as ``rejected``; unscored records (empty masks) rank last. Edits `records` in place."""
+    as ``rejected``; unscored records (empty masks) rank last. Edits `records` in place.
+
+    `stratify="source"` splits each type's budget over the real defects the pairs were made from
+    (in proportion to their pairs) and ranks within each: the filter then drops bad renderings of
+    every defect instead of whole defects that are merely less salient (subtle cracks, uneven
+    shading), which keeps the few-shot variety. Pairs without a recorded source form one group."""
+    if stratify not in STRATIFY:
+        raise ConfigError(f"stratify {stratify!r}: expected one of {', '.join(STRATIFY)}")
     by_type: dict[str, list[dict]] = {}
     for r in records:
         by_type.setdefault(r.get("defect_type", ""), []).append(r)
-    for recs in by_type.values():
-        def key(r: dict) -> float:
-            v = r.get("scores", {}).get("ars")
-            return -math.inf if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)
 
-        ranked = sorted(recs, key=lambda r: (-key(r), str(r.get("id"))))
+    def key(r: dict) -> float:
+        v = r.get("scores", {}).get("ars")
+        return -math.inf if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)
+
+    for recs in by_type.values():
         n = _n_keep(len(recs), keep, keep_ratio)
-        for i, r in enumerate(ranked):
-            r["rejected"] = i >= n
+        groups: dict[str, list[dict]] = {}
+        for r in recs:
+            groups.setdefault((source_defect(r) or "") if stratify == "source" else "", []).append(r)
+        names = sorted(groups)
+        for name, q in zip(names, _quotas([len(groups[g]) for g in names], n)):
+            ranked = sorted(groups[name], key=lambda r: (-key(r), str(r.get("id"))))
+            for i, r in enumerate(ranked):
+                r["rejected"] = i >= q
 
 
 def filter_run(run: str | Path, keep: int | None = None, keep_ratio: float | None = None, seed: int = 0,
                data: FitData | str | Path | None = None, config: ARSConfig | None = None,
-               progress: bool = True, batch_size: int = 16) -> dict:
+               progress: bool = True, batch_size: int = 16, stratify: str = "type") -> dict:
     """Score every pair of `run` by ARS and keep the best `keep` (or `keep_ratio`) per defect type.
+
+    `stratify` = "type" (GAA: rank all pairs of a type together) or "source" (share the budget
+    over the real defects the pairs came from; see `select`).
 
     `data` overrides where the good training images come from (a FitData, or a dataset path);
     by default they are found from the run's run.json. With neither `keep` nor `keep_ratio`, pairs
@@ -134,6 +183,8 @@ def filter_run(run: str | Path, keep: int | None = None, keep_ratio: float | Non
         raise ConfigError(f"--keep must be >= 0, got {keep}")
     if keep_ratio is not None and not 0 < keep_ratio <= 1:
         raise ConfigError(f"--keep-ratio must be in (0, 1], got {keep_ratio}")
+    if stratify not in STRATIFY:
+        raise ConfigError(f"--stratify {stratify!r}: expected one of {', '.join(STRATIFY)}")
     records = _read_manifest(run)
     if not records:
         raise DataError(run / MANIFEST, "manifest has no records")
@@ -154,15 +205,18 @@ def filter_run(run: str | Path, keep: int | None = None, keep_ratio: float | Non
         except (json.JSONDecodeError, KeyError, TypeError, ConfigError):
             config = None
     cfg = config or ARSConfig(size=size)
-    scorer = train_or_load(good, run / "ars", cfg, seed=seed, progress=progress)
-    for i in tqdm(range(0, len(records), batch_size), desc="ARS scoring", disable=not progress):
+    # re-filtering (another keep or stratify) with the same discriminator only re-selects
+    rescore = not _scores_current(run, records, cfg, seed)
+    scorer = train_or_load(good, run / "ars", cfg, seed=seed, progress=progress) if rescore else None
+    for i in tqdm(range(0, len(records) if rescore else 0, batch_size), desc="ARS scoring",
+                  disable=not progress):
         chunk = records[i:i + batch_size]
         imgs = [read_image(run / r["image"], cfg.size) for r in chunk]
         masks = [read_mask(run / r["mask"], cfg.size) for r in chunk]
         for r, s in zip(chunk, scorer.score(imgs, masks)):
             r.setdefault("scores", {})
             r["scores"] = dict(r["scores"] or {}, ars=None if np.isnan(s) else round(float(s), 6))
-    select(records, keep, keep_ratio)
+    select(records, keep, keep_ratio, stratify)
     _write_manifest(run, records)
     counts: dict[str, dict] = {}
     for r in records:
@@ -172,13 +226,29 @@ def filter_run(run: str | Path, keep: int | None = None, keep_ratio: float | Non
         a = r["scores"].get("ars")
         if not r["rejected"] and a is not None:
             c["min_kept_ars"] = a if c["min_kept_ars"] is None else min(c["min_kept_ars"], a)
-    summary = {"keep": keep, "keep_ratio": keep_ratio, "seed": seed, "config": asdict(cfg), "counts": counts}
+    summary = {"keep": keep, "keep_ratio": keep_ratio, "stratify": stratify, "seed": seed, "config": asdict(cfg),
+               "counts": counts}
     out = run / "ars" / "filter.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(".filter.json.tmp")
     tmp.write_text(json.dumps(summary, indent=2))
     os.replace(tmp, out)
     return summary
+
+
+def _scores_current(run: Path, records: Sequence[dict], cfg: ARSConfig, seed: int) -> bool:
+    """True when every record already holds an ARS from this discriminator (same settings and
+    seed, per the last filter.json), so a re-filter only re-selects."""
+    f = run / "ars" / "filter.json"
+    if not f.is_file():
+        return False
+    try:
+        last = json.loads(f.read_text())
+    except (json.JSONDecodeError, OSError):
+        return False
+    if last.get("config") != json.loads(json.dumps(asdict(cfg))) or last.get("seed") != seed:
+        return False
+    return all("ars" in (r.get("scores") or {}) for r in records)
 
 
 def format_summary(summary: dict) -> str:
