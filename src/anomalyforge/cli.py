@@ -154,13 +154,15 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     p.add_argument("run", type=Path, help="run folder written by generate")
     p.add_argument("out", type=Path, help="dataset root to write (OUT/<category>/...)")
     p.add_argument("--format", default="mvtec", help="output layout (mvtec)")
+    p.add_argument("--test-good", type=float, default=0.1,
+                   help="share of the good images written to test/good instead of train/good (default 0.1)")
     p.set_defaults(func=_run_export)
 
 
 def _run_export(args: argparse.Namespace) -> int:
     from anomalyforge.synth.export import export_run
 
-    print(export_run(args.run, args.out, format=args.format))
+    print(export_run(args.run, args.out, format=args.format, test_good=args.test_good))
     return 0
 
 

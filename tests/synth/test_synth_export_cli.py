@@ -39,7 +39,21 @@ def test_export_mvtec_layout_reads_back(run, tmp_path):
     assert ds.format == "mvtec" and ds.defect_types == ["broken_large", "broken_small", "contamination"]
     assert len(ds.select(label="defect")) == 5  # the rejected pair is left out
     goods = ds.select(label="good", split="train")
-    assert len(goods) == 8 and read_image(goods[0].image).shape == (64, 64, 3)
+    test_goods = ds.select(label="good", split="test")
+    assert len(goods) == 7 and len(test_goods) == 1  # 10 % (at least one) held out for test/good
+    assert read_image(goods[0].image).shape == (64, 64, 3)
+    import json
+
+    index = json.loads((dest / "anomalyforge_export.json").read_text())
+    assert not set(index["train_good"].values()) & set(index["test_good"].values())
+    assert len(set(index["train_good"].values()) | set(index["test_good"].values())) == 8
+    all_train = export_run(run, tmp_path / "exp3", test_good=0.0)
+    assert not (all_train / "test" / "good").exists() and len(list((all_train / "train/good").iterdir())) == 8
+    again = json.loads((export_run(run, tmp_path / "exp4") / "anomalyforge_export.json").read_text())
+    assert again["test_good"] == index["test_good"]  # the run's seed fixes the split
+    with pytest.raises(ConfigError, match="test_good"):
+        export_run(run, tmp_path / "exp5", test_good=1.0)
+    assert not (tmp_path / "exp5").exists()
     for s in ds.select(label="defect"):
         assert read_mask(s.mask).any()
     with pytest.raises(ConfigError, match="already exists"):

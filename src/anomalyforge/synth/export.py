@@ -2,6 +2,8 @@
 
 MVTec AD layout written under `<out>/<category>/`:
   train/good/NNN.png               the good training images the run used (resized to the run size)
+  test/good/NNN.png                a seeded `test_good` share of those good images, moved out of
+                                   train/good (other tools evaluate on test/good; never in both)
   test/<type>/NNN.png              the generated defect images (rejected pairs left out)
   ground_truth/<type>/NNN_mask.png their masks (0/255)
   anomalyforge_export.json         which manifest id became which file, and the run's config
@@ -15,6 +17,8 @@ import os
 import shutil
 from pathlib import Path
 
+import numpy as np
+
 from anomalyforge.data.io import read_image, write_png_atomic
 from anomalyforge.errors import ConfigError, DataError
 from anomalyforge.synth.manifest import read_manifest, read_run_config, write_manifest
@@ -24,10 +28,15 @@ __all__ = ["export_run", "read_manifest", "write_manifest"]
 FORMATS = ("mvtec",)
 
 
-def export_run(run: Path, out: Path, format: str = "mvtec") -> Path:
-    """Write the run's pairs (and its good training images) as an MVTec AD category; returns its folder."""
+def export_run(run: Path, out: Path, format: str = "mvtec", test_good: float = 0.1) -> Path:
+    """Write the run's pairs (and its good training images) as an MVTec AD category; returns its folder.
+
+    `test_good` is the share of the good images written to test/good instead of train/good
+    (at least one when > 0; drawn with the run's seed, so the same run exports the same split)."""
     if format not in FORMATS:
         raise ConfigError(f"unknown export format {format!r}; available: {', '.join(FORMATS)}")
+    if not isinstance(test_good, (int, float)) or not 0.0 <= test_good < 1.0:
+        raise ConfigError(f"test_good must be a fraction in [0, 1), got {test_good!r}")
     run, out = Path(run), Path(out)
     cfg = read_run_config(run)
     recs = read_manifest(run)
@@ -46,12 +55,17 @@ def export_run(run: Path, out: Path, format: str = "mvtec") -> Path:
     if tmp.exists():
         shutil.rmtree(tmp)
     index: dict = {"run": str(run.resolve()), "method": cfg.get("method"), "config": cfg.get("config"),
-                   "test": {}, "train_good": {}}
+                   "test": {}, "train_good": {}, "test_good": {}, "test_good_fraction": test_good}
+    goods = list(cfg.get("train_good", []))
+    n_test = 0 if test_good == 0 or len(goods) < 2 else min(len(goods) - 1, max(1, round(test_good * len(goods))))
+    held = set(np.random.default_rng(int(cfg.get("seed") or 0)).permutation(len(goods))[:n_test].tolist())
     try:
-        for k, src in enumerate(cfg.get("train_good", [])):
-            name = f"{k:03d}.png"
-            write_png_atomic(tmp / "train" / "good" / name, read_image(src, size))
-            index["train_good"][name] = src
+        for split, chosen in (("train", [g for i, g in enumerate(goods) if i not in held]),
+                              ("test", [g for i, g in enumerate(goods) if i in held])):
+            for k, src in enumerate(chosen):
+                name = f"{k:03d}.png"
+                write_png_atomic(tmp / split / "good" / name, read_image(src, size))
+                index[f"{split}_good"][name] = src
         types = sorted({r["defect_type"] for r in recs})
         for t in types:
             for k, r in enumerate(sorted((r for r in recs if r["defect_type"] == t), key=lambda r: r["id"])):
