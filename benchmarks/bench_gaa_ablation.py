@@ -3,10 +3,10 @@
 On one category, with the best model-free generator (croppaste by default) and one benchmark
 profile (cpu by default), trains and tests three models on the same protocol:
   METHOD            - n pairs per type, as generated (the plain baseline);
-  METHOD+ars        - 2n pairs per type generated, the best n per type kept by ARS (GAA's filter,
-                      generated:kept = 1000:500 by default as in the paper);
+  METHOD+ars        - 2n pairs per type generated, the best n per type kept by ARS ranked per type
+                      (GAA's filter as published, `filter --stratify type`, 1000:500 by default);
   METHOD+ars-by-source - the same 2n pairs, the budget of each type shared over the real defects
-                      the pairs came from (`filter --stratify source`), best n per type kept;
+                      the pairs came from (`filter`'s default, `--stratify source`), n per type kept;
   METHOD+subtypes   - n pairs per type with `--subtypes auto` (anomaly-concept clustering, the
                       sub-types sharing their type's budget and scored as their type).
 The same public functions as the CLI are used (generate_run, filter_run, run_benchmark), so the
@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
                  progress=progress)
     timings["generate_2n_s"] = round(time.perf_counter() - t0, 1)
     t0 = time.perf_counter()
-    filt = filter_run(ars_run, keep=a.n, seed=a.seed, progress=progress)
+    filt = filter_run(ars_run, keep=a.n, seed=a.seed, progress=progress, stratify="type")
     timings["filter_s"] = round(time.perf_counter() - t0, 1)
     src_run = out / "runs_ablation" / "ars-by-source"
     if not (src_run / "run.json").is_file():  # same pairs and scores (hard links), re-selected

@@ -224,9 +224,10 @@ def _add_filter(sub: argparse._SubParsersAction) -> None:
                                                            "discriminator (default: from the run's run.json)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--steps", type=int, default=None, help="discriminator training steps")
-    p.add_argument("--stratify", choices=("type", "source"), default="type",
-                   help="rank each defect type's pairs together (GAA), or share its budget over the real "
-                        "defects the pairs were made from (keeps every few-shot defect)")
+    p.add_argument("--stratify", choices=("source", "type"), default="source",
+                   help="source (default): share each defect type's budget over the real defects its pairs "
+                        "were made from, keeping every few-shot defect; type: rank a type's pairs together "
+                        "(GAA as published)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_run_filter)
 

@@ -100,9 +100,9 @@ def test_select_by_source_keeps_every_real_defect():
     recs = [{"id": f"{d}{i}", "defect_type": "t", "params": {"defect": d}, "scores": {"ars": s + i}}
             for d, s in (("loud", 10.0), ("quiet", 0.0)) for i in range(4)]
     recs.append({"id": "x", "defect_type": "t", "params": {}, "scores": {"ars": 5.0}})  # no source: own group
-    select(recs, keep=4)
+    select(recs, keep=4, stratify="type")
     assert {r["id"] for r in recs if not r["rejected"]} == {"loud0", "loud1", "loud2", "loud3"}
-    select(recs, keep=4, stratify="source")
+    select(recs, keep=4)  # default: by source
     kept = {r["id"] for r in recs if not r["rejected"]}
     assert kept == {"loud3", "loud2", "quiet3", "quiet2"}, kept  # 4 * 4/9 -> 2 each, best within each
     select(recs, keep_ratio=1.0, stratify="source")
@@ -119,10 +119,10 @@ def test_refilter_reuses_scores_and_cli_stratifies(run, capsys, monkeypatch):
         raise AssertionError("a re-filter with the same discriminator must not load or train one")
 
     monkeypatch.setattr("anomalyforge.quality.filter.train_or_load", no_discriminator)
-    summary = filter_run(run, keep=6, config=SMALL_ARS, progress=False, stratify="source")
+    summary = filter_run(run, keep=6, config=SMALL_ARS, progress=False)
     recs = read_manifest(run, include_rejected=True)
     assert {r["id"]: r["scores"]["ars"] for r in recs} == scored
     assert summary["stratify"] == "source" and summary["counts"]["mixed"]["kept"] == 6
-    assert main(["filter", str(run), "--keep", "2", "--stratify", "source", "--no-progress"]) == 0
+    assert main(["filter", str(run), "--keep", "2", "--stratify", "type", "--no-progress"]) == 0
     assert "kept 2/9" in capsys.readouterr().out
-    assert json.loads((run / "ars" / "filter.json").read_text())["stratify"] == "source"
+    assert json.loads((run / "ars" / "filter.json").read_text())["stratify"] == "type"
