@@ -110,6 +110,9 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--subtypes", default=None,
                    help="'auto' clusters each defect type into sub-types fitted separately (GAA), "
                         "or a clusters.json written by `anomalyforge cluster`")
+    p.add_argument("--keep-ratio", type=float, default=None,
+                   help="ARS quality filter: generate n / R pairs per type and keep the best n "
+                        "(default: the method's, 0.5 for gaa, none otherwise; 0 = no filtering)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_run_generate)
 
@@ -124,10 +127,10 @@ def _run_generate(args: argparse.Namespace) -> int:
     types = [t.strip() for t in args.types.split(",") if t.strip()] if args.types else None
     s = generate_run(args.data, args.out, method=args.method, n=args.n, category=args.category, types=types,
                      seed=args.seed, size=args.size, params=params, data_format=args.data_format,
-                     progress=not args.no_progress, subtypes=args.subtypes)
-    print(f"{'defect type':<24} {'pairs':>7}")
+                     progress=not args.no_progress, subtypes=args.subtypes, keep_ratio=args.keep_ratio)
+    print(f"{'defect type':<24} {'pairs':>7} {'kept':>7}")
     for t, k in s["pairs"].items():
-        print(f"{t:<24} {k:>7}")
+        print(f"{t:<24} {k:>7} {s['kept'].get(t, k):>7}")
     why = ", ".join(f"{k} {v}" for k, v in sorted(s.get("rejected_drafts", {}).items()))
     print(f"{s['category']}/{s['method']}: {s['new']} new pairs in {s['seconds']:.1f} s "
           f"({s['pairs_per_s']:.1f} pairs/s, {s['redraws']} redraws{': ' + why if why else ''}) -> {s['run']}")

@@ -123,3 +123,21 @@ def test_user_semantic_regions_define_the_reference(tiny_model, bottle_small, tm
     with pytest.raises(ConfigError, match="no region masks for any good"):
         GAA(_config(tiny_model, semantic_regions=str(tmp_path))).\
             _regions(FitData("bottle", SIZE, bottle_small.defects, bottle_small.good[:1]))
+
+
+def test_generate_run_keeps_the_better_half_of_gaa_pairs_by_default(tiny_model, bottle_dir, tmp_path):
+    """`generate --method gaa --n N` generates 2N pairs per type and keeps the N best by ARS."""
+    from anomalyforge.quality.ars import ARSConfig
+    from anomalyforge.synth.export import read_manifest
+    from anomalyforge.synth.run import generate_run
+
+    params = dataclasses.asdict(_config(tiny_model))
+    small = ARSConfig(size=64, steps=10, hidden=32, batch_features=128, max_images=4)
+    with one_thread():
+        s = generate_run(bottle_dir, tmp_path / "run", method="gaa", n=2, size=SIZE, params=params,
+                         types=["contamination"], progress=False, filter_config=small)
+    assert s["pairs"] == {"contamination": 4} and s["kept"] == {"contamination": 2}
+    recs = read_manifest(tmp_path / "run", include_rejected=True)
+    assert all(isinstance(r["scores"]["ars"], float) for r in recs)
+    best = sorted((r["scores"]["ars"] for r in recs), reverse=True)[:2]
+    assert sorted(r["scores"]["ars"] for r in recs if not r["rejected"]) == sorted(best)

@@ -183,3 +183,36 @@ def test_subtypes_share_the_pairs_of_their_defect_type():
     assert counts["b"] == 10
     assert counts["a@0"] + counts["a@1"] == 10
     assert counts["a@0"] > counts["a@1"] >= 1
+
+
+def test_keep_ratio_generates_more_and_keeps_the_best_by_ars(small_bottle, tmp_path):
+    """`keep_ratio` (gaa's default 0.5): n / ratio pairs per type, every one ARS-scored, the best n
+    kept; the rejected stay in the manifest. 0 turns filtering off."""
+    import torch
+
+    from anomalyforge.quality.ars import ARSConfig
+    from anomalyforge.synth.base import get_generator
+
+    assert get_generator("gaa").keep_ratio == 0.5 and get_generator("croppaste").keep_ratio is None
+    small = ARSConfig(size=64, steps=20, hidden=64, batch_features=256, max_images=8)
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        s = generate_run(small_bottle, tmp_path / "r", seed=1, keep_ratio=0.5, filter_config=small, **KW)
+    finally:
+        torch.set_num_threads(before)
+    assert s["pairs"] == {t: 6 for t in TYPES} and s["kept"] == {t: 3 for t in TYPES}
+    recs = read_manifest(tmp_path / "r", include_rejected=True)
+    assert len(recs) == 18 and all(isinstance(r["scores"]["ars"], float) for r in recs)
+    cfg = json.loads((tmp_path / "r" / "run.json").read_text())
+    assert cfg["n"] == 6 and cfg["keep_ratio"] == 0.5
+    for t in TYPES:
+        kept = [r["scores"]["ars"] for r in recs if r["defect_type"] == t and not r["rejected"]]
+        dropped = [r["scores"]["ars"] for r in recs if r["defect_type"] == t and r["rejected"]]
+        assert len(kept) == 3 and len(dropped) == 3
+    assert len(read_manifest(tmp_path / "r")) == 9  # later steps see the kept pairs only
+    off = generate_run(small_bottle, tmp_path / "off", seed=1, keep_ratio=0, **KW)
+    assert off["pairs"] == off["kept"] == {t: 3 for t in TYPES}
+    with pytest.raises(ConfigError, match="keep_ratio"):
+        generate_run(small_bottle, tmp_path / "bad", keep_ratio=1.5, **KW)
+    assert not (tmp_path / "bad").exists()

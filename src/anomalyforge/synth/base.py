@@ -84,11 +84,14 @@ class Generator(ABC):
     implement `fit`, `load` and `generate`. `generate(defect_type, seeds)` must return one pair
     per seed and depend on nothing but the fitted state and the seed (so runs resume
     byte-identically). `batch_size` tells the run machinery how many seeds to pass at once.
+    `keep_ratio` (None: no filtering) is the method's default share of pairs kept by the ARS
+    quality filter after generation: `generate_run` then generates n / keep_ratio per type.
     """
 
     name: ClassVar[str] = ""
     Config: ClassVar[type] = dataclass(type("EmptyConfig", (), {}))
     batch_size: ClassVar[int] = 1
+    keep_ratio: ClassVar[float | None] = None
 
     def __init__(self, config: Any | None = None) -> None:
         self.config = config if config is not None else self.Config()

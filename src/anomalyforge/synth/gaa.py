@@ -13,10 +13,10 @@ Built on the AnomalyDiffusion machinery (`anomalyforge.synth.anomalydiffusion`),
   changed component), chosen among the regions the type's few-shot masks cover.
 * Generation asks for a defect type; each seed draws the sub-type with probability proportional
   to its cluster size, then blended latent sampling paints inside the mask only.
-* Quality filtering (1000 generated, 500 kept in the paper) is NOT a generator step: a generator
-  must return one pair per seed. Run ``anomalyforge filter RUN --keep-ratio 0.5`` (or
-  `anomalyforge.quality.filter.filter_run`) after ``generate --method gaa``; it writes the ARS of
-  every pair and marks the lower half rejected.
+* Quality filtering (1000 generated, 500 kept in the paper): a generator returns one pair per
+  seed, so the run machinery does it. `keep_ratio = 0.5` makes ``generate --method gaa --n N``
+  generate 2N pairs per type and then run the ARS filter (`quality.filter.filter_run`), which
+  scores every pair and marks the lower half rejected (``--keep-ratio`` changes the share).
 
 State: AnomalyDiffusion's files (fitted on sub-types) plus ``gaa.json`` (clusters, logical types
 and their regions).
@@ -63,6 +63,7 @@ class GAA(AnomalyDiffusion):
     """GAA: per-cluster feature embeddings, shared position encoder, region-guided masks."""
 
     name = "gaa"
+    keep_ratio = 0.5  # the paper generates 1000 pairs per type and keeps the 500 best by ARS
     Config = GAAConfig
     batch_size = 4
 

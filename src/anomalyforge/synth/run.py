@@ -130,8 +130,13 @@ def _fit_or_load(gen: Generator, fd, out: Path) -> None:
 
 def generate_run(data: Path, out: Path, method: str = "croppaste", n: int = 100, category: str | None = None,
                  types: list[str] | None = None, seed: int = 0, size: int = 256, params: dict | None = None,
-                 data_format: str | None = None, progress: bool = True, subtypes: str | None = None) -> dict:
+                 data_format: str | None = None, progress: bool = True, subtypes: str | None = None,
+                 keep_ratio: float | None = None, filter_config=None) -> dict:
     """Fit `method` on the few-shot training split of `data` and write `n` pairs per defect type to `out`.
+
+    `keep_ratio` (None: the method's default, e.g. 0.5 for gaa; 0: no filtering) generates
+    n / keep_ratio pairs per type and then keeps the best n by ARS (`quality.filter.filter_run`,
+    with `filter_config` as its ARSConfig); the others stay in the manifest, marked rejected.
 
     `subtypes` ("auto" or a clusters.json path) splits each defect type into anomaly concepts
     ``<type>@<k>`` first (GAA clustering, `anomalyforge.quality.cluster.plan_subtypes`); the
@@ -153,6 +158,13 @@ def generate_run(data: Path, out: Path, method: str = "croppaste", n: int = 100,
         raise ConfigError(f"size must be an integer of at least 16, got {size}")
     cls = get_generator(method)
     gen = cls(cls.make_config(params))
+    if keep_ratio is None:
+        keep_ratio = cls.keep_ratio
+    if keep_ratio is not None and (not isinstance(keep_ratio, (int, float)) or isinstance(keep_ratio, bool)
+                                   or not 0 <= keep_ratio <= 1):
+        raise ConfigError(f"keep_ratio must be in [0, 1] (0: no filtering), got {keep_ratio!r}")
+    keep_ratio = float(keep_ratio) if keep_ratio else None
+    n_gen = int(np.ceil(n / keep_ratio - 1e-9)) if keep_ratio else int(n)
     ds = load_dataset(data, category=category, data_format=data_format)
     split = few_shot_split(ds, progress=progress)
     types = _select_types(ds, split, types, data)
@@ -165,14 +177,15 @@ def generate_run(data: Path, out: Path, method: str = "croppaste", n: int = 100,
         fd, clusters = plan_subtypes(fd, subtypes, out, seed=int(seed), progress=progress)
         types = fd.defect_types
     cfg = {"method": method, "config": _normalise(gen.config_dict()), "data": str(data.resolve()),
-           "format": ds.format, "category": ds.category, "types": types, "n": int(n), "seed": int(seed),
+           "format": ds.format, "category": ds.category, "types": types, "n": n_gen, "seed": int(seed),
+           "keep_ratio": keep_ratio,
            "size": int(size), "ratio": split.ratio, "version": __version__,
            "train_good": [str(s.image) for s in fd.good],
            "train_defects": {t: [str(s.image) for s in fd.defects[t]] for t in types}}
     old = _check_existing(out, cfg)
     created = not out.exists()
     if old is not None:
-        cfg["n"] = max(int(old.get("n", 0)), int(n))
+        cfg["n"] = max(int(old.get("n", 0)), n_gen)
     out.mkdir(parents=True, exist_ok=True)
     _write_json_atomic(out / RUN_JSON, cfg)
     try:
@@ -213,11 +226,17 @@ def generate_run(data: Path, out: Path, method: str = "croppaste", n: int = 100,
     finally:
         writer.abort()
         bar.close()
+    if keep_ratio:
+        from anomalyforge.quality.filter import filter_run
+
+        filter_run(out, keep_ratio=keep_ratio, seed=int(seed), config=filter_config, progress=progress)
     secs = time.perf_counter() - t0
     per_type: dict[str, int] = {}
+    kept: dict[str, int] = {}
     for r in read_manifest(out, include_rejected=True):
         per_type[r["defect_type"]] = per_type.get(r["defect_type"], 0) + 1
-    return {"run": str(out), "method": method, "category": ds.category, "pairs": per_type,
+        kept[r["defect_type"]] = kept.get(r["defect_type"], 0) + (not r.get("rejected"))
+    return {"run": str(out), "method": method, "category": ds.category, "pairs": per_type, "kept": kept,
             "new": len(todo), "seconds": round(secs, 3), "pairs_per_s": round(len(todo) / secs, 2) if secs else 0.0,
             "redraws": writer.redraws, "rejected_drafts": writer.rejects}
 
