@@ -48,6 +48,16 @@ def _paste(img: np.ndarray, patch: np.ndarray, fg: np.ndarray, rng: np.random.Ge
     return out, placed, mat
 
 
+def _cut_and_paste(img: np.ndarray, fg: np.ndarray, pw: int, ph: int, rng: np.random.Generator, jitter: float,
+                   rotation: float, min_on_object: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
+    """Cut a random pw x ph patch of `img`, colour-jitter it and paste it elsewhere (`_paste`)."""
+    h, w = img.shape[:2]
+    x, y = int(rng.integers(0, w - pw + 1)), int(rng.integers(0, h - ph + 1))
+    patch, jit = colour_jitter(img[y:y + ph, x:x + pw], rng, jitter)
+    out, placed, mat = _paste(img, patch, fg, rng, rotation, min_on_object)
+    return out, placed, mat, {"patch": [x, y, pw, ph], "jitter": jit}
+
+
 @register
 class CutPaste(ModelFreeGenerator):
     """CutPaste: rectangular patch of the image itself pasted elsewhere."""
@@ -63,11 +73,8 @@ class CutPaste(ModelFreeGenerator):
         aspect = float(np.exp(rng.uniform(np.log(cfg.aspect_ratio), np.log(1 / cfg.aspect_ratio))))
         pw = int(np.clip(round(np.sqrt(area * aspect)), 2, w - 1))
         ph = int(np.clip(round(np.sqrt(area / aspect)), 2, h - 1))
-        x, y = int(rng.integers(0, w - pw + 1)), int(rng.integers(0, h - ph + 1))
-        patch, jit = colour_jitter(img[y:y + ph, x:x + pw], rng, cfg.colour_jitter)
-        out, placed, mat = _paste(img, patch, fg, rng, 0.0, cfg.min_on_object)
-        return Draft(out, i, placed, 0, {"patch": [x, y, pw, ph],
-                                         "to": [int(mat[0, 2]), int(mat[1, 2])], "jitter": jit})
+        out, placed, mat, info = _cut_and_paste(img, fg, pw, ph, rng, cfg.colour_jitter, 0.0, cfg.min_on_object)
+        return Draft(out, i, placed, 0, {**info, "to": [int(mat[0, 2]), int(mat[1, 2])]})
 
 
 @register
@@ -83,8 +90,7 @@ class CutPasteScar(ModelFreeGenerator):
         h, w = img.shape[:2]
         pw = int(np.clip(round(self._px(rng.uniform(*cfg.width))), 1, w - 1))
         ph = int(np.clip(round(self._px(rng.uniform(*cfg.height))), 2, h - 1))
-        x, y = int(rng.integers(0, w - pw + 1)), int(rng.integers(0, h - ph + 1))
-        patch, jit = colour_jitter(img[y:y + ph, x:x + pw], rng, cfg.colour_jitter)
-        out, placed, mat = _paste(img, patch, fg, rng, cfg.rotation, cfg.min_on_object)
-        return Draft(out, i, placed, 0, {"patch": [x, y, pw, ph], "matrix": np.round(mat, 4).tolist(),
-                                         "jitter": jit})
+        out, placed, mat, info = _cut_and_paste(img, fg, pw, ph, rng, cfg.colour_jitter, cfg.rotation,
+                                                cfg.min_on_object)
+        return Draft(out, i, placed, 0, {"patch": info["patch"], "matrix": np.round(mat, 4).tolist(),
+                                         "jitter": info["jitter"]})
