@@ -109,23 +109,15 @@ def source_defect(record: dict) -> str | None:
 
 
 def _quotas(sizes: Sequence[int], n: int) -> list[int]:
-    """Split `n` over groups in proportion to their sizes (largest remainder, ties by order)."""
+    """Split `n` (<= sum(sizes)) over groups in proportion to their sizes: largest remainder, ties
+    by order. No quota exceeds its group: a rounded-up share is at most ceil(exact) <= size."""
     total = sum(sizes)
     if total == 0:
         return [0] * len(sizes)
     exact = [n * k / total for k in sizes]
-    q = [min(k, math.floor(e)) for k, e in zip(sizes, exact)]
-    order = sorted(range(len(sizes)), key=lambda i: (-(exact[i] - q[i]), i))
-    left = n - sum(q)
-    while left > 0:
-        moved = False
-        for i in order:
-            if left and q[i] < sizes[i]:
-                q[i] += 1
-                left -= 1
-                moved = True
-        if not moved:
-            break
+    q = [math.floor(e) for e in exact]
+    for i in sorted(range(len(sizes)), key=lambda i: (q[i] - exact[i], i))[:n - sum(q)]:
+        q[i] += 1
     return q
 
 
