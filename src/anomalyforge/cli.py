@@ -249,6 +249,39 @@ def _run_filter(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---- quality (generation quality: IS, IC-LPIPS) ------------------------------------------------
+def _add_quality(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("quality", help="Inception Score and IC-LPIPS of a run's pairs, per defect type")
+    p.add_argument("run", type=Path, help="run folder written by generate")
+    p.add_argument("--classifier", default="efficientnet-lite0",
+                   help="IS classifier: efficientnet-lite0 (offline default), -lite1, -lite2 or inception_v3 (papers)")
+    p.add_argument("--classifier-weights", default="imagenet",
+                   help="imagenet (default), a weights file, or none (random: smoke runs)")
+    p.add_argument("--lpips", default="efficientnet-lite0",
+                   help="LPIPS net: efficientnet-lite0 (offline default) or the lpips package's vgg (papers), alex, squeeze")
+    p.add_argument("--lpips-weights", default="imagenet", help="imagenet (default) or none (random)")
+    p.add_argument("--per-cluster", type=int, default=50, help="images per cluster for pairwise LPIPS")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default=None, help="cpu, cuda, ... (default: CUDA when available)")
+    p.add_argument("--json", action="store_true", help="print the quality.json document")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_run_quality)
+
+
+def _run_quality(args: argparse.Namespace) -> int:
+    from anomalyforge.quality.generation import QualityConfig, format_quality_table, score_run
+
+    def weights(v: str) -> str | None:
+        return None if v.lower() == "none" else v
+
+    cfg = QualityConfig(classifier=args.classifier, classifier_weights=weights(args.classifier_weights),
+                        lpips=args.lpips, lpips_weights=weights(args.lpips_weights),
+                        per_cluster=args.per_cluster, seed=args.seed, device=args.device)
+    doc = score_run(args.run, cfg, progress=not args.no_progress)
+    print(json.dumps(doc, indent=2) if args.json else format_quality_table(doc))
+    return 0
+
+
 # ---- benchmark (downstream inspection models) --------------------------------------------------
 def _add_benchmark(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("benchmark", help="train inspection models on generated data, test on real defects")
@@ -282,7 +315,42 @@ def _run_benchmark(args: argparse.Namespace) -> int:
     return 0
 
 
-_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_info, _add_report, _add_generate, _add_preview, _add_export, _add_make_tiny_model, _add_cluster, _add_filter, _add_benchmark]
+# ---- fewshot (unsupervised detection from K good images) ---------------------------------------
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise AnomalyForgeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def _add_fewshot(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("fewshot", help="PatchCore from K good images, with and without generated good images")
+    _data_args(p)
+    p.add_argument("--out", type=Path, required=True, help="output folder (fewshot.json, fewshot.png)")
+    p.add_argument("--shots", default="1,2,4,8", help="numbers of good images K")
+    p.add_argument("--generated", type=int, default=64, help="generated good images added to the K (0: none)")
+    p.add_argument("--seeds", default="0,1,2", help="seeds of the K-shot draws and the generated goods")
+    p.add_argument("--profile", default="cpu", help="smoke, cpu or paper (image size, PatchCore settings)")
+    p.add_argument("--flip", action="store_true", help="also flip generated goods (symmetric parts only)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=_run_fewshot)
+
+
+def _run_fewshot(args: argparse.Namespace) -> int:
+    from anomalyforge.inspect.fewshot import format_fewshot_table, run_fewshot_benchmark
+    from anomalyforge.synth.good import GoodAugmentConfig
+
+    doc = run_fewshot_benchmark(args.data, args.out, shots=_int_list(args.shots), generated=args.generated,
+                                seeds=_int_list(args.seeds), profile=args.profile, category=args.category,
+                                data_format=args.data_format, augment=GoodAugmentConfig(flip=args.flip),
+                                progress=not args.no_progress)
+    print(format_fewshot_table(doc))
+    return 0
+
+
+_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
+    _add_info, _add_report, _add_generate, _add_preview, _add_export, _add_make_tiny_model, _add_cluster,
+    _add_filter, _add_quality, _add_benchmark, _add_fewshot]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -38,8 +38,8 @@ def test_results_follow_the_schema(bench):
                             "train_good": 209, "test_good": 20}
     assert list(doc["methods"]) == ["croppaste", "patchcore"]
     for name, e in doc["methods"].items():
-        assert set(e) == {"status", "kind", "model", "localization", "classification", "timings",
-                          "peak_rss_mb", "n_pairs", "run", "artifacts"}
+        assert set(e) == {"status", "kind", "model", "localization", "classification", "generation",
+                          "timings", "peak_rss_mb", "n_pairs", "run", "artifacts"}
         assert e["status"] == "done"
         loc = e["localization"]
         assert set(loc["pixel"]) == {"auroc", "ap", "f1_max", "aupro"}
@@ -47,11 +47,18 @@ def test_results_follow_the_schema(bench):
         assert sorted(loc["per_type"]) == TYPES
         for v in [*loc["pixel"].values(), *loc["image"].values()]:
             assert 0.0 <= v <= 1.0
-        assert set(e["timings"]) == {"generate_s", "train_s", "eval_s", "total_s"}
+        assert set(e["timings"]) == {"generate_s", "quality_s", "train_s", "eval_s", "total_s"}
         assert e["artifacts"] == {"maps": f"methods/{name}/maps.npz"}
     syn, base = doc["methods"]["croppaste"], doc["methods"]["patchcore"]
     assert (syn["kind"], syn["model"], syn["n_pairs"], syn["run"]) == ("synthetic", "feature_head", 12, "runs/croppaste")
     assert (base["kind"], base["model"], base["classification"]) == ("baseline", "patchcore", None)
+    assert base["generation"] is None
+    # generation quality of the 12 kept pairs, 4 per type, against each type's few-shot defects
+    gen = syn["generation"]
+    assert gen["n"] == 12 and sorted(gen["types"]) == TYPES
+    assert 1.0 <= gen["is"] <= 12 and gen["ic_lpips"] > 0
+    assert all(g["n"] == 4 for g in gen["types"].values())
+    assert json.loads((out / "runs/croppaste/quality.json").read_text())["all"]["is"] == gen["is"]
     cls = syn["classification"]
     assert cls["labels"] == TYPES and sorted(cls["per_type"]) == TYPES
     conf = np.array(cls["confusion"])

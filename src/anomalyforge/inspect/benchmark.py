@@ -183,8 +183,8 @@ def _run_patchcore(fit, prof: Profile, seed: int, test_set, out: Path, method: s
     _save_maps(out / rel, maps=maps.astype(np.float16), masks=test.masks, labels=test.labels,
                types=test.types, paths=test.paths, image_scores=scores)
     return {"status": "done", "kind": "baseline", "model": "patchcore", "localization": loc,
-            "classification": None,
-            "timings": {"generate_s": 0.0, "train_s": round(t1 - t0, 2),
+            "classification": None, "generation": None,
+            "timings": {"generate_s": 0.0, "quality_s": 0.0, "train_s": round(t1 - t0, 2),
                         "eval_s": round(time.perf_counter() - t1, 2)},
             "n_pairs": 0, "run": None, "artifacts": {"maps": rel}}
 
@@ -207,6 +207,8 @@ def _run_synthetic(data: Path, out: Path, method: str, category: str, data_forma
         raise DataError(run, "generated run folder not found")
     pairs = GeneratedPairs.from_run(run, prof.size, category=category, progress=progress)
     pairs.check_covers(needed, run)
+    tq = time.perf_counter()
+    generation = _generation_quality(run, prof, seed, progress) if prof.quality else None
     t1 = time.perf_counter()
     loc_model = train_localizer(fit, pairs, prof, seed=seed, progress=progress)
     cls_model = train_classifier(pairs, prof, seed=seed, progress=progress) if len(pairs.defect_types) > 1 else None
@@ -230,10 +232,22 @@ def _run_synthetic(data: Path, out: Path, method: str, category: str, data_forma
                types=test.types, paths=test.paths, image_scores=scores, **extra)
     model = prof.localizer + ("+patchcore" if prof.fusion else "")  # fused maps (profile `fusion`)
     return {"status": "done", "kind": "synthetic", "model": model, "localization": loc,
-            "classification": cls,
-            "timings": {"generate_s": round(t1 - t0, 2), "train_s": round(t2 - t1, 2),
+            "classification": cls, "generation": generation,
+            "timings": {"generate_s": round(tq - t0, 2), "quality_s": round(t1 - tq, 2), "train_s": round(t2 - t1, 2),
                         "eval_s": round(time.perf_counter() - t2, 2)},
             "n_pairs": len(pairs), "run": _relative(run, out), "artifacts": {"maps": rel}}
+
+
+def _generation_quality(run: Path, prof: Profile, seed: int, progress: bool) -> dict:
+    """IS and IC-LPIPS of the run's kept pairs (default offline models; also written to
+    RUN/quality.json), summarised for results.json."""
+    from anomalyforge.quality.generation import QualityConfig, score_run
+
+    doc = score_run(run, QualityConfig(size=prof.size, seed=seed, device=prof.device), progress)
+    keep = ("n", "is", "is_std", "ic_lpips")
+    return {**{k: doc["all"].get(k) for k in keep}, "config": doc["config"],
+            "types": {t: {k: e.get(k) for k in keep} for t, e in doc["types"].items()},
+            "references_is": doc["references"].get("is")}
 
 
 def format_results_table(results: dict) -> str:
@@ -241,12 +255,18 @@ def format_results_table(results: dict) -> str:
     def pct(v) -> str:
         return "   -" if v is None else f"{100 * v:5.1f}"
 
-    head = f"{'method':<14}{'model':<14}{'pxAUROC':>8}{'pxAP':>7}{'pxF1':>7}{'AUPRO':>7}{'imAUROC':>8}{'acc':>7}{'min':>7}"
+    def num(v) -> str:
+        return "    -" if v is None else f"{v:5.2f}"
+
+    head = (f"{'method':<14}{'model':<14}{'pxAUROC':>8}{'pxAP':>7}{'pxF1':>7}{'AUPRO':>7}{'imAUROC':>8}{'acc':>7}"
+            f"{'IS':>7}{'IC-L':>7}{'min':>7}")
     lines = [f"{results.get('category')} | profile {results.get('profile')} | seed {results.get('seed')}", head]
     for m, e in results.get("methods", {}).items():
         px, im = e["localization"]["pixel"], e["localization"]["image"]
         acc = (e.get("classification") or {}).get("accuracy")
+        gen = e.get("generation") or {}
         lines.append(f"{m:<14}{e['model']:<14}{pct(px['auroc']):>8}{pct(px['ap']):>7}{pct(px['f1_max']):>7}"
                      f"{pct(px['aupro']):>7}{pct(im['auroc']):>8}{pct(acc):>7}"
+                     f"{num(gen.get('is')):>7}{num(gen.get('ic_lpips')):>7}"
                      f"{e['timings']['total_s'] / 60:7.1f}")
     return "\n".join(lines)

@@ -78,6 +78,8 @@ class Profile:
     cls_batch_size: int = 16
     cls_lr: float = 3e-4
     cls_finetune_from: int = 4  # EfficientNet-Lite: levels >= this are fine-tuned, earlier ones frozen
+    # generation quality of each method's pairs (IS, IC-LPIPS; anomalyforge.quality.generation)
+    quality: bool = True
     # PatchCore baseline
     pc_levels: tuple[int, ...] = (2, 3)
     pc_coreset: float = 0.1  # bank = this fraction of all patches ...

@@ -17,7 +17,7 @@ import math
 import os
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -45,49 +45,23 @@ def _write_manifest(run: Path, records: Sequence[dict]) -> None:
 
 
 # ---- where the good images come from -----------------------------------------------------------
-def _find(doc: dict, *keys: str) -> Any:
-    """First value found for any of `keys` at the top level of run.json or one level down."""
-    for k in keys:
-        if doc.get(k) not in (None, ""):
-            return doc[k]
-    for v in doc.values():
-        if isinstance(v, dict):
-            for k in keys:
-                if v.get(k) not in (None, ""):
-                    return v[k]
-    return None
-
-
 def run_good_images(run: Path) -> tuple[list[Path], int]:
     """The good training images of a run's category and the run's image size, from run.json
     (its `train_good` list when present, else the data path + category split again)."""
-    from anomalyforge.synth.manifest import read_run_config
+    from anomalyforge.synth.manifest import read_run_config, run_split
 
-    path = run / "run.json"
     doc = read_run_config(run)
-    size = int(_find(doc, "size", "image_size") or ARSConfig.size)
+    size = int(doc.get("size") or ARSConfig.size)
     if isinstance(doc.get("train_good"), list) and doc["train_good"]:
         good = [Path(p) for p in doc["train_good"]]
         missing = [p for p in good if not p.is_file()]
         if missing:
             raise DataError(missing[0], "good training image of the run not found (data moved?)")
         return good, size
-    data = _find(doc, "data", "data_path", "dataset")
-    if not isinstance(data, str):
-        raise DataError(path, "run.json names no data path")
-    category = _find(doc, "category")
-    fmt = _find(doc, "data_format", "format")
-    ratio = float(_find(doc, "ratio") or 1 / 3)
-    return _dataset_good(Path(data), category, fmt, ratio), size
-
-
-def _dataset_good(data: Path, category: str | None, fmt: str | None, ratio: float = 1 / 3) -> list[Path]:
-    from anomalyforge.data import few_shot_split, load_dataset
-
-    split = few_shot_split(load_dataset(data, category=category, data_format=fmt), ratio=ratio)
+    split = run_split(run)
     if not split.train_good:
-        raise DataError(data, "no good training images to train the ARS discriminator on")
-    return [s.image for s in split.train_good]
+        raise DataError(run / "run.json", "no good training images to train the ARS discriminator on")
+    return [s.image for s in split.train_good], size
 
 
 # ---- filtering ---------------------------------------------------------------------------------
@@ -191,7 +165,12 @@ def filter_run(run: str | Path, keep: int | None = None, keep_ratio: float | Non
     if isinstance(data, FitData):
         good, size = [s.image for s in data.good], data.size
     elif data is not None:
-        good, size = _dataset_good(Path(data), None, None), (config.size if config else ARSConfig.size)
+        from anomalyforge.data import few_shot_split, load_dataset
+
+        split = few_shot_split(load_dataset(Path(data)), progress=False)
+        if not split.train_good:
+            raise DataError(data, "no good training images to train the ARS discriminator on")
+        good, size = [s.image for s in split.train_good], (config.size if config else ARSConfig.size)
     else:
         good, size = run_good_images(run)
     cached = run / "ars" / "config.json"

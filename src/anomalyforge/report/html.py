@@ -61,6 +61,11 @@ def fmt_mb(v: Any) -> str:
     return DASH if x is None else f"{x:,.0f} MB"
 
 
+def fmt_num(v: Any) -> str:
+    x = _num(v)
+    return DASH if x is None else f"{x:.3f}"
+
+
 def fmt_int(v: Any) -> str:
     x = _num(v)
     return DASH if x is None else f"{int(x):,}"
@@ -85,6 +90,8 @@ RESULT_COLUMNS: list[_Column] = [
     ("AP", "image", lambda m: _get(m, "localization", "image", "ap"), fmt_pct, "max"),
     ("F1-max", "image", lambda m: _get(m, "localization", "image", "f1_max"), fmt_pct, "max"),
     ("accuracy", "classification", lambda m: _get(m, "classification", "accuracy"), fmt_pct, "max"),
+    ("IS", "generation", lambda m: _get(m, "generation", "is"), fmt_num, "max"),
+    ("IC-LPIPS", "generation", lambda m: _get(m, "generation", "ic_lpips"), fmt_num, "max"),
     ("total time", "cost", lambda m: _get(m, "timings", "total_s"), fmt_seconds, "min"),
     ("peak memory", "cost", lambda m: m.get("peak_rss_mb"), fmt_mb, "min"),
 ]
@@ -225,13 +232,16 @@ def _cls_by_index(maps: Maps) -> dict[int, dict]:
 def per_type_rows(m: dict, split: dict) -> list[dict]:
     loc = _get(m, "localization", "per_type") or {}
     cls = _get(m, "classification", "per_type") or {}
+    gen = _get(m, "generation", "types") or {}
     test = split.get("test_defects") or {}
     rows = []
     for t in sorted(set(loc) | set(cls)):
         d = loc.get(t) or {}
+        g = gen.get(t) or {}
         rows.append({"type": t, "n": fmt_int(test.get(t)), "pixel_auroc": fmt_pct(d.get("pixel_auroc")),
                      "pixel_ap": fmt_pct(d.get("pixel_ap")), "image_auroc": fmt_pct(d.get("image_auroc")),
-                     "accuracy": fmt_pct(cls.get(t))})
+                     "accuracy": fmt_pct(cls.get(t)), "is": fmt_num(g.get("is")),
+                     "ic_lpips": fmt_num(g.get("ic_lpips"))})
     return rows
 
 

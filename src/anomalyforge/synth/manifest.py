@@ -104,3 +104,17 @@ def read_run_config(run: str | Path) -> dict:
         raise DataError(run, "not a generation run (no run.json)") from None
     except (OSError, json.JSONDecodeError) as exc:
         raise DataError(p, f"cannot read run config ({exc})") from None
+
+
+def run_split(run: str | Path):
+    """The few-shot split of the category a run was generated from (run.json's data path,
+    category, format and ratio), recomputed from the dataset: the run's training defects and
+    good images, never its test part."""
+    from anomalyforge.data import few_shot_split, load_dataset
+
+    doc = read_run_config(run)
+    data = doc.get("data")
+    if not isinstance(data, str) or not data:
+        raise DataError(Path(run) / RUN_JSON, "run.json names no data path")
+    ds = load_dataset(Path(data), category=doc.get("category"), data_format=doc.get("format"))
+    return few_shot_split(ds, ratio=float(doc.get("ratio") or 1 / 3), progress=False)

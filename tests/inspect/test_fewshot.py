@@ -1,0 +1,92 @@
+"""Few-shot PatchCore with and without generated good images, on a small copy of real bottle data."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from anomalyforge.errors import ConfigError
+from anomalyforge.inspect.fewshot import run_fewshot_benchmark, shot_indices, summarise
+
+
+@pytest.fixture(scope="module")
+def small_bottle(bottle_dir: Path, tmp_path_factory) -> Path:
+    """bottle with 6 good training images, 4 test goods and the first 6 images of two defect types
+    (symlinks): 2 few-shot + 4 test defects per type."""
+    root = tmp_path_factory.mktemp("fs") / "bottle"
+    for sub, n in (("train/good", 6), ("test/good", 4)):
+        (root / sub).mkdir(parents=True)
+        for p in sorted((bottle_dir / sub).glob("*.png"))[:n]:
+            (root / sub / p.name).symlink_to(p)
+    for t in ("broken_large", "contamination"):
+        (root / "test" / t).mkdir(parents=True)
+        (root / "ground_truth" / t).mkdir(parents=True)
+        for p in sorted((bottle_dir / "test" / t).glob("*.png"))[:6]:
+            (root / "test" / t / p.name).symlink_to(p)
+            m = f"{p.stem}_mask.png"
+            (root / "ground_truth" / t / m).symlink_to(bottle_dir / "ground_truth" / t / m)
+    return root
+
+
+def test_shots_are_seeded_and_nested():
+    a, b = shot_indices(50, 2, 0), shot_indices(50, 8, 0)
+    np.testing.assert_array_equal(a, b[:2])
+    assert len(set(b.tolist())) == 8 and not np.array_equal(b, shot_indices(50, 8, 1))
+    with pytest.raises(ConfigError, match="good training images"):
+        shot_indices(5, 6, 0)
+
+
+def test_fewshot_benchmark_rows_summary_and_resume(small_bottle, tmp_path, monkeypatch):
+    out = tmp_path / "fs"
+    doc = run_fewshot_benchmark(small_bottle, out, shots=(1, 2), generated=3, seeds=(0, 1), profile="smoke",
+                                progress=False)
+    assert sorted(doc["rows"]) == sorted(f"s{s}-k{k}-g{g}" for s in (0, 1) for k in (1, 2) for g in (0, 3))
+    r = doc["rows"]["s0-k2-g3"]
+    assert (r["shots"], r["generated"], len(r["goods"])) == (2, 3, 2)
+    assert r["goods"][:1] == doc["rows"]["s0-k1-g0"]["goods"]  # nested draws
+    # one bank entry per patch of the 2 + 3 images at 64 px (stride-8 grid: 8 x 8), none dropped
+    assert r["bank"] == 5 * 64 and doc["rows"]["s0-k2-g0"]["bank"] == 2 * 64
+    for row in doc["rows"].values():
+        assert 0.5 < row["localization"]["pixel"]["auroc"] <= 1.0  # real defects stand out even at 1 shot
+    assert [(e["shots"], e["generated"], e["seeds"]) for e in doc["summary"]] == [(1, 0, 2), (1, 3, 2), (2, 0, 2), (2, 3, 2)]
+    on_disk = json.loads((out / "fewshot.json").read_text())
+    assert on_disk["rows"] == json.loads(json.dumps(doc["rows"])) and (out / "fewshot.png").is_file()
+
+    # resume: nothing is refitted; other settings in the same folder are refused
+    from anomalyforge.inspect import patchcore
+
+    monkeypatch.setattr(patchcore.PatchCore, "fit", lambda *a, **k: pytest.fail("refitted a finished model"))
+    again = run_fewshot_benchmark(small_bottle, out, shots=(1, 2), generated=3, seeds=(0, 1), profile="smoke",
+                                  progress=False)
+    assert again["rows"] == on_disk["rows"]
+    with pytest.raises(ConfigError, match="other settings"):
+        run_fewshot_benchmark(small_bottle, out, shots=(1,), generated=3, seeds=(0,), profile="smoke", progress=False)
+
+
+def test_summary_is_mean_and_std_over_seeds():
+    def row(s, v):
+        loc = {"image": {"auroc": v}, "pixel": {"auroc": v, "ap": v, "aupro": None}}
+        return {"seed": s, "shots": 1, "generated": 0, "localization": loc}
+
+    (e,) = summarise({"a": row(0, 0.6), "b": row(1, 0.8)})
+    assert e["image_auroc"] == pytest.approx(0.7) and e["image_auroc_std"] == pytest.approx(0.1)
+    assert e["pixel_aupro"] is None and e["seeds"] == 2
+
+
+def test_cli_fewshot_bad_input_is_one_line_and_writes_nothing(small_bottle, tmp_path, capsys):
+    from anomalyforge.cli import main
+
+    out = tmp_path / "fs"
+    assert main(["fewshot", "--data", str(small_bottle), "--out", str(out), "--shots", "1,99", "--profile", "smoke",
+                 "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("anomalyforge: error:") and "99 shots" in err and "\n" not in err
+    assert main(["fewshot", "--data", str(small_bottle), "--out", str(out), "--shots", "one", "--no-progress"]) == 2
+    assert "comma-separated integers" in capsys.readouterr().err
+    assert not out.exists()
+    assert main(["fewshot", "--data", str(small_bottle), "--out", str(out), "--shots", "1", "--seeds", "0",
+                 "--generated", "2", "--profile", "smoke", "--no-progress"]) == 0
+    assert "few-shot PatchCore" in capsys.readouterr().out
