@@ -54,6 +54,8 @@ def test_fewshot_benchmark_rows_summary_and_resume(small_bottle, tmp_path, monke
     assert [(e["shots"], e["generated"], e["seeds"]) for e in doc["summary"]] == [(1, 0, 2), (1, 3, 2), (2, 0, 2), (2, 3, 2)]
     on_disk = json.loads((out / "fewshot.json").read_text())
     assert on_disk["rows"] == json.loads(json.dumps(doc["rows"])) and (out / "fewshot.png").is_file()
+    html = (out / "fewshot.html").read_text()
+    assert "K good + 3 generated" in html and "data:image/png;base64," in html
 
     # resume: nothing is refitted; other settings in the same folder are refused
     from anomalyforge.inspect import patchcore

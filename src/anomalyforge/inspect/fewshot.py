@@ -7,7 +7,8 @@ the K images alone, and on the K images plus `generated` good images made from t
 1 shot a 10 % coreset would leave a hundred patches), capped at the profile's `pc_max_bank` by
 greedy coreset selection. Every model is fixed by this schedule; the test split (the same held-out
 defects and test goods as the main benchmark) is read once, after the first fit. Results go to
-`<out>/fewshot.json`, rewritten atomically after each model, so an interrupted run resumes.
+`<out>/fewshot.json`, rewritten atomically after each model, so an interrupted run resumes;
+`fewshot.html` (table and curves) and `fewshot.png` are written at the end.
 """
 
 from __future__ import annotations
@@ -128,7 +129,9 @@ def run_fewshot_benchmark(data: Path, out: Path, shots: Sequence[int] = (1, 2, 4
         tmp.write_text(json.dumps(doc, indent=2))
         os.replace(tmp, path)
     doc["summary"] = summarise(doc["rows"])
-    _plot(doc, out / "fewshot.png")
+    from anomalyforge.report.fewshot import write_fewshot_report
+
+    write_fewshot_report(out)  # fewshot.html + fewshot.png
     return doc
 
 
@@ -145,29 +148,3 @@ def format_fewshot_table(doc: dict) -> str:
         lines.append(f"{e['shots']:>5}{e['generated']:>10}{e['seeds']:>6}" + "".join(
             cell(e, f"{lv}_{m}") for lv, m in SUMMARY_KEYS))
     return "\n".join(lines)
-
-
-def _plot(doc: dict, path: Path) -> None:
-    """Image AUROC and pixel AP against shots, one line per number of generated goods."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
-    for ax, key, title in zip(axes, ("image_auroc", "pixel_ap"), ("image AUROC", "pixel AP")):
-        for g in sorted({e["generated"] for e in doc["summary"]}):
-            es = [e for e in doc["summary"] if e["generated"] == g and e[key] is not None]
-            ax.errorbar([e["shots"] for e in es], [100 * e[key] for e in es],
-                        yerr=[100 * e[f"{key}_std"] for e in es], marker="o", capsize=3,
-                        label="K good only" if g == 0 else f"K good + {g} generated")
-        ax.set_xscale("log", base=2)
-        ax.set_xlabel("good shots K")
-        ax.set_title(f"{doc.get('category')}: {title} (%)")
-        ax.grid(alpha=0.3)
-    axes[0].legend()
-    fig.tight_layout()
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    os.replace(tmp, path)

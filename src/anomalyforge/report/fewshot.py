@@ -1,0 +1,103 @@
+"""The few-shot detection report: `fewshot.html` (self-contained) and `fewshot.png` beside
+`fewshot.json`, so the K-shot curves can be read and mailed like the benchmark report."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+from pathlib import Path
+
+from jinja2 import Environment, select_autoescape
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from anomalyforge.errors import DataError
+
+_PAGE = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{{ doc.category }}: few-shot PatchCore</title>
+<style>
+ body { font: 14px/1.45 system-ui, sans-serif; color: #1d2330; max-width: 1100px; margin: 20px auto; padding: 0 24px; }
+ table { border-collapse: collapse; font-variant-numeric: tabular-nums; margin: 8px 0 14px; }
+ th, td { border: 1px solid #d9dde4; padding: 4px 9px; text-align: right; }
+ th { background: #f4f6f9; } td.l, th.l { text-align: left; } tr.gen td { background: #eef4ff; }
+ .small { color: #5d6675; font-size: 12px; } img { max-width: 100%; }
+</style></head><body>
+<h1>{{ doc.category }}: few-shot PatchCore, with and without generated good images</h1>
+<p class="small">anomalyforge {{ doc.version }} · profile {{ doc.profile }} · {{ doc.created }} · data {{ doc.data }}</p>
+<p>PatchCore (every patch kept, bank capped at {{ doc.config.patchcore.max_bank }}) built from K good
+training images drawn per seed, alone and with {{ doc.config.generated }} generated good images made from
+those K (small rotation / shift / scale, brightness / contrast drift{% if doc.config.augment.flip %}, flips{% endif %}).
+Every model is fixed by this schedule and tested once on the held-out split (mean and standard
+deviation over {{ doc.config.seeds|length }} seeds, in %).</p>
+<table><thead><tr><th>good shots K</th><th class="l">training images</th><th>image AUROC</th>
+<th>pixel AUROC</th><th>pixel AP</th><th>AUPRO</th></tr></thead><tbody>
+{% for e in rows %}<tr{% if e.generated %} class="gen"{% endif %}><td>{{ e.shots }}</td>
+<td class="l">{{ e.label }}</td>{% for c in e.cells %}<td>{{ c }}</td>{% endfor %}</tr>
+{% endfor %}</tbody></table>
+<img src="{{ plot }}" alt="image AUROC and pixel AP against K">
+<h3>Good images drawn</h3>
+<table><thead><tr><th>seed</th><th class="l">first {{ maxk }} good training images (nested: K uses the first K)</th></tr></thead><tbody>
+{% for s, goods in draws %}<tr><td>{{ s }}</td><td class="l small">{{ goods|join(", ") }}</td></tr>{% endfor %}
+</tbody></table>
+</body></html>
+"""
+
+
+def fewshot_figure(doc: dict) -> Figure:
+    """Image AUROC and pixel AP against K (log scale), one line per number of generated goods."""
+    fig = Figure(figsize=(9, 3.4))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, 2)
+    for ax, key, title in zip(axes, ("image_auroc", "pixel_ap"), ("image AUROC", "pixel AP")):
+        for g in sorted({e["generated"] for e in doc["summary"]}):
+            es = [e for e in doc["summary"] if e["generated"] == g and e[key] is not None]
+            ax.errorbar([e["shots"] for e in es], [100 * e[key] for e in es],
+                        yerr=[100 * e[f"{key}_std"] for e in es], marker="o", capsize=3,
+                        label="K good only" if g == 0 else f"K good + {g} generated")
+        ax.set_xscale("log", base=2)
+        shots = sorted({e["shots"] for e in doc["summary"]})
+        ax.set_xticks(shots, [str(k) for k in shots])
+        ax.minorticks_off()
+        ax.set_xlabel("good shots K")
+        ax.set_title(f"{doc.get('category')}: {title} (%)")
+        ax.grid(alpha=0.3)
+    axes[0].legend()
+    fig.tight_layout()
+    return fig
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def write_fewshot_report(out: Path) -> Path:
+    """Write `fewshot.png` and the self-contained `fewshot.html` from `<out>/fewshot.json`."""
+    out = Path(out)
+    try:
+        doc = json.loads((out / "fewshot.json").read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise DataError(out / "fewshot.json", f"cannot read few-shot results ({exc})") from None
+    buf = io.BytesIO()
+    fewshot_figure(doc).savefig(buf, format="png", dpi=110)
+    _atomic_write(out / "fewshot.png", buf.getvalue())
+
+    def cell(e: dict, key: str) -> str:
+        m, s = e.get(key), e.get(f"{key}_std")
+        return "—" if m is None else f"{100 * m:.1f} ± {100 * s:.1f}"
+
+    rows = [{"shots": e["shots"], "generated": e["generated"],
+             "label": "K good" if not e["generated"] else f"K good + {e['generated']} generated",
+             "cells": [cell(e, k) for k in ("image_auroc", "pixel_auroc", "pixel_ap", "pixel_aupro")]}
+            for e in doc.get("summary", [])]
+    maxk = max(doc["config"]["shots"])
+    draws = sorted({(r["seed"], tuple(Path(g).name for g in r["goods"])) for r in doc["rows"].values()
+                    if r["shots"] == maxk and not r["generated"]})
+    plot = "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+    env = Environment(autoescape=select_autoescape(default=True, default_for_string=True))
+    html = env.from_string(_PAGE).render(doc=doc, rows=rows, plot=plot, draws=draws, maxk=maxk)
+    _atomic_write(out / "fewshot.html", html.encode("utf-8"))
+    return out / "fewshot.html"
