@@ -98,6 +98,10 @@ def test_copies_of_the_few_shot_defects_have_zero_diversity(bottle_split, tmp_pa
     v = generation_quality({t: varied}, {t: refs}, FAST, progress=False)
     assert v["types"][t]["ic_lpips"] > 0.02
     assert v["all"]["n"] == 9 and v["references"]["n"] == 3 and v["all"]["is"] >= 1.0
+    # embeddings recomputed per cluster (no cache) give the same figures as the cached pass
+    r = generation_quality({t: varied}, {t: refs}, FAST, progress=False, cache_bytes=0)
+    assert r["types"][t]["ic_lpips"] == pytest.approx(v["types"][t]["ic_lpips"], rel=1e-4)
+    assert r["types"][t]["cluster_sizes"] == v["types"][t]["cluster_sizes"]
 
 
 def test_generation_quality_rejects_types_without_references(bottle_split):

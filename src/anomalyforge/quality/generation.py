@@ -216,7 +216,8 @@ def _embed(model: nn.Module, paths: Sequence[Path], size: int | None, batch: int
 
 
 def generation_quality(generated: dict[str, Sequence[Path]], references: dict[str, Sequence[Path]],
-                       config: QualityConfig | None = None, progress: bool = True) -> dict:
+                       config: QualityConfig | None = None, progress: bool = True,
+                       cache_bytes: int = 1 << 30) -> dict:
     """IS and IC-LPIPS of generated images per defect type (see module doc).
 
     `generated` and `references` map a defect type to image files; every generated type needs at
@@ -245,22 +246,32 @@ def generation_quality(generated: dict[str, Sequence[Path]], references: dict[st
     for t in bar:
         gen = [Path(p) for p in generated[t]]
         refs = [Path(p) for p in references[t]]
-        probs = _embed(classifier, gen, cfg.size, cfg.batch_size, device).cpu().numpy()
+        ref_emb = _embed(embed, refs, cfg.size, cfg.batch_size, device)
+        # one pass over the images: class probabilities, LPIPS embeddings, nearest reference;
+        # embeddings are kept (CPU) while they fit in `cache_bytes`, else recomputed per cluster
+        keep = len(gen) * ref_emb.shape[1] * 4 <= cache_bytes
+        probs_t, labels_t, cache = [], [], []
+        for i in range(0, len(gen), cfg.batch_size):
+            x = _load_batch(gen[i:i + cfg.batch_size], cfg.size).to(device)
+            probs_t.append(classifier(x).cpu().numpy())
+            e = embed(x)
+            labels_t.append(nearest_reference(squared_distances(e, ref_emb)))
+            if keep:
+                cache.append(e.cpu())
+        probs, labels = np.concatenate(probs_t), np.concatenate(labels_t)
+        embedded = torch.cat(cache) if keep else None
         all_probs.append(probs)
         entry: dict = {"n": len(gen), "references": len(refs)}
         if len(gen) >= 2:
             entry["is"], entry["is_std"] = inception_score(probs, cfg.splits)
-        ref_emb = _embed(embed, refs, cfg.size, cfg.batch_size, device)
-        labels = np.concatenate([nearest_reference(squared_distances(
-            _embed(embed, gen[i:i + 64], cfg.size, cfg.batch_size, device), ref_emb))
-            for i in range(0, len(gen), 64)])
         matrices = []
         for k in range(len(refs)):
             members = np.flatnonzero(labels == k)
             if len(members) > cfg.per_cluster:
                 members = np.sort(rng.choice(members, cfg.per_cluster, replace=False))
             if len(members) >= 2:
-                e = _embed(embed, [gen[i] for i in members], cfg.size, cfg.batch_size, device)
+                e = (embedded[torch.from_numpy(members)] if embedded is not None else
+                     _embed(embed, [gen[i] for i in members], cfg.size, cfg.batch_size, device))
                 matrices.append(squared_distances(e, e))
         entry["cluster_sizes"] = np.bincount(labels, minlength=len(refs)).tolist()
         entry["clusters"] = len(matrices)
