@@ -332,6 +332,8 @@ def _add_fewshot(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seeds", default="0,1,2", help="seeds of the K-shot draws and the generated goods")
     p.add_argument("--profile", default="cpu", help="smoke, cpu or paper (image size, PatchCore settings)")
     p.add_argument("--flip", action="store_true", help="also flip generated goods (symmetric parts only)")
+    p.add_argument("--augment", action="append", metavar="KEY=VALUE",
+                   help="generated-good ranges, e.g. rotation=0 translate=0 (anomalyforge.synth.good.GoodAugmentConfig)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=_run_fewshot)
 
@@ -340,10 +342,16 @@ def _run_fewshot(args: argparse.Namespace) -> int:
     from anomalyforge.inspect.fewshot import format_fewshot_table, run_fewshot_benchmark
     from anomalyforge.synth.good import GoodAugmentConfig
 
+    ranges = {"flip": args.flip, **_parse_params(args.augment)}
+    if "scale" in ranges and isinstance(ranges["scale"], list):
+        ranges["scale"] = tuple(ranges["scale"])
+    try:
+        augment = GoodAugmentConfig(**ranges)
+    except TypeError as exc:
+        raise AnomalyForgeError(f"--augment: {exc}") from None
     doc = run_fewshot_benchmark(args.data, args.out, shots=_int_list(args.shots), generated=args.generated,
                                 seeds=_int_list(args.seeds), profile=args.profile, category=args.category,
-                                data_format=args.data_format, augment=GoodAugmentConfig(flip=args.flip),
-                                progress=not args.no_progress)
+                                data_format=args.data_format, augment=augment, progress=not args.no_progress)
     print(format_fewshot_table(doc))
     return 0
 

@@ -88,7 +88,12 @@ def test_cli_fewshot_bad_input_is_one_line_and_writes_nothing(small_bottle, tmp_
     assert err.startswith("anomalyforge: error:") and "99 shots" in err and "\n" not in err
     assert main(["fewshot", "--data", str(small_bottle), "--out", str(out), "--shots", "one", "--no-progress"]) == 2
     assert "comma-separated integers" in capsys.readouterr().err
+    assert main(["fewshot", "--data", str(small_bottle), "--out", str(out), "--augment", "colour=1", "--no-progress"]) == 2
+    assert "unexpected keyword argument 'colour'" in capsys.readouterr().err
     assert not out.exists()
     assert main(["fewshot", "--data", str(small_bottle), "--out", str(out), "--shots", "1", "--seeds", "0",
-                 "--generated", "2", "--profile", "smoke", "--no-progress"]) == 0
+                 "--generated", "2", "--profile", "smoke", "--augment", "rotation=0", "--augment", "scale=[1, 1]",
+                 "--no-progress"]) == 0
     assert "few-shot PatchCore" in capsys.readouterr().out
+    cfg = json.loads((out / "fewshot.json").read_text())["config"]["augment"]
+    assert (cfg["rotation"], cfg["scale"], cfg["translate"]) == (0, [1, 1], 0.03)
