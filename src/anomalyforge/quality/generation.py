@@ -207,10 +207,10 @@ def _load_batch(paths: Sequence[Path], size: int | None) -> torch.Tensor:
     return to_tensor([read_image(p, size) for p in paths])
 
 
-def _embed(model: nn.Module, paths: Sequence[Path], size: int | None, batch: int, device: torch.device,
-           desc: str = "", progress: bool = False) -> torch.Tensor:
+def _embed(model: nn.Module, paths: Sequence[Path], size: int | None, batch: int,
+           device: torch.device) -> torch.Tensor:
     outs = []
-    for i in tqdm(range(0, len(paths), batch), desc=desc, disable=not progress, leave=False):
+    for i in range(0, len(paths), batch):
         outs.append(model(_load_batch(paths[i:i + batch], size).to(device)))
     return torch.cat(outs)
 
@@ -242,8 +242,10 @@ def generation_quality(generated: dict[str, Sequence[Path]], references: dict[st
 
     per_type: dict[str, dict] = {}
     all_probs = []
-    bar = tqdm(types, desc="generation quality", disable=not progress)
-    for t in bar:
+    bar = tqdm(total=sum(len(generated[t]) for t in types), desc="generation quality", unit="img",
+               disable=not progress)
+    for t in types:
+        bar.set_postfix(type=t, refresh=False)
         gen = [Path(p) for p in generated[t]]
         refs = [Path(p) for p in references[t]]
         ref_emb = _embed(embed, refs, cfg.size, cfg.batch_size, device)
@@ -258,6 +260,7 @@ def generation_quality(generated: dict[str, Sequence[Path]], references: dict[st
             labels_t.append(nearest_reference(squared_distances(e, ref_emb)))
             if keep:
                 cache.append(e.cpu())
+            bar.update(len(x))
         probs, labels = np.concatenate(probs_t), np.concatenate(labels_t)
         embedded = torch.cat(cache) if keep else None
         all_probs.append(probs)
@@ -277,6 +280,7 @@ def generation_quality(generated: dict[str, Sequence[Path]], references: dict[st
         entry["clusters"] = len(matrices)
         entry["ic_lpips"] = intra_cluster_distance(matrices) if matrices else None
         per_type[t] = entry
+    bar.close()
     probs = np.concatenate(all_probs)
     overall: dict = {"n": int(len(probs))}
     if len(probs) >= 2:
