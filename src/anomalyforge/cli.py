@@ -294,13 +294,17 @@ def _add_benchmark(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, required=True, help="benchmark folder (results.json, runs/, methods/)")
     p.add_argument("--run", action="append", default=[], metavar="METHOD=RUNDIR",
                    help="reuse an existing generated run for METHOD (repeatable)")
+    p.add_argument("--no-quality", action="store_true",
+                   help="skip the generation-quality scores (IS, IC-LPIPS) of each method's pairs")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=_run_benchmark)
 
 
 def _run_benchmark(args: argparse.Namespace) -> int:
     from anomalyforge.inspect.benchmark import format_results_table, run_benchmark
+    from anomalyforge.inspect.profiles import get_profile
 
+    profile = get_profile(args.profile, quality=False) if args.no_quality else args.profile
     runs = {}
     for item in args.run:
         if "=" not in item:
@@ -308,7 +312,7 @@ def _run_benchmark(args: argparse.Namespace) -> int:
         k, v = item.split("=", 1)
         runs[k.strip()] = Path(v)
     methods = [m for m in args.methods.split(",") if m.strip()]
-    results = run_benchmark(args.data, args.out, methods, category=args.category, profile=args.profile,
+    results = run_benchmark(args.data, args.out, methods, category=args.category, profile=profile,
                             seed=args.seed, n=args.n, data_format=args.data_format, runs=runs,
                             progress=not args.no_progress)
     print(format_results_table(results))

@@ -96,6 +96,17 @@ def test_resume_skips_finished_methods_and_cli_prints_the_table(bench, bottle_di
     assert "croppaste" in text and "patchcore" in text
 
 
+def test_no_quality_skips_generation_scores(bench, bottle_dir, tmp_path, capsys):
+    out, _ = bench
+    code = main(["benchmark", "--data", str(bottle_dir), "--methods", "croppaste", "--profile", "smoke",
+                 "--run", f"croppaste={out / 'runs/croppaste'}", "--out", str(tmp_path / "nq"), "--no-quality",
+                 "--no-progress"])
+    assert code == 0
+    doc = json.loads((tmp_path / "nq/results.json").read_text())
+    assert doc["config"]["quality"] is False and doc["methods"]["croppaste"]["generation"] is None
+    assert capsys.readouterr().out.splitlines()[-1].split()[-3:-1] == ["-", "-"]  # IS, IC-L columns
+
+
 def test_output_folder_of_another_run_is_refused(bench, bottle_dir):
     out, _ = bench
     before = (out / "results.json").read_bytes()

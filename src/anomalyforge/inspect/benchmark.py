@@ -92,7 +92,7 @@ def _relative(path: Path, out: Path) -> str:
 
 
 def run_benchmark(data: Path, out: Path, methods: list[str], category: str | None = None,
-                  profile: str = "cpu", seed: int = 0, n: int | None = None, data_format: str | None = None,
+                  profile: str | Profile = "cpu", seed: int = 0, n: int | None = None, data_format: str | None = None,
                   runs: dict[str, Path] | None = None, progress: bool = True) -> dict:
     """Benchmark synthesis methods (and the PatchCore baseline) on one category; see module doc.
 
