@@ -121,6 +121,11 @@ def test_results_table_values_and_best(written, report_bench):
     # classification accuracy (8 of 9) for the method that has it, a dash for the baseline
     assert f"{100 * 8 / 9:.1f}" in text
     assert re.search(r'<tr class="baseline">\s*<td class="l"><a href="#m-patchcore">patchcore</a>', text)
+    # generation quality: IS and IC-LPIPS of the generated method (not bold: nothing to compare
+    # with), the real defects' IS beside them, per-type values in the method's section
+    assert "<td>1.234</td><td>0.088</td>" in text and "1.234" not in checker.bold_cells
+    assert "real few-shot defects themselves have IS 1.432" in text
+    assert "<td>1.111</td><td>0.056</td>" in text
 
 
 def test_published_table_and_caveat(written):

@@ -377,6 +377,8 @@ def build_context(bench_dir: Path, progress: bool = False) -> dict:
     sections = [method_section(bench_dir, name, m, split, images, curves)
                 for name, m in tqdm(methods.items(), desc="report", unit="method", disable=not progress)]
     comparison = figures.curves_figure(curves) if len(curves) > 1 else None
+    real_is = next((_num(_get(m, "generation", "references_is")) for m in methods.values()
+                    if _num(_get(m, "generation", "references_is")) is not None), None)
     from anomalyforge import __version__
 
     return {
@@ -387,7 +389,7 @@ def build_context(bench_dir: Path, progress: bool = False) -> dict:
         "report_version": __version__, "tile": TILE, "per_type_n": SAMPLES_PER_TYPE,
         "split": split_rows(split), "has_split": bool(split),
         "table": results_table(methods), "published": published_table(res), "caveat": CAVEAT,
-        "sections": sections, "comparison": comparison,
+        "sections": sections, "comparison": comparison, "real_is": fmt_num(real_is) if real_is else None,
         "config_json": json.dumps(res.get("config", {}), indent=2, sort_keys=True, default=str),
     }
 
