@@ -150,5 +150,17 @@ def test_cli_quality_prints_a_table_and_bad_input_leaves_nothing(small_run, tmp_
     assert main(["quality", str(small_run), "--classifier", "vit", "--no-progress"]) == 2
     assert "vit" in capsys.readouterr().err
     assert not (empty / "quality.json").exists()
+
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(small_run, broken)
+    (broken / "quality.json").unlink()
+    gone = sorted((broken / "images").rglob("*.png"))[3]
+    gone.unlink()
+    assert main(["quality", str(broken), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert str(gone) in err and "image file missing" in err and "\n" not in err
+    assert not (broken / "quality.json").exists()
     with pytest.raises(DataError):
         score_run(tmp_path / "missing", FAST, progress=False)
