@@ -252,7 +252,8 @@ def _run_filter(args: argparse.Namespace) -> int:
 # ---- quality (generation quality: IS, IC-LPIPS) ------------------------------------------------
 def _add_quality(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("quality", help="Inception Score and IC-LPIPS of a run's pairs, per defect type")
-    p.add_argument("run", type=Path, help="run folder written by generate")
+    p.add_argument("runs", type=Path, nargs="+", metavar="RUN",
+                   help="run folder(s) written by generate; several are compared in one table")
     p.add_argument("--classifier", default="efficientnet-lite0",
                    help="IS classifier: efficientnet-lite0 (offline default), -lite1, -lite2 or inception_v3 (papers)")
     p.add_argument("--classifier-weights", default="imagenet",
@@ -269,7 +270,8 @@ def _add_quality(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_quality(args: argparse.Namespace) -> int:
-    from anomalyforge.quality.generation import QualityConfig, format_quality_table, score_run
+    from anomalyforge.quality.generation import (QualityConfig, format_quality_comparison, format_quality_table,
+                                                 score_run)
 
     def weights(v: str) -> str | None:
         return None if v.lower() == "none" else v
@@ -277,8 +279,16 @@ def _run_quality(args: argparse.Namespace) -> int:
     cfg = QualityConfig(classifier=args.classifier, classifier_weights=weights(args.classifier_weights),
                         lpips=args.lpips, lpips_weights=weights(args.lpips_weights),
                         per_cluster=args.per_cluster, seed=args.seed, device=args.device)
-    doc = score_run(args.run, cfg, progress=not args.no_progress)
-    print(json.dumps(doc, indent=2) if args.json else format_quality_table(doc))
+    for run in args.runs:  # check every folder before scoring any
+        if not (run / "manifest.jsonl").is_file():
+            raise AnomalyForgeError(f"{run}: not a generation run (no manifest.jsonl)")
+    docs = [score_run(run, cfg, progress=not args.no_progress) for run in args.runs]
+    if args.json:
+        print(json.dumps(docs[0] if len(docs) == 1 else docs, indent=2))
+    elif len(docs) == 1:
+        print(format_quality_table(docs[0]))
+    else:
+        print(format_quality_comparison(list(zip(map(str, args.runs), docs))))
     return 0
 
 

@@ -141,12 +141,18 @@ def test_cli_quality_prints_a_table_and_bad_input_leaves_nothing(small_run, tmp_
     assert main(["quality", str(small_run), "--no-progress", "--per-cluster", "4"]) == 0
     out = capsys.readouterr().out
     assert "IC-LPIPS" in out and "broken_large" in out and "(real few-shot)" in out
+    # several runs: one comparison row each, the same figures as quality.json
+    assert main(["quality", str(small_run), str(small_run), "--no-progress", "--per-cluster", "4"]) == 0
+    rows = [r for r in capsys.readouterr().out.splitlines() if r.startswith(str(small_run))]
+    doc = json.loads((small_run / "quality.json").read_text())
+    assert len(rows) == 2 and rows[0].split()[1:] == ["croppaste", "12", f"{doc['all']['is']:.3f}",
+                                                      f"{doc['all']['is_std']:.3f}", f"{doc['all']['ic_lpips']:.3f}"]
 
     empty = tmp_path / "empty"
     empty.mkdir()
     assert main(["quality", str(empty), "--no-progress"]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("anomalyforge: error:") and "run.json" in err and "\n" not in err
+    assert err.startswith("anomalyforge: error:") and "not a generation run" in err and "\n" not in err
     assert main(["quality", str(small_run), "--classifier", "vit", "--no-progress"]) == 2
     assert "vit" in capsys.readouterr().err
     assert not (empty / "quality.json").exists()

@@ -321,7 +321,9 @@ def score_run(run: Path, config: QualityConfig | None = None, progress: bool = T
     if missing:
         raise DataError(run / "run.json", f"defect type {missing[0]!r} has no few-shot real defects in the run's data")
     result = generation_quality(generated, refs, cfg, progress)
-    doc = {"run": str(run.resolve()), "config": cfg.identity(), "created":
+    from anomalyforge.synth.manifest import read_run_config
+
+    doc = {"run": str(run.resolve()), "method": read_run_config(run).get("method"), "config": cfg.identity(), "created":
            datetime.now(timezone.utc).isoformat(timespec="seconds"), "version": __version__, **result}
     tmp = run / f".{QUALITY_JSON}.tmp"
     tmp.write_text(json.dumps(doc, indent=2))
@@ -343,5 +345,19 @@ def format_quality_table(doc: dict) -> str:
     return "\n".join(lines)
 
 
+def format_quality_comparison(docs: Sequence[tuple[str, dict]]) -> str:
+    """Plain-text table of several runs, given as (name, quality document) pairs: method, pairs,
+    overall IS (± std) and IC-LPIPS, one row per run."""
+    width = max(12, *(len(k) for k, _ in docs)) + 2
+    lines = [f"{'run':<{width}}{'method':<16}{'n':>6}{'IS':>8}{'±':>7}{'IC-LPIPS':>10}"]
+    for name, d in docs:
+        a = d["all"]
+        method = str(d.get("method") or "-")
+        ic = "-" if a.get("ic_lpips") is None else f"{a['ic_lpips']:.3f}"
+        is_ = ("-", "-") if a.get("is") is None else (f"{a['is']:.3f}", f"{a['is_std']:.3f}")
+        lines.append(f"{name:<{width}}{method:<16}{a.get('n', 0):>6}{is_[0]:>8}{is_[1]:>7}{ic:>10}")
+    return "\n".join(lines)
+
+
 __all__ = ["CLASSIFIERS", "LPIPS_NETS", "ClassProbabilities", "PerceptualEmbedding", "QualityConfig",
-           "format_quality_table", "generation_quality", "score_run", "squared_distances"]
+           "format_quality_comparison", "format_quality_table", "generation_quality", "score_run", "squared_distances"]
