@@ -348,6 +348,13 @@ def _add_fewshot(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--flip", action="store_true", help="also flip generated goods (symmetric parts only)")
     p.add_argument("--augment", action="append", metavar="KEY=VALUE",
                    help="generated-good ranges, e.g. rotation=0 translate=0 (anomalyforge.synth.good.GoodAugmentConfig)")
+    p.add_argument("--base-model", default=None,
+                   help="make the generated goods as SDEdit variations with this latent diffusion model "
+                        "(diffusers folder or hub id) instead of the model-free augmentation")
+    p.add_argument("--strength", type=float, default=0.3, help="SDEdit strength with --base-model")
+    p.add_argument("--sampler-steps", type=int, default=50, help="DDIM steps of the full schedule with --base-model")
+    p.add_argument("--prompt", default="", help="text prompt of the SDEdit variations")
+    p.add_argument("--device", default=None, help="device of the diffusion model (default: CUDA when available)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=_run_fewshot)
 
@@ -363,9 +370,16 @@ def _run_fewshot(args: argparse.Namespace) -> int:
         augment = GoodAugmentConfig(**ranges)
     except TypeError as exc:
         raise AnomalyForgeError(f"--augment: {exc}") from None
+    diffusion = None
+    if args.base_model:
+        from anomalyforge.synth.good import DiffusionGoodConfig
+
+        diffusion = DiffusionGoodConfig(args.base_model, strength=args.strength, steps=args.sampler_steps,
+                                        prompt=args.prompt, device=args.device)
     doc = run_fewshot_benchmark(args.data, args.out, shots=_int_list(args.shots), generated=args.generated,
                                 seeds=_int_list(args.seeds), profile=args.profile, category=args.category,
-                                data_format=args.data_format, augment=augment, progress=not args.no_progress)
+                                data_format=args.data_format, augment=augment, diffusion=diffusion,
+                                progress=not args.no_progress)
     print(format_fewshot_table(doc))
     return 0
 

@@ -97,3 +97,28 @@ def test_cli_fewshot_bad_input_is_one_line_and_writes_nothing(small_bottle, tmp_
     assert "few-shot PatchCore" in capsys.readouterr().out
     cfg = json.loads((out / "fewshot.json").read_text())["config"]["augment"]
     assert (cfg["rotation"], cfg["scale"], cfg["translate"]) == (0, [1, 1], 0.03)
+
+
+def test_fewshot_with_diffusion_goods_loads_the_model_once_and_fails_before_output(small_bottle, tmp_path,
+                                                                                   monkeypatch):
+    from anomalyforge.diffusion import loading
+    from anomalyforge.diffusion.tiny import make_tiny_model
+    from anomalyforge.synth.good import DiffusionGoodConfig
+
+    model = make_tiny_model(tmp_path / "tiny")
+    loads = []
+    real_load = loading.load_ldm
+    monkeypatch.setattr(loading, "load_ldm", lambda *a, **k: loads.append(a) or real_load(*a, **k))
+    cfg = DiffusionGoodConfig(str(model), strength=0.5, steps=2, device="cpu")
+    doc = run_fewshot_benchmark(small_bottle, tmp_path / "fs", shots=(1, 2), generated=2, seeds=(0,),
+                                profile="smoke", diffusion=cfg, progress=False)
+    assert len(loads) == 1 and sorted(doc["rows"]) == ["s0-k1-g0", "s0-k1-g2", "s0-k2-g0", "s0-k2-g2"]
+    assert doc["config"]["diffusion"]["strength"] == 0.5 and doc["config"]["augment"] is None
+    assert doc["rows"]["s0-k2-g2"]["bank"] == 4 * 64
+    assert "SDEdit variations" in (tmp_path / "fs" / "fewshot.html").read_text()
+
+    bad = DiffusionGoodConfig(str(tmp_path / "no-model"), device="cpu")
+    with pytest.raises(ConfigError, match="base model"):
+        run_fewshot_benchmark(small_bottle, tmp_path / "bad", shots=(1,), generated=2, seeds=(0,),
+                              profile="smoke", diffusion=bad, progress=False)
+    assert not (tmp_path / "bad").exists()

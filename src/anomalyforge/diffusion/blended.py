@@ -34,8 +34,13 @@ def per_sample_randn(shape: Sequence[int], generators: Sequence[torch.Generator]
 def blended_sample(ldm: LDM, cond: torch.Tensor, good_latents: torch.Tensor, mask_latent: torch.Tensor,
                    generators: Sequence[torch.Generator], steps: int = 50, sampler: str = "ddim",
                    uncond: torch.Tensor | None = None, guidance_scale: float = 1.0,
-                   before_step: StepHook | None = None, progress: bool = False) -> torch.Tensor:
+                   before_step: StepHook | None = None, progress: bool = False,
+                   strength: float = 1.0) -> torch.Tensor:
     """Blended denoising from pure noise; returns the final latents (B, C, h, w), float32.
+
+    strength < 1 starts instead from the good latents noised to that fraction of the schedule and
+    runs only the last round(steps * strength) steps (SDEdit, Meng et al. 2022); with a mask of
+    ones that gives variations of the good images. strength 0 returns the good latents unchanged.
 
     cond / uncond: (B, 77, dim) text conditioning (uncond only used when guidance_scale != 1).
     good_latents: the good images' scaled latents y_0. mask_latent: (B, 1, h, w) in [0, 1].
@@ -48,10 +53,19 @@ def blended_sample(ldm: LDM, cond: torch.Tensor, good_latents: torch.Tensor, mas
     sched.set_timesteps(steps, device=ldm.device)
     y0 = good_latents.to(ldm.device).float()
     m = mask_latent.to(ldm.device).float()
-    x = per_sample_randn(y0.shape, generators).to(ldm.device) * float(sched.init_noise_sigma)
+    if not 0.0 <= strength <= 1.0:
+        raise ValueError(f"strength must be in [0, 1], got {strength}")
+    timesteps = list(sched.timesteps)
+    noise = per_sample_randn(y0.shape, generators).to(ldm.device)
+    if strength >= 1.0:
+        x = noise * float(sched.init_noise_sigma)
+    else:
+        timesteps = timesteps[len(timesteps) - int(round(steps * strength)):]
+        if not timesteps:
+            return y0
+        x = sched.add_noise(y0, noise, timesteps[0].reshape(1))
     use_cfg = uncond is not None and guidance_scale != 1.0
     x0_hat: torch.Tensor | None = None
-    timesteps = list(sched.timesteps)
     for i, t in enumerate(tqdm(timesteps, desc="sample", disable=not progress, leave=False)):
         if before_step is not None:
             before_step(i, t, x, x0_hat)

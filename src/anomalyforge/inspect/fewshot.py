@@ -3,7 +3,8 @@
 For each seed, K good training images are drawn (a seeded permutation of the split's good
 training images; the first K, so a larger K contains the smaller ones). PatchCore is fitted on
 the K images alone, and on the K images plus `generated` good images made from them
-(`anomalyforge.synth.good.augment_goods`). The memory bank keeps every patch (coreset 1.0: at
+(`anomalyforge.synth.good.augment_goods`, or SDEdit variations from a latent diffusion model with
+`diffusion=DiffusionGoodConfig(...)`). The memory bank keeps every patch (coreset 1.0: at
 1 shot a 10 % coreset would leave a hundred patches), capped at the profile's `pc_max_bank` by
 greedy coreset selection. Every model is fixed by this schedule; the test split (the same held-out
 defects and test goods as the main benchmark) is read once, after the first fit. Results go to
@@ -25,7 +26,7 @@ from tqdm.auto import tqdm
 
 from anomalyforge import __version__
 from anomalyforge.errors import ConfigError, DataError
-from anomalyforge.synth.good import GoodAugmentConfig, augment_goods
+from anomalyforge.synth.good import DiffusionGoodConfig, GoodAugmentConfig, augment_goods, diffuse_goods
 
 FEWSHOT_JSON = "fewshot.json"
 SUMMARY_KEYS = (("image", "auroc"), ("pixel", "auroc"), ("pixel", "ap"), ("pixel", "aupro"))
@@ -64,7 +65,7 @@ def summarise(rows: dict[str, dict]) -> list[dict]:
 def run_fewshot_benchmark(data: Path, out: Path, shots: Sequence[int] = (1, 2, 4, 8), generated: int = 64,
                           seeds: Sequence[int] = (0, 1, 2), profile: str = "cpu", category: str | None = None,
                           data_format: str | None = None, augment: GoodAugmentConfig | None = None,
-                          progress: bool = True) -> dict:
+                          diffusion: DiffusionGoodConfig | None = None, progress: bool = True) -> dict:
     """Few-shot PatchCore with / without `generated` generated good images; see module doc.
 
     Returns the document also written to `<out>/fewshot.json` (config, one row per model, and a
@@ -89,7 +90,8 @@ def run_fewshot_benchmark(data: Path, out: Path, shots: Sequence[int] = (1, 2, 4
     for k in shots:
         shot_indices(len(split.train_good), k, 0)  # fail early when K exceeds the good images
     config = {"shots": list(shots), "generated": int(generated), "seeds": list(seeds), "size": prof.size,
-              "augment": aug.to_dict(), "patchcore": {"levels": list(prof.pc_levels), "coreset": 1.0,
+              "augment": None if diffusion else aug.to_dict(),
+              "diffusion": diffusion.to_dict() if diffusion else None, "patchcore": {"levels": list(prof.pc_levels), "coreset": 1.0,
                                                       "max_bank": prof.pc_max_bank, "sigma": prof.pc_sigma,
                                                       "projection": prof.pc_projection}}
     path = out / FEWSHOT_JSON
@@ -104,15 +106,25 @@ def run_fewshot_benchmark(data: Path, out: Path, shots: Sequence[int] = (1, 2, 4
         if (old.get("category"), old.get("config")) != (ds.category, config):
             raise ConfigError(f"{path}: output folder holds few-shot results with other settings; choose another --out")
         doc["rows"] = old.get("rows", {})
+    todo = [(s, k, g) for s in seeds for k in shots for g in variants if f"s{s}-k{k}-g{g}" not in doc["rows"]]
+    ldm = None
+    if diffusion is not None and any(g for _, _, g in todo):  # load once, and fail before any output
+        from anomalyforge.diffusion.loading import load_ldm
+
+        ldm = load_ldm(diffusion.base_model, diffusion.device, diffusion.precision)
     out.mkdir(parents=True, exist_ok=True)
 
     test: list[TestSet] = []
-    todo = [(s, k, g) for s in seeds for k in shots for g in variants if f"s{s}-k{k}-g{g}" not in doc["rows"]]
     for s, k, g in tqdm(todo, desc="few-shot patchcore", disable=not progress):
         t0 = time.perf_counter()
         chosen = [split.train_good[i] for i in shot_indices(len(split.train_good), k, s)]
         goods = np.stack([read_image(x.image, prof.size) for x in chosen])
-        train = np.concatenate([goods, augment_goods(goods, g, seed=s, config=aug)]) if g else goods
+        if g:
+            extra = (diffuse_goods(goods, g, seed=s, config=diffusion, progress=progress, ldm=ldm) if diffusion
+                     else augment_goods(goods, g, seed=s, config=aug))
+            train = np.concatenate([goods, extra])
+        else:
+            train = goods
         pc = PatchCore(prof.pc_levels, 1.0, prof.pc_projection, prof.pc_sigma, s, prof.device,
                        max_bank=prof.pc_max_bank, candidates=prof.pc_candidates)
         pc.fit(train, progress=False)

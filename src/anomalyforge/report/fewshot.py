@@ -28,7 +28,9 @@ _PAGE = """<!DOCTYPE html>
 <p class="small">anomalyforge {{ doc.version }} · profile {{ doc.profile }} · {{ doc.created }} · data {{ doc.data }}</p>
 <p>PatchCore (every patch kept, bank capped at {{ doc.config.patchcore.max_bank }}) built from K good
 training images drawn per seed, alone and with {{ doc.config.generated }} generated good images made from
-those K (small rotation / shift / scale, brightness / contrast drift{% if doc.config.augment.flip %}, flips{% endif %}).
+those K ({% if doc.config.diffusion %}SDEdit variations, strength {{ doc.config.diffusion.strength }}, with
+{{ doc.config.diffusion.base_model }}{% else %}small rotation / shift / scale, brightness / contrast
+drift{% if doc.config.augment.flip %}, flips{% endif %}{% endif %}).
 Every model is fixed by this schedule and tested once on the held-out split (mean and standard
 deviation over {{ doc.config.seeds|length }} seeds, in %).</p>
 <table><thead><tr><th>good shots K</th><th class="l">training images</th><th>image AUROC</th>

@@ -81,3 +81,69 @@ def augment_goods(images: np.ndarray, n: int, seed: int = 0,
         rng = np.random.default_rng([int(seed), i])
         out[i] = augment_good(images[i % len(images)], rng, cfg)
     return out
+
+
+@dataclass(frozen=True)
+class DiffusionGoodConfig:
+    """SDEdit variations of good images with a latent diffusion model (`--base-model`): each good
+    image is encoded, noised to `strength` of the schedule and denoised with `prompt`, so the
+    variation keeps the part's layout and changes its fine appearance (texture, lighting, small
+    geometry). Higher strength: more change, less faithfulness."""
+
+    base_model: str
+    strength: float = 0.3
+    steps: int = 50  # full-schedule DDIM steps; round(steps * strength) of them run
+    prompt: str = ""
+    batch_size: int = 4
+    device: str | None = None
+    precision: str = "auto"
+
+    def __post_init__(self) -> None:
+        if not 0 < self.strength <= 1:
+            raise ConfigError(f"diffusion good variations: strength must be in (0, 1], got {self.strength}")
+        if self.steps < 1 or self.batch_size < 1:
+            raise ConfigError("diffusion good variations: steps and batch_size must be >= 1")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def diffuse_goods(images: np.ndarray, n: int, seed: int = 0, config: DiffusionGoodConfig | None = None,
+                  progress: bool = False, ldm=None) -> np.ndarray:
+    """`n` diffusion-generated good images (n, H, W, 3) uint8 from the K good `images`: variant i is
+    an SDEdit variation of image i mod K, drawn from its own generator seeded (seed, i), so it does
+    not depend on n or the batch. H and W must be multiples of the VAE's factor (8 for SD).
+    `ldm`: the already loaded `config.base_model` (`anomalyforge.diffusion.loading.load_ldm`), to
+    load it once for many calls."""
+    import torch
+    from tqdm.auto import tqdm
+
+    from anomalyforge.diffusion.blended import blended_sample, from_model_images, to_model_images
+    from anomalyforge.diffusion.loading import load_ldm
+    from anomalyforge.diffusion.textual_inversion import tokenize
+
+    if config is None:
+        raise ConfigError("diffusion good variations need a base model (DiffusionGoodConfig(base_model=...))")
+    images = np.asarray(images)
+    if images.ndim != 4 or images.shape[-1] != 3 or len(images) == 0:
+        raise ConfigError(f"diffuse_goods needs (K>0, H, W, 3) images, got shape {images.shape}")
+    if n < 0:
+        raise ConfigError(f"number of generated good images must be >= 0, got {n}")
+    ldm = ldm or load_ldm(config.base_model, config.device, config.precision)
+    f = ldm.vae_scale_factor
+    if images.shape[1] % f or images.shape[2] % f:
+        raise ConfigError(f"image size {images.shape[1]}x{images.shape[2]} is not a multiple of {f}")
+    out = np.empty((n, *images.shape[1:]), np.uint8)
+    with torch.no_grad():
+        cond1 = ldm.text_encoder(tokenize(ldm.tokenizer, [config.prompt], ldm.device))[0]
+        for start in tqdm(range(0, n, config.batch_size), desc="diffusion goods", disable=not progress):
+            idx = list(range(start, min(n, start + config.batch_size)))
+            src = [images[i % len(images)] for i in idx]
+            gens = [torch.Generator().manual_seed(int(np.random.SeedSequence([int(seed), i]).generate_state(1)[0]))
+                    for i in idx]
+            y0 = ldm.encode_images(to_model_images(src))
+            ones = torch.ones(len(idx), 1, *y0.shape[-2:])
+            lat = blended_sample(ldm, cond1.expand(len(idx), -1, -1), y0, ones, gens, steps=config.steps,
+                                 strength=config.strength)
+            out[idx] = np.stack(from_model_images(ldm.decode_latents(lat)))
+    return out
