@@ -340,7 +340,7 @@ def _int_list(text: str) -> list[int]:
 def _add_fewshot(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("fewshot", help="PatchCore from K good images, with and without generated good images")
     _data_args(p)
-    p.add_argument("--out", type=Path, required=True, help="output folder (fewshot.json, fewshot.png)")
+    p.add_argument("--out", type=Path, required=True, help="output folder (fewshot.json, fewshot.html, fewshot.png)")
     p.add_argument("--shots", default="1,2,4,8", help="numbers of good images K")
     p.add_argument("--generated", type=int, default=64, help="generated good images added to the K (0: none)")
     p.add_argument("--seeds", default="0,1,2", help="seeds of the K-shot draws and the generated goods")
