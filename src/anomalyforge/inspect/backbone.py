@@ -93,6 +93,26 @@ class _LiteStages(nn.Module):
         return outs
 
 
+def load_torchvision_model(ctor, weights: str | None, what: str, **kwargs) -> nn.Module:
+    """A torchvision model built by `ctor` with `weights`: None = random; a .pth/.pt file = its
+    state dict; "imagenet"/"DEFAULT" or a torchvision weights name = those weights (downloaded
+    when online, or read from the torch hub cache). Unavailable weights -> one-line ConfigError."""
+    if weights is None:
+        return ctor(weights=None, **kwargs)
+    path = Path(weights)
+    if path.suffix in (".pth", ".pt") or path.is_file():
+        if not path.is_file():
+            raise ConfigError(f"{path}: {what} weights file not found")
+        net = ctor(weights=None, **kwargs)
+        net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        return net
+    try:
+        return ctor(weights="DEFAULT" if weights == "imagenet" else weights)
+    except Exception as exc:  # offline: URLError / RuntimeError from the downloader; unknown names
+        raise ConfigError(f"{what}: torchvision weights {weights!r} are not available ({type(exc).__name__}); "
+                          f"go online once, put the file in $TORCH_HOME/hub/checkpoints, or pass a weights file") from None
+
+
 class _TorchvisionStages(nn.Module):
     """A torchvision ResNet-family model cut into stride levels 2 (stem), 4, 8, 16, 32."""
 
@@ -104,11 +124,7 @@ class _TorchvisionStages(nn.Module):
             ctor = getattr(torchvision.models, name)
         except AttributeError:
             raise ConfigError(f"unknown backbone {name!r}") from None
-        if weights is not None and Path(weights).suffix in (".pth", ".pt", ".safetensors"):
-            net = ctor(weights=None)
-            net.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
-        else:
-            net = ctor(weights=weights)  # "DEFAULT" downloads when online
+        net = load_torchvision_model(ctor, weights, f"backbone {name}")
         self.stem = nn.Sequential(net.conv1, net.bn1, net.relu)
         self.pool = net.maxpool
         self.layers = nn.ModuleList([net.layer1, net.layer2, net.layer3, net.layer4])

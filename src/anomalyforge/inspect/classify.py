@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from anomalyforge.errors import ConfigError
 from anomalyforge.inspect.augment import flip_rotate
 from anomalyforge.inspect.backbone import (IMAGENET_MEAN, IMAGENET_STD, BackboneSpec,
-                                           FeatureExtractor, pick_device, to_tensor)
+                                           FeatureExtractor, load_torchvision_model, pick_device, to_tensor)
 from anomalyforge.inspect.pairs import GeneratedPairs
 from anomalyforge.inspect.profiles import Profile
 
@@ -74,11 +74,8 @@ class _TorchvisionClassifier(nn.Module):
         super().__init__()
         import torchvision
 
-        try:
-            net = getattr(torchvision.models, name)(weights=weights)
-        except Exception as exc:  # no network / unknown weights
-            raise ConfigError(f"classifier {name}: cannot load weights {weights!r} "
-                              f"({exc.__class__.__name__}); use efficientnet-lite0 offline") from None
+        net = load_torchvision_model(getattr(torchvision.models, name), weights,
+                                     f"classifier {name} (efficientnet-lite0 works offline)")
         net.fc = nn.Linear(net.fc.in_features, n_classes)
         self.net = net
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)

@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 
 from anomalyforge import __version__
 from anomalyforge.errors import ConfigError, DataError
+from anomalyforge.inspect.profiles import Profile
 from anomalyforge.synth.good import DiffusionGoodConfig, GoodAugmentConfig, augment_goods, diffuse_goods
 
 FEWSHOT_JSON = "fewshot.json"
@@ -63,7 +64,8 @@ def summarise(rows: dict[str, dict]) -> list[dict]:
 
 
 def run_fewshot_benchmark(data: Path, out: Path, shots: Sequence[int] = (1, 2, 4, 8), generated: int = 64,
-                          seeds: Sequence[int] = (0, 1, 2), profile: str = "cpu", category: str | None = None,
+                          seeds: Sequence[int] = (0, 1, 2), profile: str | Profile = "cpu",
+                          category: str | None = None,
                           data_format: str | None = None, augment: GoodAugmentConfig | None = None,
                           diffusion: DiffusionGoodConfig | None = None, progress: bool = True) -> dict:
     """Few-shot PatchCore with / without `generated` generated good images; see module doc.
@@ -91,9 +93,9 @@ def run_fewshot_benchmark(data: Path, out: Path, shots: Sequence[int] = (1, 2, 4
         shot_indices(len(split.train_good), k, 0)  # fail early when K exceeds the good images
     config = {"shots": list(shots), "generated": int(generated), "seeds": list(seeds), "size": prof.size,
               "augment": None if diffusion else aug.to_dict(),
-              "diffusion": diffusion.to_dict() if diffusion else None, "patchcore": {"levels": list(prof.pc_levels), "coreset": 1.0,
-                                                      "max_bank": prof.pc_max_bank, "sigma": prof.pc_sigma,
-                                                      "projection": prof.pc_projection}}
+              "diffusion": diffusion.to_dict() if diffusion else None,
+              "patchcore": {"levels": list(prof.pc_levels), "coreset": 1.0, "max_bank": prof.pc_max_bank,
+                            "sigma": prof.pc_sigma, "projection": prof.pc_projection}}
     path = out / FEWSHOT_JSON
     doc = {"category": ds.category, "data": str(data.resolve()), "profile": prof.name, "config": config,
            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "version": __version__,

@@ -58,10 +58,13 @@ def run_good_images(run: Path) -> tuple[list[Path], int]:
         if missing:
             raise DataError(missing[0], "good training image of the run not found (data moved?)")
         return good, size
-    split = run_split(run)
+    return _train_good(run_split(run), run / "run.json"), size
+
+
+def _train_good(split, where: Path) -> list[Path]:
     if not split.train_good:
-        raise DataError(run / "run.json", "no good training images to train the ARS discriminator on")
-    return [s.image for s in split.train_good], size
+        raise DataError(where, "no good training images to train the ARS discriminator on")
+    return [s.image for s in split.train_good]
 
 
 # ---- filtering ---------------------------------------------------------------------------------
@@ -167,10 +170,8 @@ def filter_run(run: str | Path, keep: int | None = None, keep_ratio: float | Non
     elif data is not None:
         from anomalyforge.data import few_shot_split, load_dataset
 
-        split = few_shot_split(load_dataset(Path(data)), progress=False)
-        if not split.train_good:
-            raise DataError(data, "no good training images to train the ARS discriminator on")
-        good, size = [s.image for s in split.train_good], (config.size if config else ARSConfig.size)
+        good = _train_good(few_shot_split(load_dataset(Path(data)), progress=False), Path(data))
+        size = config.size if config else ARSConfig.size
     else:
         good, size = run_good_images(run)
     cached = run / "ars" / "config.json"

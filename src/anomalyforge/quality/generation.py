@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 
 from anomalyforge import __version__
 from anomalyforge.errors import ConfigError, DataError
-from anomalyforge.inspect.backbone import IMAGENET_MEAN, IMAGENET_STD, pick_device
+from anomalyforge.inspect.backbone import IMAGENET_MEAN, IMAGENET_STD, load_torchvision_model, pick_device
 
 CLASSIFIERS = {"efficientnet-lite0": 224, "efficientnet-lite1": 240, "efficientnet-lite2": 260,
                "inception_v3": 299}
@@ -82,25 +82,6 @@ def _normalise_imagenet(x: torch.Tensor) -> torch.Tensor:
     return (x - mean) / std
 
 
-def _torchvision_model(ctor, weights: str | None, what: str, **kwargs) -> nn.Module:
-    """A torchvision model with `weights`: None = random, a file = its state dict, else the
-    model's default ImageNet weights (downloaded when online, or read from the torch hub cache)."""
-    if weights is None:
-        return ctor(weights=None, **kwargs)
-    if weights not in ("imagenet", "DEFAULT"):
-        path = Path(weights)
-        if not path.is_file():
-            raise ConfigError(f"{path}: {what} weights file not found")
-        net = ctor(weights=None, **kwargs)
-        net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-        return net
-    try:
-        return ctor(weights="DEFAULT")
-    except Exception as exc:  # offline: URLError / RuntimeError from the downloader
-        raise ConfigError(f"{what}: torchvision's ImageNet weights are not available ({type(exc).__name__}); "
-                          f"go online once, put the file in $TORCH_HOME/hub/checkpoints, or pass a weights path") from None
-
-
 class ClassProbabilities(nn.Module):
     """ImageNet class probabilities of (B, 3, H, W) RGB batches in [0, 1], resized to the
     classifier's input side (224 for EfficientNet-Lite0, 299 for Inception-v3)."""
@@ -118,8 +99,8 @@ class ClassProbabilities(nn.Module):
             import torchvision
 
             # torchvision's pretrained Inception-v3 expects ImageNet-normalised input (transform_input)
-            self.net = _torchvision_model(torchvision.models.inception_v3, weights, "inception_v3",
-                                          aux_logits=True, transform_input=True, init_weights=False)
+            self.net = load_torchvision_model(torchvision.models.inception_v3, weights, "inception_v3",
+                                              aux_logits=True, transform_input=True, init_weights=False)
         self.eval()
 
     @torch.no_grad()
