@@ -13,15 +13,19 @@ Modules (each usable on its own; nothing heavy is imported until used):
 * `spatial_encoder`    `SpatialEncoder(n_tokens, dim, backbone="resnet50"|"tiny"|resnet*, weights)` —
                  mask -> n text tokens (ResNet + FPN + one FC head per token).
 * `masked_loss`  `masked_mse`, `mask_to_latent`, `masked_diffusion_loss` (||m ⊙ (ε − ε_θ)||²),
-                 `train_params` (AdamW on a given parameter list only).
+                 `train_params` (AdamW on a given parameter list only, optional decay / clipping).
 * `blended`      `blended_sample` (Blended Latent Diffusion, DDIM/DDPM, per-seed generators, a
-                 `before_step` hook), `feather_mask`, `composite` (exact good pixels outside the
+                 `before_step` hook; no mask = free sampling; `strength` < 1 = SDEdit),
+                 `seeded_generator`, `feather_mask`, `composite` (exact good pixels outside the
                  dilated mask), image <-> tensor helpers.
 * `attention`    `AttentionController`, `ReweightingAttnProcessor`, `install_processors`,
                  `region_weights` / `weight_map` (AnomalyDiffusion eq. 7), `make_reweight_hook`.
 * `mask_generation`  mask textual-inversion helpers (`sample_masks` with CFG, `acceptable` border /
                  area rejection) and `synthesize_mask` (shared `anomalyforge.masks` enhance + place).
-* `augment`      `augment_pair` — joint crop / translation / rotation keeping the defect inside.
+* `augment`      `augment_pair` — joint crop / translation / rotation keeping the defect inside;
+                 `flip_pair`, `to_resolution`.
+* `dual_attention`  `DualAdapters` (per-branch LoRA + branch interaction for every attention layer,
+                 `install(unet)`), `DualAttnProcessor`, `interleave` / `deinterleave` (DualAnoDiff).
 
-The AnomalyDiffusion generator built from these is `anomalyforge.synth.anomalydiffusion`.
+The generators built from these are `anomalyforge.synth.anomalydiffusion`, `.gaa` and `.dualanodiff`.
 """

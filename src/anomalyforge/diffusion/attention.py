@@ -66,6 +66,31 @@ def weight_map(masks: list[np.ndarray], good: torch.Tensor, x0_hat: torch.Tensor
     return out
 
 
+def attention_input(attn, hidden_states: torch.Tensor, temb: torch.Tensor | None
+                    ) -> tuple[torch.Tensor, tuple[int, int, int, int] | None]:
+    """The start every diffusers attention processor shares: spatial norm, a (B, C, H, W) input
+    flattened to (B, HW, C) (its shape is returned to undo it), group norm."""
+    if attn.spatial_norm is not None:
+        hidden_states = attn.spatial_norm(hidden_states, temb)
+    grid = None
+    if hidden_states.ndim == 4:
+        grid = tuple(hidden_states.shape)
+        hidden_states = hidden_states.view(grid[0], grid[1], grid[2] * grid[3]).transpose(1, 2)
+    if attn.group_norm is not None:
+        hidden_states = attn.group_norm(hidden_states.transpose(1, 2)).transpose(1, 2)
+    return hidden_states, grid
+
+
+def attention_output(attn, hidden_states: torch.Tensor, residual: torch.Tensor,
+                     grid: tuple[int, int, int, int] | None) -> torch.Tensor:
+    """The shared end: back to (B, C, H, W) when the input was, residual, output rescaling."""
+    if grid is not None:
+        hidden_states = hidden_states.transpose(-1, -2).reshape(grid)
+    if attn.residual_connection:
+        hidden_states = hidden_states + residual
+    return hidden_states / attn.rescale_output_factor
+
+
 @dataclass
 class AttentionController:
     """State shared by the re-weighting processors during one sampling run.
@@ -96,17 +121,10 @@ class ReweightingAttnProcessor:
                  attention_mask: torch.Tensor | None = None, temb: torch.Tensor | None = None,
                  *args, **kwargs) -> torch.Tensor:
         residual = hidden_states
-        if attn.spatial_norm is not None:
-            hidden_states = attn.spatial_norm(hidden_states, temb)
-        input_ndim = hidden_states.ndim
-        if input_ndim == 4:
-            batch, channel, height, width = hidden_states.shape
-            hidden_states = hidden_states.view(batch, channel, height * width).transpose(1, 2)
+        hidden_states, grid = attention_input(attn, hidden_states, temb)
         is_cross = encoder_hidden_states is not None
         batch, seq_len, _ = hidden_states.shape if not is_cross else encoder_hidden_states.shape
         attention_mask = attn.prepare_attention_mask(attention_mask, seq_len, batch)
-        if attn.group_norm is not None:
-            hidden_states = attn.group_norm(hidden_states.transpose(1, 2)).transpose(1, 2)
         query = attn.to_q(hidden_states)
         if not is_cross:
             encoder_hidden_states = hidden_states
@@ -120,11 +138,7 @@ class ReweightingAttnProcessor:
             probs = self._reweight(probs, batch, attn.heads)
         hidden_states = attn.batch_to_head_dim(torch.bmm(probs, value))
         hidden_states = attn.to_out[1](attn.to_out[0](hidden_states))
-        if input_ndim == 4:
-            hidden_states = hidden_states.transpose(-1, -2).reshape(batch, channel, height, width)
-        if attn.residual_connection:
-            hidden_states = hidden_states + residual
-        return hidden_states / attn.rescale_output_factor
+        return attention_output(attn, hidden_states, residual, grid)
 
     def _reweight(self, probs: torch.Tensor, batch: int, heads: int) -> torch.Tensor:
         c = self.controller

@@ -1,6 +1,7 @@
 """Joint image + mask augmentation for few-shot defect training (AnomalyDiffusion supplement):
 random crop, translation and rotation applied identically to both, keeping the defect inside
-the frame. Pure OpenCV/numpy, seeded by a numpy Generator.
+the frame; seeded flips (DualAnoDiff); resizing to the diffusion resolution. Pure OpenCV/numpy,
+seeded by a numpy Generator.
 """
 
 from __future__ import annotations
@@ -32,3 +33,23 @@ def augment_pair(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator, 
             img2 = cv2.warpAffine(image, mat, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101)
             return img2, m2
     return image.copy(), mask.copy()
+
+
+def flip_pair(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Horizontal and vertical flips, each with probability 1/2, applied to image and mask together."""
+    if rng.random() < 0.5:
+        image, mask = image[:, ::-1], mask[:, ::-1]
+    if rng.random() < 0.5:
+        image, mask = image[::-1], mask[::-1]
+    return np.ascontiguousarray(image), np.ascontiguousarray(mask)
+
+
+def to_resolution(img: np.ndarray, side: int, mask: bool = False) -> np.ndarray:
+    """Square image (H, W[, 3]) resized to (side, side): area / cubic for images; masks stay binary
+    {0, 255} (a cell counts when a quarter of it is defect, so thin defects survive shrinking)."""
+    if img.shape[0] == side and img.shape[1] == side:
+        return np.ascontiguousarray(img)
+    if mask:
+        out = cv2.resize(img, (side, side), interpolation=cv2.INTER_AREA)
+        return np.where(out >= 64, 255, 0).astype(np.uint8)
+    return cv2.resize(img, (side, side), interpolation=cv2.INTER_AREA if img.shape[0] > side else cv2.INTER_CUBIC)

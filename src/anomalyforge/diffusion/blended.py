@@ -24,6 +24,12 @@ from anomalyforge.diffusion.loading import LDM
 StepHook = Callable[[int, torch.Tensor, torch.Tensor, torch.Tensor], None]
 
 
+def seeded_generator(seed: int, stream: int) -> torch.Generator:
+    """A CPU torch.Generator for (seed, stream): independent streams for one pair's draws."""
+    state = np.random.SeedSequence([int(seed), int(stream)]).generate_state(2, dtype=np.uint32)
+    return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
+
+
 def per_sample_randn(shape: Sequence[int], generators: Sequence[torch.Generator]) -> torch.Tensor:
     """Standard normal noise (B, ...) where sample i is drawn from generators[i] only (on CPU, so the
     numbers do not depend on the device)."""
@@ -31,7 +37,7 @@ def per_sample_randn(shape: Sequence[int], generators: Sequence[torch.Generator]
 
 
 @torch.no_grad()
-def blended_sample(ldm: LDM, cond: torch.Tensor, good_latents: torch.Tensor, mask_latent: torch.Tensor,
+def blended_sample(ldm: LDM, cond: torch.Tensor, good_latents: torch.Tensor, mask_latent: torch.Tensor | None,
                    generators: Sequence[torch.Generator], steps: int = 50, sampler: str = "ddim",
                    uncond: torch.Tensor | None = None, guidance_scale: float = 1.0,
                    before_step: StepHook | None = None, progress: bool = False,
@@ -43,7 +49,8 @@ def blended_sample(ldm: LDM, cond: torch.Tensor, good_latents: torch.Tensor, mas
     ones that gives variations of the good images. strength 0 returns the good latents unchanged.
 
     cond / uncond: (B, 77, dim) text conditioning (uncond only used when guidance_scale != 1).
-    good_latents: the good images' scaled latents y_0. mask_latent: (B, 1, h, w) in [0, 1].
+    good_latents: the good images' scaled latents y_0. mask_latent: (B, 1, h, w) in [0, 1]; None
+    samples freely (no blending: with strength 1 `good_latents` only gives the latent shape).
     before_step(i, t, x_t, x0_hat_prev) is called before each UNet call (used by the attention
     re-weighting, which needs the previous step's clean estimate; None at the first step).
     """
@@ -52,7 +59,7 @@ def blended_sample(ldm: LDM, cond: torch.Tensor, good_latents: torch.Tensor, mas
     sched = ldm.make_scheduler(sampler)
     sched.set_timesteps(steps, device=ldm.device)
     y0 = good_latents.to(ldm.device).float()
-    m = mask_latent.to(ldm.device).float()
+    m = None if mask_latent is None else mask_latent.to(ldm.device).float()
     if not 0.0 <= strength <= 1.0:
         raise ValueError(f"strength must be in [0, 1], got {strength}")
     timesteps = list(sched.timesteps)
@@ -77,6 +84,9 @@ def blended_sample(ldm: LDM, cond: torch.Tensor, good_latents: torch.Tensor, mas
         else:
             eps = ldm.unet(inp.to(ldm.dtype), t, encoder_hidden_states=cond.to(ldm.dtype)).sample.float()
         x_prev, x0_hat = _step(sched, eps, t, x, generators)
+        if m is None:
+            x = x_prev
+            continue
         if i + 1 < len(timesteps):
             y_prev = sched.add_noise(y0, per_sample_randn(y0.shape, generators).to(ldm.device),
                                      timesteps[i + 1].reshape(1))

@@ -33,14 +33,18 @@ def mask_to_latent(mask: torch.Tensor, latent_hw: tuple[int, int]) -> torch.Tens
 
 
 def masked_diffusion_loss(ldm: LDM, scheduler, latents: torch.Tensor, cond: torch.Tensor,
-                          mask_latent: torch.Tensor | None, generator: torch.Generator) -> torch.Tensor:
+                          mask_latent: torch.Tensor | None, generator: torch.Generator,
+                          timesteps: torch.Tensor | None = None) -> torch.Tensor:
     """One noising + denoising pass: sample t and ε (seeded), predict, return the masked loss.
 
-    Handles ε- and v-prediction checkpoints (SD 2.x 768 uses v).
+    `timesteps` (B,) fixes t per row instead of drawing it (DualAnoDiff: both branches of a pair
+    share one t). Handles ε- and v-prediction checkpoints (SD 2.x 768 uses v).
     """
     b = latents.shape[0]
     noise = torch.randn(latents.shape, generator=generator).to(ldm.device)
-    t = torch.randint(0, scheduler.config.num_train_timesteps, (b,), generator=generator).to(ldm.device)
+    if timesteps is None:
+        timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (b,), generator=generator)
+    t = timesteps.to(ldm.device)
     latents = latents.to(ldm.device)
     noisy = scheduler.add_noise(latents, noise, t)
     pred = ldm.unet(noisy.to(ldm.dtype), t, encoder_hidden_states=cond.to(ldm.dtype)).sample
@@ -53,17 +57,22 @@ def masked_diffusion_loss(ldm: LDM, scheduler, latents: torch.Tensor, cond: torc
 
 
 def train_params(params: Sequence[torch.nn.Parameter], loss_fn: Callable[[int], torch.Tensor], steps: int,
-                 lr: float, desc: str = "fit", progress: bool = True) -> list[float]:
-    """Minimise `loss_fn(step)` over `params` only (AdamW, no weight decay); returns the loss curve."""
+                 lr: float, desc: str = "fit", progress: bool = True, weight_decay: float = 0.0,
+                 max_grad_norm: float | None = None) -> list[float]:
+    """Minimise `loss_fn(step)` over `params` only (AdamW, constant lr, no weight decay unless
+    given, gradient norm clipped to `max_grad_norm` when given); returns the loss curve."""
     from tqdm.auto import tqdm
 
-    opt = torch.optim.AdamW(list(params), lr=lr, weight_decay=0.0)
+    params = list(params)
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
     losses: list[float] = []
     bar = tqdm(range(steps), desc=desc, disable=not progress, leave=False)
     for step in bar:
         opt.zero_grad(set_to_none=True)
         loss = loss_fn(step)
         loss.backward()
+        if max_grad_norm is not None:
+            torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
         opt.step()
         losses.append(float(loss.detach()))
         bar.set_postfix(loss=f"{losses[-1]:.4f}")

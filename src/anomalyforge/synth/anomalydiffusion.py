@@ -18,7 +18,6 @@ State folder: `anomalydiffusion.json` (config, category, defect types, tokens, b
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -29,6 +28,7 @@ import torch
 
 from anomalyforge.errors import ConfigError
 from anomalyforge.synth.base import FitData, Generator, Pair, register
+from anomalyforge.synth.state import read_state_meta, write_state_meta
 
 STATE_FILE = "anomalydiffusion.json"
 EMB_FILE = "embeddings.safetensors"
@@ -75,7 +75,7 @@ class AnomalyDiffusionConfig:
     dilate_px: int = 2  # final composite: generated pixels kept on the mask dilated by this
     feather_px: int = 3  # ... and blended into the good image over this many more pixels
     seed: int = 0  # training randomness (batches, augmentation, noise, timesteps)
-    progress: bool = True  # tqdm bars on stderr
+    progress: bool = True  # tqdm bars on stderr (also off when the run is, FitData.extra["progress"])
 
 
 @register
@@ -95,6 +95,7 @@ class AnomalyDiffusion(Generator):
         self.types: list[str] = []
         self.token_names: dict[str, list[str]] = {}
         self.few_shot_masks: dict[str, list[np.ndarray]] = {}
+        self._progress = self.config.progress
 
     # ---- setup ---------------------------------------------------------------------------------
     def _check_config(self) -> None:
@@ -169,13 +170,9 @@ class AnomalyDiffusion(Generator):
         return " ".join(self.token_names["mask:" + defect_type])
 
     def _resized(self, img: np.ndarray, mask: bool = False) -> np.ndarray:
-        r = self.config.resolution
-        if img.shape[0] == r and img.shape[1] == r:
-            return np.ascontiguousarray(img)
-        if mask:
-            out = cv2.resize(img, (r, r), interpolation=cv2.INTER_AREA)
-            return np.where(out >= 64, 255, 0).astype(np.uint8)
-        return cv2.resize(img, (r, r), interpolation=cv2.INTER_AREA if img.shape[0] > r else cv2.INTER_CUBIC)
+        from anomalyforge.diffusion.augment import to_resolution
+
+        return to_resolution(img, self.config.resolution, mask)
 
     # ---- fit -----------------------------------------------------------------------------------
     def fit(self, data: FitData, state_dir: Path) -> None:
@@ -194,6 +191,7 @@ class AnomalyDiffusion(Generator):
             raise ConfigError(f"{data.category}: no good training images to paint defects on")
         self._load_model()
         self.data, self.types = data, types
+        self._progress = c.progress and bool(data.extra.get("progress", True))
         self.token_names = self._tokens(types)
         self._register_tokens()
         torch_gen = torch.Generator().manual_seed(c.seed)
@@ -237,7 +235,7 @@ class AnomalyDiffusion(Generator):
 
         params = [self.bank.group(t) for t in types] + list(self.spatial.parameters())
         self.losses = {"anomaly": train_params(params, anomaly_loss, c.fit_steps, c.lr,
-                                               desc=f"{self.name} fit e_a+E", progress=c.progress)}
+                                               desc=f"{self.name} fit e_a+E", progress=self._progress)}
         if c.mask_source == "textual_inversion":
             def mask_loss(step: int) -> torch.Tensor:
                 batch = [draw(with_image=False) for _ in range(c.train_batch)]
@@ -249,7 +247,7 @@ class AnomalyDiffusion(Generator):
 
             steps = c.mask_fit_steps if c.mask_fit_steps is not None else c.fit_steps
             self.losses["mask"] = train_params([self.bank.group("mask:" + t) for t in types], mask_loss,
-                                               steps, c.lr, desc=f"{self.name} fit e_m", progress=c.progress)
+                                               steps, c.lr, desc=f"{self.name} fit e_m", progress=self._progress)
         self.spatial.eval()
         self._collect_masks()
         self._save(Path(state_dir))
@@ -269,9 +267,7 @@ class AnomalyDiffusion(Generator):
                 "token_names": self.token_names, "text_dim": self.ldm.text_dim,
                 "config": dataclasses.asdict(self.config),
                 "final_loss": {k: (v[-1] if v else None) for k, v in self.losses.items()}}
-        tmp = state_dir / f".{STATE_FILE}.tmp"
-        tmp.write_text(json.dumps(meta, indent=2), encoding="utf-8")
-        tmp.replace(state_dir / STATE_FILE)
+        write_state_meta(state_dir / STATE_FILE, meta)
 
     # ---- load ----------------------------------------------------------------------------------
     def load(self, data: FitData, state_dir: Path) -> None:
@@ -282,28 +278,15 @@ class AnomalyDiffusion(Generator):
 
         state_dir = Path(state_dir)
         meta_path = state_dir / STATE_FILE
-        if not meta_path.is_file():
-            raise ConfigError(f"{meta_path}: no {self.name} state here (run fit first)")
-        try:
-            meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as exc:
-            raise ConfigError(f"{meta_path}: unreadable state ({exc.__class__.__name__})") from None
-        if meta.get("method") != self.name:
-            raise ConfigError(f"{meta_path}: state of method {meta.get('method')!r}, not {self.name!r}")
-        if meta.get("category") != data.category:
-            raise ConfigError(f"{meta_path}: state was fitted on category {meta.get('category')!r}, "
-                              f"not {data.category!r}")
-        saved = meta.get("config", {})
-        for key in ("anomaly_tokens", "spatial_tokens", "mask_tokens", "spatial_backbone",
-                    "spatial_fpn_channels", "resolution"):
-            if key in saved and saved[key] != getattr(self.config, key):
-                raise ConfigError(f"{meta_path}: fitted with {key}={saved[key]!r} but the config says "
-                                  f"{getattr(self.config, key)!r}")
+        meta = read_state_meta(meta_path, self.name, data.category, self.config,
+                               ("anomaly_tokens", "spatial_tokens", "mask_tokens", "spatial_backbone",
+                                "spatial_fpn_channels", "resolution"))
         self._load_model()
         if meta.get("text_dim") != self.ldm.text_dim:
             raise ConfigError(f"{meta_path}: fitted on a text encoder of width {meta.get('text_dim')}, "
                               f"but {self.config.base_model} has {self.ldm.text_dim}")
         self.data = data
+        self._progress = self.config.progress and bool(data.extra.get("progress", True))
         self.types = list(meta["defect_types"])
         self.token_names = {k: list(v) for k, v in meta["token_names"].items()}
         self._register_tokens()
@@ -322,8 +305,9 @@ class AnomalyDiffusion(Generator):
 
     # ---- generate ------------------------------------------------------------------------------
     def _seed_generator(self, seed: int, stream: int) -> torch.Generator:
-        state = np.random.SeedSequence([int(seed), stream]).generate_state(2, dtype=np.uint32)
-        return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
+        from anomalyforge.diffusion.blended import seeded_generator
+
+        return seeded_generator(seed, stream)
 
     def _masks_for(self, defect_type: str, seeds: Sequence[int]) -> tuple[list[np.ndarray], list[str]]:
         """One mask per seed (see mask_source); returns masks at `resolution` and how each was made."""
@@ -394,7 +378,7 @@ class AnomalyDiffusion(Generator):
         previous = install_processors(ldm.unet, controller) if c.reweight else None
         try:
             lat = blended_sample(ldm, cond, y0, m_lat, gens, steps=c.sampler_steps, sampler=c.sampler,
-                                 before_step=before_step, progress=c.progress)
+                                 before_step=before_step, progress=self._progress)
             with torch.no_grad():
                 decoded = from_model_images(ldm.decode_latents(lat))
         finally:

@@ -135,7 +135,7 @@ def register(cls: type[Generator]) -> type[Generator]:
     return cls
 
 
-_MODULES = ("model_free", "anomalydiffusion", "gaa")  # model-free first: no torch needed to use them
+_MODULES = ("model_free", "anomalydiffusion", "gaa", "dualanodiff")  # model-free first: no torch needed to use them
 
 
 def _load_builtin(want: str | None = None) -> None:

@@ -35,6 +35,7 @@ import numpy as np
 from anomalyforge.errors import ConfigError
 from anomalyforge.synth.anomalydiffusion import AnomalyDiffusion, AnomalyDiffusionConfig
 from anomalyforge.synth.base import FitData, Pair, register
+from anomalyforge.synth.state import write_state_meta
 
 GAA_FILE = "gaa.json"
 
@@ -179,10 +180,8 @@ class GAA(AnomalyDiffusion):
         self.logical = self._decide_logical(data)
         super().fit(self._subtyped(data), state_dir)
         state_dir = Path(state_dir)
-        tmp = state_dir / f".{GAA_FILE}.tmp"
-        tmp.write_text(json.dumps({"clusters": self.clusters, "logical": self.logical,
-                                   "config": asdict(c)}, indent=2), encoding="utf-8")
-        tmp.replace(state_dir / GAA_FILE)
+        write_state_meta(state_dir / GAA_FILE, {"clusters": self.clusters, "logical": self.logical,
+                                                "config": asdict(c)})
 
     def load(self, data: FitData, state_dir: Path) -> None:
         """Restore clusters, logical types and the AnomalyDiffusion state fitted on the sub-types."""

@@ -1,0 +1,317 @@
+"""DualAnoDiff (Jin et al., CVPR 2025) on a diffusers Stable Diffusion checkpoint.
+
+Two interrelated branches of one frozen UNet generate, from the same noise schedule, a whole
+defective image ("a vfx with sks") and its defect part alone ("sks"); each branch has its own
+LoRA, and after every attention layer the two exchange information token by token
+(`anomalyforge.diffusion.dual_attention`). The mask is segmented from the generated part
+(`anomalyforge.masks.part`), so image and mask come out aligned by construction.
+
+Fit, per defect type (few-shot training split only; UNet, VAE and text encoder frozen): pairs of
+(defect image, defect part = image inside its mask on a flat background), seeded flips, both
+branches noised at the same timestep with their own noise, plain ε-MSE over both branches,
+AdamW on the LoRA and interaction weights only. Defaults are the official code's (LoRA rank 32,
+lr 2e-5, 5000 steps, batch 4, 512 px; sampling 100 steps, guidance 2.5).
+
+Differences from the official code, on purpose: the text encoder stays frozen (the prompts'
+rare token "sks" is learned by the UNet LoRA alone); the part background is chosen per defect
+type from the defects' own colours (`masks.part.choose_background`; the official grey loses
+grey defects) and the mask is read back by background keying instead of U²-Net (no weights
+offline); the interaction starts from zero so the untrained model is the pretrained one. The
+background compensation module (good-image keys/values in the whole branch) is not built.
+
+Like the paper, the whole image is generated from noise (not painted into a good image), so a
+pair's `source` is empty.
+
+State folder: `dualanodiff.json` (config, category, defect types, backgrounds, losses) and one
+`adapters-<i>.safetensors` per defect type.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import cv2
+import numpy as np
+import torch
+
+from anomalyforge.errors import ConfigError
+from anomalyforge.synth.base import FitData, Generator, Pair, register
+from anomalyforge.synth.state import read_state_meta, write_state_meta
+
+STATE_FILE = "dualanodiff.json"
+
+
+@dataclass
+class DualAnoDiffConfig:
+    """DualAnoDiff parameters; defaults are the official code's unless the comment says otherwise."""
+
+    base_model: str | None = None  # diffusers folder or hub id of an SD 1.x/2.x checkpoint (required)
+    device: str | None = None  # None: CUDA if available, else CPU
+    precision: str = "auto"  # auto = fp16 on CUDA, fp32 on CPU; or fp32 / fp16 / bf16
+    resolution: int = 512  # official: 512
+    rank: int = 32  # official run scripts: LoRA rank 32 (one LoRA per branch)
+    interaction: bool = True  # Self-Attention Interaction between the branches
+    interaction_dim: int | None = None  # q/k/v width of the interaction; None = layer width (official:
+    # with the LoRAs 112 M weights, 427 MiB per defect type on SD 1.5); 64 gives 19 M, 73 MiB
+    fit_steps: int = 5000  # official: 5000 per defect type
+    train_batch: int = 4  # official: 4 pairs (8 UNet rows)
+    lr: float = 2e-5  # official: 2e-5, constant
+    weight_decay: float = 1e-2  # official AdamW settings
+    max_grad_norm: float = 1.0
+    flip: bool = True  # official: random horizontal + vertical flips (turn off for oriented parts)
+    whole_prompt: str = "a vfx with sks"  # official nested prompts
+    part_prompt: str = "sks"
+    part_background: str = "auto"  # auto (farthest from the defects' colours) or grey/green/...
+    sampler: str = "ddim"  # ddim or ddpm (official: the checkpoint's PNDM)
+    sampler_steps: int = 100  # official inference: 100 steps
+    guidance: float = 2.5  # official inference: classifier-free guidance 2.5
+    mask_min_contrast: float = 6.0  # ΔE below which a part pixel counts as background
+    mask_tries: int = 3  # draws per seed while the part comes out empty
+    seed: int = 0  # training randomness (initialisation, batches, flips, noise, timesteps)
+    progress: bool = True  # tqdm bars on stderr (also off when the run is, FitData.extra["progress"])
+
+
+@register
+class DualAnoDiff(Generator):
+    """Whole defective image and defect part from two interrelated LoRA branches; mask from the part."""
+
+    name = "dualanodiff"
+    Config = DualAnoDiffConfig
+    batch_size = 4
+
+    def __init__(self, config: DualAnoDiffConfig | None = None) -> None:
+        super().__init__(config)
+        self.ldm: Any = None
+        self.types: list[str] = []
+        self.backgrounds: dict[str, tuple[int, int, int]] = {}
+        self.adapters: dict[str, Any] = {}
+        self._installed: tuple[str, dict] | None = None
+        self._progress = self.config.progress
+
+    # ---- setup ---------------------------------------------------------------------------------
+    def _load_model(self) -> None:
+        from anomalyforge.diffusion.loading import load_ldm
+        from anomalyforge.masks.part import BACKGROUND_CANDIDATES
+
+        c = self.config
+        for name in ("fit_steps", "sampler_steps", "train_batch", "rank", "resolution", "mask_tries"):
+            if int(getattr(c, name)) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(c, name)}")
+        if c.part_background != "auto" and c.part_background not in BACKGROUND_CANDIDATES:
+            raise ConfigError(f"part_background must be auto or one of {', '.join(BACKGROUND_CANDIDATES)}, "
+                              f"not {c.part_background!r}")
+        key = (c.base_model, c.device, c.precision)
+        if self.ldm is not None and getattr(self, "_ldm_key", None) == key:
+            return
+        ldm = load_ldm(c.base_model, c.device, c.precision)
+        step = ldm.vae_scale_factor * 2 ** (len(ldm.unet.config.block_out_channels) - 1)
+        if c.resolution % step:
+            raise ConfigError(f"resolution {c.resolution} must be a multiple of {step} for {c.base_model}")
+        self.ldm, self._ldm_key = ldm, key
+
+    def _new_adapters(self, seed: int):
+        from anomalyforge.diffusion.dual_attention import DualAdapters
+
+        with torch.random.fork_rng(devices=[]):  # seeded initialisation, global RNG left alone
+            torch.manual_seed(seed)
+            c = self.config
+            return DualAdapters.for_unet(self.ldm.unet, c.rank, c.interaction, c.interaction_dim).to(self.ldm.device)
+
+    def _use(self, defect_type: str | None) -> None:
+        """Install the adapters of `defect_type` on the UNet (None: restore its own processors)."""
+        if self._installed is not None:
+            if self._installed[0] == defect_type:
+                return
+            self.ldm.unet.set_attn_processor(self._installed[1])
+            self._installed = None
+        if defect_type is not None:
+            self._installed = (defect_type, self.adapters[defect_type].install(self.ldm.unet))
+
+    def _text(self, prompts: list[str]) -> torch.Tensor:
+        from anomalyforge.diffusion.textual_inversion import tokenize
+
+        with torch.no_grad():
+            return self.ldm.text_encoder(tokenize(self.ldm.tokenizer, prompts, self.ldm.device))[0].float()
+
+    def _choose_backgrounds(self, data: FitData, types: Sequence[str]) -> dict[str, tuple[int, int, int]]:
+        from anomalyforge.masks.part import BACKGROUND_CANDIDATES, choose_background
+
+        if self.config.part_background != "auto":
+            return {t: BACKGROUND_CANDIDATES[self.config.part_background] for t in types}
+        out = {}
+        for t in types:
+            pixels = np.concatenate([data.image(s)[data.mask(s) > 0] for s in data.defects[t]])
+            out[t] = choose_background(pixels)[1]
+        return out
+
+    # ---- fit -----------------------------------------------------------------------------------
+    def fit(self, data: FitData, state_dir: Path) -> None:
+        """Train one pair of branch LoRAs (+ interaction) per defect type; save the state."""
+        types = [t for t in data.defect_types if data.defects[t]]
+        if not types:
+            raise ConfigError(f"{data.category}: no few-shot defect images with masks to fit on")
+        self._load_model()
+        self._use(None)
+        self.data, self.types = data, types
+        self._progress = self.config.progress and bool(data.extra.get("progress", True))
+        self.backgrounds = self._choose_backgrounds(data, types)
+        self.losses: dict[str, list[float]] = {}
+        for i, t in enumerate(types):
+            self.adapters[t] = self._new_adapters(self.config.seed * 1000 + i)
+            self.losses[t] = self._fit_type(data, t, i)
+        self._save(Path(state_dir))
+
+    def _fit_type(self, data: FitData, defect_type: str, index: int) -> list[float]:
+        from anomalyforge.diffusion.augment import flip_pair, to_resolution
+        from anomalyforge.diffusion.blended import to_model_images
+        from anomalyforge.diffusion.dual_attention import interleave
+        from anomalyforge.diffusion.masked_loss import masked_diffusion_loss, train_params
+        from anomalyforge.masks.part import part_image
+
+        c, ldm = self.config, self.ldm
+        rng = np.random.default_rng([c.seed, index])
+        torch_gen = torch.Generator().manual_seed(int(np.random.SeedSequence([c.seed, index]).generate_state(1)[0]))
+        sched = ldm.make_scheduler("ddpm")
+        samples = data.defects[defect_type]
+        bg = self.backgrounds[defect_type]
+        text = self._text([c.whole_prompt, c.part_prompt])
+        cond = interleave(text[:1].expand(c.train_batch, -1, -1), text[1:].expand(c.train_batch, -1, -1))
+
+        def loss_fn(step: int) -> torch.Tensor:
+            wholes, parts = [], []
+            for _ in range(c.train_batch):
+                s = samples[int(rng.integers(len(samples)))]
+                img = to_resolution(data.image(s), c.resolution)
+                m = to_resolution(data.mask(s), c.resolution, mask=True)
+                if c.flip:
+                    img, m = flip_pair(img, m, rng)
+                wholes.append(img)
+                parts.append(part_image(img, m, bg))
+            lat = interleave(ldm.encode_images(to_model_images(wholes)), ldm.encode_images(to_model_images(parts)))
+            t = torch.randint(0, sched.config.num_train_timesteps, (c.train_batch,), generator=torch_gen)
+            return masked_diffusion_loss(ldm, sched, lat, cond, None, torch_gen, timesteps=t.repeat_interleave(2))
+
+        adapters = self.adapters[defect_type]
+        self._use(defect_type)
+        adapters.train()
+        try:
+            return train_params(list(adapters.parameters()), loss_fn, c.fit_steps, c.lr,
+                                desc=f"{self.name} fit {defect_type}", progress=self._progress,
+                                weight_decay=c.weight_decay, max_grad_norm=c.max_grad_norm)
+        finally:
+            adapters.eval()
+            self._use(None)
+
+    def _save(self, state_dir: Path) -> None:
+        from safetensors.torch import save_file
+
+        state_dir.mkdir(parents=True, exist_ok=True)
+        files = {}
+        for i, t in enumerate(self.types):
+            files[t] = f"adapters-{i}.safetensors"
+            tmp = state_dir / f".{files[t]}.tmp"
+            save_file({k: v.detach().float().cpu().contiguous() for k, v in self.adapters[t].state_dict().items()},
+                      str(tmp))
+            tmp.replace(state_dir / files[t])
+        meta = {"method": self.name, "category": self.data.category, "defect_types": self.types,
+                "adapter_files": files, "backgrounds": {t: list(v) for t, v in self.backgrounds.items()},
+                "config": dataclasses.asdict(self.config),
+                "final_loss": {t: (v[-1] if v else None) for t, v in self.losses.items()}}
+        write_state_meta(state_dir / STATE_FILE, meta)
+
+    # ---- load ----------------------------------------------------------------------------------
+    def load(self, data: FitData, state_dir: Path) -> None:
+        """Restore the per-type adapters saved by `fit`; the state must be this category's."""
+        from safetensors.torch import load_file
+
+        state_dir = Path(state_dir)
+        meta = read_state_meta(state_dir / STATE_FILE, self.name, data.category, self.config,
+                               ("rank", "interaction", "interaction_dim", "resolution", "whole_prompt", "part_prompt"))
+        self._load_model()
+        self._use(None)
+        self.data = data
+        self._progress = self.config.progress and bool(data.extra.get("progress", True))
+        self.types = list(meta["defect_types"])
+        self.backgrounds = {t: tuple(int(x) for x in v) for t, v in meta["backgrounds"].items()}
+        for i, t in enumerate(self.types):
+            path = state_dir / meta["adapter_files"][t]
+            if not path.is_file():
+                raise ConfigError(f"{path}: adapter weights of defect type {t!r} missing (re-run fit)")
+            adapters = self._new_adapters(0)
+            try:
+                adapters.load_state_dict(load_file(str(path)))
+            except RuntimeError:
+                raise ConfigError(f"{path}: adapters do not fit the UNet of {self.config.base_model} "
+                                  f"(fitted on another base model?)") from None
+            self.adapters[t] = adapters.eval()
+
+    # ---- generate ------------------------------------------------------------------------------
+    def generate(self, defect_type: str, seeds: Sequence[int]) -> list[Pair]:
+        """One pair per seed: both branches sampled together, mask segmented from the part; a seed
+        whose part comes out empty is redrawn on a further noise stream (up to `mask_tries`)."""
+        from anomalyforge.masks.part import segment_part
+
+        if self.ldm is None or self.data is None:
+            raise ConfigError(f"{self.name}: call fit or load before generate")
+        if defect_type not in self.types:
+            raise ConfigError(f"defect type {defect_type!r} was not fitted; fitted: {', '.join(self.types)}")
+        c = self.config
+        bg = self.backgrounds[defect_type]
+        found: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray, int]] = {}
+        todo = list(range(len(seeds)))
+        for attempt in range(c.mask_tries):
+            if not todo:
+                break
+            wholes, parts = self._sample(defect_type, [seeds[i] for i in todo], attempt)
+            left = []
+            for i, whole, part in zip(todo, wholes, parts):
+                mask = segment_part(part, bg, c.mask_min_contrast)
+                found[i] = (whole, part, mask, attempt)
+                if not mask.any():
+                    left.append(i)
+            todo = left
+        pairs = []
+        for i, seed in enumerate(seeds):
+            whole, part, mask, attempt = found[i]
+            if not mask.any():
+                raise ConfigError(f"{self.name}: the part branch of {defect_type!r} drew only background for seed "
+                                  f"{seed} in {c.mask_tries} tries; fit longer or lower mask_min_contrast")
+            image, mask = self._to_size(whole, mask)
+            params = {"seed": int(seed), "from": "noise", "sampler": c.sampler, "sampler_steps": c.sampler_steps,
+                      "guidance": c.guidance, "part_background": list(bg), "redraws": attempt}
+            if attempt:
+                params["rejected_because"] = {"empty part": attempt}
+            pairs.append(Pair(image=image, mask=mask, source="", params=params))
+        return pairs
+
+    def _sample(self, defect_type: str, seeds: Sequence[int], attempt: int) -> tuple[list, list]:
+        """Whole images and part images (at `resolution`) for `seeds`, noise stream `attempt`."""
+        from anomalyforge.diffusion.blended import blended_sample, from_model_images, seeded_generator
+        from anomalyforge.diffusion.dual_attention import deinterleave, interleave
+
+        c, ldm = self.config, self.ldm
+        b = len(seeds)
+        gens = [seeded_generator(s, 2 * attempt + branch) for s in seeds for branch in (0, 1)]
+        text = self._text([c.whole_prompt, c.part_prompt, ""])
+        cond = interleave(text[0:1].expand(b, -1, -1), text[1:2].expand(b, -1, -1))
+        uncond = text[2:3].expand(2 * b, -1, -1)
+        lat_hw = c.resolution // ldm.vae_scale_factor
+        shape = torch.zeros(2 * b, ldm.latent_channels, lat_hw, lat_hw)
+        self._use(defect_type)
+        lat = blended_sample(ldm, cond, shape, None, gens, steps=c.sampler_steps, sampler=c.sampler,
+                             uncond=uncond, guidance_scale=c.guidance, progress=self._progress)
+        with torch.no_grad():
+            whole, part = deinterleave(lat)
+            return from_model_images(ldm.decode_latents(whole)), from_model_images(ldm.decode_latents(part))
+
+    def _to_size(self, image: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        size = self.data.size
+        if size == image.shape[0]:
+            return image, mask
+        image = cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA if size < image.shape[0]
+                           else cv2.INTER_CUBIC)
+        mask = np.where(cv2.resize(mask, (size, size), interpolation=cv2.INTER_NEAREST) > 0, 255, 0).astype(np.uint8)
+        return image, mask

@@ -1,0 +1,144 @@
+"""DualAnoDiff end to end on the tiny model and real bottle few-shot images (32 px)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import anomalyforge.masks.part as part_masks
+from anomalyforge.errors import ConfigError
+from anomalyforge.masks.part import segment_part
+from anomalyforge.synth.base import FitData, get_generator
+from anomalyforge.synth.dualanodiff import DualAnoDiff
+
+SIZE = 32  # conftest's image side
+
+
+def _config(tiny_model, **kw):
+    params = dict(base_model=str(tiny_model), device="cpu", resolution=SIZE, rank=4, fit_steps=3, train_batch=2,
+                  sampler_steps=2, lr=1e-3, progress=False)
+    params.update(kw)
+    return DualAnoDiff.make_config(params)
+
+
+@pytest.fixture(scope="module")
+def dual(tiny_model, bottle_data, tmp_path_factory):
+    state = tmp_path_factory.mktemp("dual_state")
+    gen = DualAnoDiff(_config(tiny_model))
+    gen.fit(bottle_data, state)
+    return gen, state
+
+
+def test_registered_with_official_defaults():
+    cls = get_generator("dualanodiff")
+    c = cls.Config()
+    assert cls is DualAnoDiff and cls.batch_size > 1
+    assert (c.rank, c.lr, c.fit_steps, c.train_batch, c.resolution) == (32, 2e-5, 5000, 4, 512)
+    assert (c.whole_prompt, c.part_prompt, c.sampler_steps, c.guidance) == ("a vfx with sks", "sks", 100, 2.5)
+
+
+def test_fit_trains_only_the_branch_adapters(dual, tiny_model):
+    gen, state = dual
+    meta = json.loads((state / "dualanodiff.json").read_text())
+    assert meta["category"] == "bottle" and meta["defect_types"] == ["broken_large", "contamination"]
+    assert {p.name for p in state.iterdir()} == {"dualanodiff.json", "adapters-0.safetensors",
+                                                  "adapters-1.safetensors"}
+    disk = load_file(str(tiny_model / "unet" / "diffusion_pytorch_model.safetensors"))
+    assert all(torch.equal(v, gen.ldm.unet.state_dict()[k]) for k, v in disk.items())
+    assert not any(p.requires_grad for p in gen.ldm.unet.parameters())
+    # the UNet's own processors are back after fitting
+    assert all(type(p).__name__ != "DualAttnProcessor" for p in gen.ldm.unet.attn_processors.values())
+    for t in gen.types:  # LoRA up-projections and interaction outputs left zero
+        sd = gen.adapters[t].state_dict()
+        assert any(sd[k].abs().sum() > 0 for k in sd if k.endswith("up.weight"))
+        assert any(sd[k].abs().sum() > 0 for k in sd if k.endswith("interaction.out.weight"))
+        assert all(np.isfinite(gen.losses[t]))
+    assert not torch.equal(gen.adapters["broken_large"].state_dict()[next(iter(sd))],
+                           gen.adapters["contamination"].state_dict()[next(iter(sd))])
+    # backgrounds: a candidate colour per type, far from the type's defect pixels
+    assert set(meta["backgrounds"]) == {"broken_large", "contamination"}
+
+
+def test_generated_mask_is_the_segmented_part(dual):
+    gen, _ = dual
+    wholes, parts = gen._sample("broken_large", [3, 4], attempt=0)
+    pairs = gen.generate("broken_large", [3, 4])
+    bg = gen.backgrounds["broken_large"]
+    for p, whole, part in zip(pairs, wholes, parts):
+        assert p.image.shape == (SIZE, SIZE, 3) and p.image.dtype == np.uint8
+        assert set(np.unique(p.mask)) == {0, 255}
+        assert np.array_equal(p.image, whole) and np.array_equal(p.mask, segment_part(part, bg))
+        assert p.source == "" and p.params["from"] == "noise" and p.params["redraws"] == 0
+    assert not np.array_equal(pairs[0].image, pairs[1].image)
+    assert not np.array_equal(wholes[0], parts[0])
+
+
+def test_save_load_generate_is_identical(dual, tiny_model, bottle_data):
+    gen, state = dual
+    first = gen.generate("contamination", [11, 12])
+    other = DualAnoDiff(dataclasses.replace(gen.config))
+    other.load(bottle_data, state)
+    again = other.generate("contamination", [11, 12])
+    for a, b in zip(first, again):
+        assert np.array_equal(a.image, b.image) and np.array_equal(a.mask, b.mask)
+
+
+def test_empty_parts_are_redrawn_then_refused(dual, monkeypatch):
+    gen, _ = dual
+    calls = {"n": 0}
+    real = part_masks.segment_part
+
+    def empty_first(part, *args):
+        calls["n"] += 1
+        return np.zeros(part.shape[:2], np.uint8) if calls["n"] == 1 else real(part, *args)
+
+    monkeypatch.setattr(part_masks, "segment_part", empty_first)
+    (p,) = gen.generate("broken_large", [5])
+    assert p.params["redraws"] == 1 and p.params["rejected_because"] == {"empty part": 1} and p.mask.any()
+    plain = gen.generate("broken_large", [5])[0]
+    assert not np.array_equal(p.image, plain.image)  # the redraw used another noise stream
+    monkeypatch.setattr(part_masks, "segment_part", lambda part, *a: np.zeros(part.shape[:2], np.uint8))
+    with pytest.raises(ConfigError, match="drew only background for seed 5 in 3 tries"):
+        gen.generate("broken_large", [5])
+
+
+def test_cli_generate_writes_a_run(tiny_model, bottle_dir, tmp_path):
+    from anomalyforge.cli import main
+    from anomalyforge.synth.export import read_manifest
+
+    out = tmp_path / "run"
+    rc = main(["generate", "--data", str(bottle_dir), "--method", "dualanodiff", "--base-model", str(tiny_model),
+               "--fit-steps", "1", "--sampler-steps", "1", "--size", "32", "--param", "resolution=32",
+               "--param", "rank=2", "--types", "broken_small", "--n", "2", "--out", str(out), "--no-progress"])
+    assert rc == 0
+    recs = read_manifest(out)
+    assert [r["defect_type"] for r in recs] == ["broken_small"] * 2
+    assert all(r["method"] == "dualanodiff" and (out / r["mask"]).is_file() for r in recs)
+    assert json.loads((out / "run.json").read_text())["config"]["rank"] == 2
+
+
+def test_bad_inputs(dual, bottle_data, tiny_model, tmp_path):
+    gen, state = dual
+    with pytest.raises(ConfigError, match="'scratch' was not fitted"):
+        gen.generate("scratch", [0])
+    other_cat = FitData(category="hazelnut", size=SIZE, defects=bottle_data.defects, good=bottle_data.good)
+    with pytest.raises(ConfigError, match="fitted on category 'bottle', not 'hazelnut'"):
+        DualAnoDiff(_config(tiny_model)).load(other_cat, state)
+    with pytest.raises(ConfigError, match="no dualanodiff state here"):
+        DualAnoDiff(_config(tiny_model)).load(bottle_data, tmp_path)
+    with pytest.raises(ConfigError, match="fitted with rank=4"):
+        DualAnoDiff(_config(tiny_model, rank=8)).load(bottle_data, state)
+    with pytest.raises(ConfigError, match="no base model given"):
+        DualAnoDiff(_config(tiny_model, base_model=None)).fit(bottle_data, tmp_path / "s")
+    with pytest.raises(ConfigError, match="part_background must be auto or one of"):
+        DualAnoDiff(_config(tiny_model, part_background="pink")).fit(bottle_data, tmp_path / "s")
+    with pytest.raises(ConfigError, match="resolution 36 must be a multiple of 8"):
+        DualAnoDiff(_config(tiny_model, resolution=36)).fit(bottle_data, tmp_path / "s")
+    with pytest.raises(ConfigError, match="call fit or load before generate"):
+        DualAnoDiff(_config(tiny_model)).generate("broken_large", [0])
+    assert not (tmp_path / "s").exists()  # nothing half-written by the failed fits
