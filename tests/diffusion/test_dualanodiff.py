@@ -78,6 +78,17 @@ def test_generated_mask_is_the_segmented_part(dual):
     assert not np.array_equal(wholes[0], parts[0])
 
 
+def test_pairs_come_at_the_data_size_when_the_model_runs_larger(tiny_model, bottle_data, tmp_path):
+    gen = DualAnoDiff(_config(tiny_model, resolution=2 * SIZE, fit_steps=1))
+    gen.fit(bottle_data, tmp_path / "state")
+    wholes, parts = gen._sample("contamination", [7], attempt=0)
+    (p,) = gen.generate("contamination", [7])
+    assert wholes[0].shape == (2 * SIZE, 2 * SIZE, 3) and p.image.shape == (SIZE, SIZE, 3)
+    big = segment_part(parts[0], gen.backgrounds["contamination"]) > 0
+    # shrinking keeps every defect cell: a cell is defect when any of its four pixels is
+    assert np.array_equal(p.mask > 0, big.reshape(SIZE, 2, SIZE, 2).any(axis=(1, 3)))
+
+
 def test_save_load_generate_is_identical(dual, tiny_model, bottle_data):
     gen, state = dual
     first = gen.generate("contamination", [11, 12])

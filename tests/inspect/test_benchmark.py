@@ -51,8 +51,13 @@ def test_results_follow_the_schema(bench):
         assert e["artifacts"] == {"maps": f"methods/{name}/maps.npz"}
     syn, base = doc["methods"]["croppaste"], doc["methods"]["patchcore"]
     assert (syn["kind"], syn["model"], syn["n_pairs"], syn["run"]) == ("synthetic", "feature_head", 12, "runs/croppaste")
-    assert (base["kind"], base["model"], base["classification"]) == ("baseline", "patchcore", None)
-    assert base["generation"] is None
+    assert (base["kind"], base["model"], base["generation"]) == ("baseline", "patchcore", None)
+    # the no-synthesis classifier: trained on the 22 real few-shot defects, tested on the same 41
+    assert base["classification"]["trained_on"] == "real few-shot defects"
+    assert np.array(base["classification"]["confusion"]).sum(1).tolist() == [13, 14, 14]
+    assert syn["classification"]["trained_on"] == "generated pairs + real few-shot defects (real share 0.5)"
+    z = np.load(out / "methods/patchcore/maps.npz")
+    assert z["cls_pred"].shape == (41,) and z["cls_true"].tolist() == z["types"][:41].tolist()
     # generation quality of the 12 kept pairs, 4 per type, against each type's few-shot defects
     gen = syn["generation"]
     assert gen["n"] == 12 and sorted(gen["types"]) == TYPES
@@ -80,7 +85,7 @@ def test_maps_artifact_matches_the_test_split(bench):
     assert z["image_scores"].shape == (n,)
     assert z["cls_pred"].shape == z["cls_true"].shape == (41,)
     pc = np.load(out / "methods/patchcore/maps.npz")
-    assert np.array_equal(pc["masks"], z["masks"]) and "cls_pred" not in pc.files
+    assert np.array_equal(pc["masks"], z["masks"]) and np.array_equal(pc["cls_true"], z["cls_true"])
 
 
 def test_resume_skips_finished_methods_and_cli_prints_the_table(bench, bottle_dir, capsys):

@@ -32,3 +32,32 @@ def test_one_type_is_config_error(bottle_pairs64):
     one = GeneratedPairs(bottle_pairs64.images[:2], bottle_pairs64.masks[:2], ["a", "a"])
     with pytest.raises(ConfigError, match="at least two defect types"):
         train_classifier(one, get_profile("smoke"), progress=False)
+
+
+def test_real_few_shot_pairs_and_joining(bottle_fit64, bottle_pairs64):
+    real = GeneratedPairs.from_fit_data(bottle_fit64)
+    assert real.counts() == {"broken_large": 7, "broken_small": 8, "contamination": 7}  # the few-shot split
+    first = bottle_fit64.defects["broken_large"][0]
+    assert np.array_equal(real.images[0], bottle_fit64.image(first))
+    assert np.array_equal(real.masks[0], bottle_fit64.mask(first))
+    both = bottle_pairs64 + real
+    assert len(both) == len(bottle_pairs64) + 22 and both.types[-22:] == real.types
+    assert np.array_equal(both.images[-22:], real.images)
+    with pytest.raises(ConfigError, match="cannot join pairs of size"):
+        _ = both + GeneratedPairs(real.images[:, :32, :32], real.masks[:, :32, :32], real.types)
+
+
+def test_real_share_decides_which_pairs_teach_the_classifier():
+    rng = np.random.default_rng(0)
+    imgs = rng.integers(0, 40, (24, 64, 64, 3), dtype=np.uint8)
+    imgs[12:, :, :, 0] = 220  # red images
+    masks = np.zeros((24, 64, 64), np.uint8)
+    real = GeneratedPairs(imgs, masks, ["dark"] * 12 + ["red"] * 12)
+    swapped = GeneratedPairs(imgs, masks, ["red"] * 12 + ["dark"] * 12)  # generated pairs that lie
+    prof = get_profile("smoke", cls_steps=15, cls_lr=1e-3)
+    only_real = train_classifier(swapped, prof, seed=0, progress=False, real=real, real_share=1.0)
+    assert only_real.predict(imgs) == real.types
+    only_generated = train_classifier(swapped, prof, seed=0, progress=False, real=real, real_share=0.0)
+    assert only_generated.predict(imgs) == swapped.types
+    with pytest.raises(ConfigError, match="real_share must be in"):
+        train_classifier(swapped, prof, progress=False, real=real, real_share=1.5)

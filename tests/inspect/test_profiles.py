@@ -13,6 +13,8 @@ def test_known_profiles_are_json_and_sized_as_documented():
         assert json.loads(json.dumps(d))["name"] == name
     assert get_profile("cpu").size == 256 and get_profile("paper").size == 256
     assert get_profile("paper").localizer == "draem_unet" and get_profile("paper").epochs == 200
+    # the papers' classifier learns from generated pairs only; ours also from the real few-shot defects
+    assert get_profile("paper").cls_real_share == 0.0 and get_profile("cpu").cls_real_share == 0.5
     assert get_profile("smoke").size < get_profile("cpu").size
 
 

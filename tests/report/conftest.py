@@ -55,7 +55,7 @@ def _method(maps: np.ndarray, masks: np.ndarray, labels: np.ndarray, types: np.n
         conf = [[int(np.sum((true == a) & (cls_pred == b))) for b in labs] for a in labs]
         classification = {"accuracy": metrics.accuracy(cls_pred, true),
                           "per_type": metrics.per_class_accuracy(cls_pred, true),
-                          "labels": labs, "confusion": conf}
+                          "labels": labs, "confusion": conf, "trained_on": "generated pairs"}
     return {"status": "done", "kind": kind, "model": model,
             "localization": {"pixel": pixel, "image": image, "per_type": per_type},
             "classification": classification,

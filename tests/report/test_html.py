@@ -143,6 +143,7 @@ def test_per_method_sections(written):
     _, text, _ = written
     assert "Per defect type" in text and "Defect-type confusion matrix" in text
     assert "No defect-type classification for this method." in text  # patchcore
+    assert "The defect-type classifier was trained on generated pairs." in text
     assert "Baseline: trained without generated data" in text
     assert "broken_large/005.png" in text and "good/001.png" in text
     assert "broken_large/008.png" not in text  # only the first two per type by file name

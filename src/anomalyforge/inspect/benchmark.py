@@ -4,7 +4,8 @@ Protocol (AnomalyDiffusion / GAA / DualAnoDiff, without their leaks): for each s
 generate pairs from the few-shot third of the real defects, train the profile's localisation
 model (generated pairs + good training images) and defect-type classifier for a fixed schedule,
 then read the test split (the other two thirds + test good) once and score the final models.
-`patchcore` / `none` is the no-synthesis baseline. Results go to `<out>/results.json`, rewritten
+`patchcore` / `none` is the no-synthesis baseline (PatchCore from the good images; its classifier
+learns from the real few-shot defects alone). Results go to `<out>/results.json`, rewritten
 atomically after each method, so an interrupted benchmark resumes by skipping finished methods.
 """
 
@@ -167,6 +168,7 @@ def run_benchmark(data: Path, out: Path, methods: list[str], category: str | Non
 
 
 def _run_patchcore(fit, prof: Profile, seed: int, test_set, out: Path, method: str, progress: bool) -> dict:
+    from anomalyforge.inspect.classify import train_classifier
     from anomalyforge.inspect.patchcore import PatchCore
     from anomalyforge.inspect.train import good_images
 
@@ -174,16 +176,20 @@ def _run_patchcore(fit, prof: Profile, seed: int, test_set, out: Path, method: s
     pc = PatchCore(prof.pc_levels, prof.pc_coreset, prof.pc_projection, prof.pc_sigma, seed, prof.device,
                    max_bank=prof.pc_max_bank, candidates=prof.pc_candidates)
     pc.fit(good_images(fit, prof.size, progress), progress)
+    # the classifier without synthesis: trained on the real few-shot defects alone
+    real = GeneratedPairs.from_fit_data(fit) if sum(bool(v) for v in fit.defects.values()) > 1 else None
+    cls_model = train_classifier(real, prof, seed=seed, progress=progress) if real is not None else None
     t1 = time.perf_counter()
     test = test_set()
     maps = pc.predict(test.images, progress)
     scores = maps.reshape(len(maps), -1).max(1).astype(np.float64)  # PatchCore: max of the map
     loc = localization_metrics(test, maps, scores, progress)
+    cls, extra = _classify(cls_model, test, "real few-shot defects")
     rel = f"methods/{method}/maps.npz"
     _save_maps(out / rel, maps=maps.astype(np.float16), masks=test.masks, labels=test.labels,
-               types=test.types, paths=test.paths, image_scores=scores)
+               types=test.types, paths=test.paths, image_scores=scores, **extra)
     return {"status": "done", "kind": "baseline", "model": "patchcore", "localization": loc,
-            "classification": None, "generation": None,
+            "classification": cls, "generation": None,
             "timings": {"generate_s": 0.0, "quality_s": 0.0, "train_s": round(t1 - t0, 2),
                         "eval_s": round(time.perf_counter() - t1, 2)},
             "n_pairs": 0, "run": None, "artifacts": {"maps": rel}}
@@ -211,22 +217,19 @@ def _run_synthetic(data: Path, out: Path, method: str, category: str, data_forma
     generation = _generation_quality(run, prof, seed, progress) if prof.quality else None
     t1 = time.perf_counter()
     loc_model = train_localizer(fit, pairs, prof, seed=seed, progress=progress)
-    cls_model = train_classifier(pairs, prof, seed=seed, progress=progress) if len(pairs.defect_types) > 1 else None
+    real, trained_on = None, "generated pairs"
+    if prof.cls_real_share > 0:
+        real = GeneratedPairs.from_fit_data(fit)
+        trained_on = f"generated pairs + real few-shot defects (real share {prof.cls_real_share:g})"
+    cls_model = (train_classifier(pairs, prof, seed=seed, progress=progress, real=real, real_share=prof.cls_real_share)
+                 if len(pairs.defect_types) > 1 else None)
     t2 = time.perf_counter()
 
     test = test_set()
     maps = loc_model.predict(test.images, progress)
     scores = image_scores_from_maps(maps, prof.score_pool)
     loc = localization_metrics(test, maps, scores, progress)
-    extra: dict[str, np.ndarray] = {}
-    cls = None
-    if cls_model is not None:
-        sel = (test.labels == 1) & np.isin(test.types, cls_model.labels)
-        pred = cls_model.predict(test.images[sel])
-        true = test.types[sel].tolist()
-        if true:
-            cls = classification_metrics(pred, true, cls_model.labels)
-            extra = {"cls_pred": np.array(pred), "cls_true": np.array(true)}
+    cls, extra = _classify(cls_model, test, trained_on)
     rel = f"methods/{method}/maps.npz"
     _save_maps(out / rel, maps=maps.astype(np.float16), masks=test.masks, labels=test.labels,
                types=test.types, paths=test.paths, image_scores=scores, **extra)
@@ -236,6 +239,20 @@ def _run_synthetic(data: Path, out: Path, method: str, category: str, data_forma
             "timings": {"generate_s": round(tq - t0, 2), "quality_s": round(t1 - tq, 2), "train_s": round(t2 - t1, 2),
                         "eval_s": round(time.perf_counter() - t2, 2)},
             "n_pairs": len(pairs), "run": _relative(run, out), "artifacts": {"maps": rel}}
+
+
+def _classify(cls_model, test: TestSet, trained_on: str) -> tuple[dict | None, dict[str, np.ndarray]]:
+    """Classification metrics of `cls_model` on the test defects of its types (None without a model
+    or such defects), and the per-image predictions to save beside the maps."""
+    if cls_model is None:
+        return None, {}
+    sel = (test.labels == 1) & np.isin(test.types, cls_model.labels)
+    true = test.types[sel].tolist()
+    if not true:
+        return None, {}
+    pred = cls_model.predict(test.images[sel])
+    cls = {**classification_metrics(pred, true, cls_model.labels), "trained_on": trained_on}
+    return cls, {"cls_pred": np.array(pred), "cls_true": np.array(true)}
 
 
 def _generation_quality(run: Path, prof: Profile, seed: int, progress: bool) -> dict:

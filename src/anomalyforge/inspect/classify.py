@@ -126,10 +126,18 @@ class DefectClassifier:
 
 
 def train_classifier(pairs: GeneratedPairs, profile: Profile, seed: int = 0, progress: bool = True,
-                     weights: str | None = "imagenet") -> DefectClassifier:
+                     weights: str | None = "imagenet", real: GeneratedPairs | None = None,
+                     real_share: float = 0.5) -> DefectClassifier:
     """Fine-tune the profile's classifier on generated pairs (class = defect type), fixed schedule.
 
-    Batches are class-balanced (each sample draws a type uniformly, then a pair of that type)."""
+    Batches are class-balanced (each sample draws a type uniformly, then a pair of that type).
+    With `real` (the real few-shot defects), that pair comes from the real ones of the type with
+    probability `real_share` (when the type has any), else from the generated ones."""
+    if real is not None:
+        if not 0.0 <= real_share <= 1.0:
+            raise ConfigError(f"real_share must be in [0, 1], got {real_share}")
+        n_generated = len(pairs)
+        pairs = pairs + real
     labels = pairs.defect_types
     if len(labels) < 2:
         raise ConfigError("classification needs generated pairs of at least two defect types")
@@ -146,6 +154,18 @@ def train_classifier(pairs: GeneratedPairs, profile: Profile, seed: int = 0, pro
                                          disable=not progress, leave=False)])
     y = np.array([labels.index(t) for t in pairs.types])
     by_class = [torch.from_numpy(np.flatnonzero(y == k)) for k in range(len(labels))]
+    if real is not None:  # separate pools; a type missing from one pool draws from the other
+        pos = np.arange(len(y))
+        gen_pool = [torch.from_numpy(np.flatnonzero((y == k) & (pos < n_generated))) for k in range(len(labels))]
+        real_pool = [torch.from_numpy(np.flatnonzero((y == k) & (pos >= n_generated))) for k in range(len(labels))]
+
+    def draw(c: int) -> torch.Tensor:
+        pool = by_class[c]
+        if real is not None:
+            use_real = bool(torch.rand((), generator=gen) < real_share)
+            pool = real_pool[c] if (use_real and len(real_pool[c])) or not len(gen_pool[c]) else gen_pool[c]
+        return pool[torch.randint(0, len(pool), (1,), generator=gen)][0]
+
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=profile.cls_lr,
                             weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(1, profile.cls_steps))
@@ -153,7 +173,7 @@ def train_classifier(pairs: GeneratedPairs, profile: Profile, seed: int = 0, pro
     bar = tqdm(range(profile.cls_steps), desc=f"train {profile.classifier}", disable=not progress, leave=False)
     for _ in bar:
         cls = torch.randint(0, len(labels), (profile.cls_batch_size,), generator=gen)
-        idx = torch.stack([by_class[c][torch.randint(0, len(by_class[c]), (1,), generator=gen)][0] for c in cls])
+        idx = torch.stack([draw(int(c)) for c in cls])
         if cached:  # lossless flips / rotations of the cached trunk features
             x, _ = flip_rotate(trunk[idx].float(), None, gen)
             logits = model.from_trunk(x.to(device))

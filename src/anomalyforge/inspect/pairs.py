@@ -1,7 +1,8 @@
 """Generated training pairs as arrays: the only defect data the inspection models learn from.
 
-`GeneratedPairs` is built from a synthesis run's manifest (`from_run`) or from arrays (tests,
-custom pipelines). It never holds real test images: the benchmark reads those separately.
+`GeneratedPairs` is built from a synthesis run's manifest (`from_run`), from arrays (tests,
+custom pipelines) or from the real few-shot training defects (`from_fit_data`, the no-synthesis
+baseline). It never holds real test images: the benchmark reads those separately.
 """
 
 from __future__ import annotations
@@ -72,6 +73,23 @@ class GeneratedPairs:
         if not run.is_dir():
             raise DataError(run, "generated run folder not found")
         return cls.from_records(run, read_manifest(run), size, category, progress)
+
+    @classmethod
+    def from_fit_data(cls, fit) -> "GeneratedPairs":
+        """The real few-shot training defects themselves as pairs (at `fit.size`): what a model can
+        learn without any synthesis, the baseline the generated pairs must beat."""
+        items = [(s, t) for t in fit.defect_types for s in fit.defects[t]]
+        if not items:
+            raise ConfigError(f"{fit.category}: no few-shot training defects")
+        return cls(np.stack([fit.image(s) for s, _ in items]), np.stack([fit.mask(s) for s, _ in items]),
+                   [t for _, t in items], fit.category)
+
+    def __add__(self, other: "GeneratedPairs") -> "GeneratedPairs":
+        """Both sets of pairs in one (same image size)."""
+        if self.images.shape[1:] != other.images.shape[1:]:
+            raise ConfigError(f"cannot join pairs of size {self.images.shape[1:3]} and {other.images.shape[1:3]}")
+        return GeneratedPairs(np.concatenate([self.images, other.images]), np.concatenate([self.masks, other.masks]),
+                              self.types + other.types, self.category or other.category)
 
     def check_covers(self, needed: Iterable[str], where: Path | str | None = None) -> None:
         """Raise unless every defect type in `needed` has at least one pair."""

@@ -349,6 +349,8 @@ def method_section(bench_dir: Path, name: str, m: dict, split: dict, images: _Im
         notes.append("No defect-type classification for this method.")
     elif sec["confusion"] is None:
         notes.append("Classification results have no usable confusion matrix.")
+    elif m["classification"].get("trained_on"):
+        notes.append(f"The defect-type classifier was trained on {m['classification']['trained_on']}.")
     sec["pairs"], pnotes = generated_pairs(bench_dir, m)
     notes += pnotes
     sec["notes"] = notes

@@ -313,5 +313,6 @@ class DualAnoDiff(Generator):
             return image, mask
         image = cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA if size < image.shape[0]
                            else cv2.INTER_CUBIC)
-        mask = np.where(cv2.resize(mask, (size, size), interpolation=cv2.INTER_NEAREST) > 0, 255, 0).astype(np.uint8)
+        # a cell is defect when any of its source pixels is: a thin part never vanishes when shrunk
+        mask = np.where(cv2.resize(mask, (size, size), interpolation=cv2.INTER_AREA) > 0, 255, 0).astype(np.uint8)
         return image, mask
