@@ -38,21 +38,26 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n", type=int, default=300, help="croppaste pairs per type and fold")
     ap.add_argument("--folds", type=int, default=3)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                    help="croppaste parameter (e.g. target=similar)")
+    ap.add_argument("--arms", default=",".join(ARMS), help="comma list of the arms to train")
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args(argv)
+    arms = [a.strip() for a in args.arms.split(",") if a.strip()]
+    params = dict(p.split("=", 1) for p in args.param)
     prof = get_profile("cpu")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         split = few_shot_split(load_dataset(args.data), progress=False)
     fit = fit_data(split, size=prof.size)
-    hits = {a: [] for a in ARMS}
+    hits = {a: [] for a in arms}
     for k in range(args.folds):
         t0 = time.time()
         keep = {t: [s for i, s in enumerate(v) if i % args.folds != k] for t, v in fit.defects.items()}
         held = [(s, t) for t, v in fit.defects.items() for i, s in enumerate(v) if i % args.folds == k]
         sub = FitData(category=fit.category, size=fit.size, defects=keep, good=fit.good, mask_threshold=fit.mask_threshold)
         cls = get_generator("croppaste")
-        gen = cls(cls.make_config({}))
+        gen = cls(cls.make_config(params))
         with tempfile.TemporaryDirectory() as state:
             gen.fit(sub, Path(state))
         imgs, masks, types = [], [], []
@@ -66,16 +71,18 @@ def main(argv: list[str] | None = None) -> int:
         runs = {"real": (real, None, 0.0), "generated": (generated, None, 0.0),
                 "generated+real (natural share)": (generated + real, None, 0.0),
                 "generated+real (share 0.5)": (generated, real, 0.5)}
-        for arm, (pairs, extra, share) in runs.items():
+        for arm in arms:
+            pairs, extra, share = runs[arm]
             clf = train_classifier(pairs, prof, seed=args.seed, progress=False, real=extra, real_share=share)
             hits[arm] += [int(p == t) for p, t in zip(clf.predict(x), y)]
         print(f"fold {k}: {len(held)} held-out defects, " + ", ".join(
-            f"{a} {100 * np.mean(hits[a][-len(held):]):.1f}" for a in ARMS) + f" ({time.time() - t0:.0f} s)", flush=True)
+            f"{a} {100 * np.mean(hits[a][-len(held):]):.1f}" for a in arms) + f" ({time.time() - t0:.0f} s)", flush=True)
     rows = {a: {"correct": int(sum(h)), "n": len(h), "accuracy": round(100 * float(np.mean(h)), 1)} for a, h in hits.items()}
-    print(f"\n{fit.category}: validation accuracy over {len(hits[ARMS[0]])} held-out few-shot defects")
+    print(f"\n{fit.category}: validation accuracy over {len(hits[arms[0]])} held-out few-shot defects")
     for a, r in rows.items():
         print(f"  {a:<32} {r['accuracy']:5.1f}  ({r['correct']}/{r['n']})")
     args.out.write_text(json.dumps({"data": str(args.data), "n": args.n, "folds": args.folds, "seed": args.seed,
+                                    "croppaste": params,
                                     "profile": prof.name, "arms": rows}, indent=2))
     return 0
 
