@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--folds", type=int, default=3)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
-                    help="croppaste parameter (e.g. target=similar)")
+                    help="croppaste parameter (e.g. mask_variation=true)")
     ap.add_argument("--arms", default=",".join(ARMS), help="comma list of the arms to train")
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args(argv)
