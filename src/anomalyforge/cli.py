@@ -26,12 +26,12 @@ def _data_args(p: argparse.ArgumentParser, required: bool = True) -> None:
                    help="force the layout (mvtec, mvtec_loco, mvtec3d, visa, btad, magnetic_tile, folder)")
 
 
-def _parse_params(items: Sequence[str] | None) -> dict:
-    """--param key=value pairs; values parsed as JSON when possible (numbers, lists, booleans)."""
+def _parse_params(items: Sequence[str] | None, flag: str = "--param") -> dict:
+    """key=value pairs; values parsed as JSON when possible (numbers, lists, booleans, null)."""
     out: dict = {}
     for item in items or []:
         if "=" not in item:
-            raise AnomalyForgeError(f"--param {item!r}: expected key=value")
+            raise AnomalyForgeError(f"{flag} {item!r}: expected key=value")
         k, v = item.split("=", 1)
         try:
             out[k] = json.loads(v)
@@ -306,6 +306,8 @@ def _add_benchmark(sub: argparse._SubParsersAction) -> None:
                    help="reuse an existing generated run for METHOD (repeatable)")
     p.add_argument("--no-quality", action="store_true",
                    help="skip the generation-quality scores (IS, IC-LPIPS) of each method's pairs")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a profile setting, e.g. fusion=0 or cls_real_share=0 (saved in results.json)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=_run_benchmark)
 
@@ -314,7 +316,10 @@ def _run_benchmark(args: argparse.Namespace) -> int:
     from anomalyforge.inspect.benchmark import format_results_table, run_benchmark
     from anomalyforge.inspect.profiles import get_profile
 
-    profile = get_profile(args.profile, quality=False) if args.no_quality else args.profile
+    overrides = _parse_params(args.set, "--set")
+    if args.no_quality:
+        overrides["quality"] = False
+    profile = get_profile(args.profile, **overrides)
     runs = {}
     for item in args.run:
         if "=" not in item:

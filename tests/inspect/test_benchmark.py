@@ -112,6 +112,23 @@ def test_no_quality_skips_generation_scores(bench, bottle_dir, tmp_path, capsys)
     assert capsys.readouterr().out.splitlines()[-1].split()[-3:-1] == ["-", "-"]  # IS, IC-L columns
 
 
+def test_profile_settings_from_the_command_line(bench, bottle_dir, tmp_path, capsys):
+    out, _ = bench
+    code = main(["benchmark", "--data", str(bottle_dir), "--methods", "croppaste", "--profile", "smoke",
+                 "--run", f"croppaste={out / 'runs/croppaste'}", "--out", str(tmp_path / "g"), "--no-quality",
+                 "--set", "cls_real_share=0", "--no-progress"])
+    assert code == 0
+    doc = json.loads((tmp_path / "g/results.json").read_text())
+    assert doc["config"]["cls_real_share"] == 0.0  # the papers' protocol: generated pairs only
+    assert doc["methods"]["croppaste"]["classification"]["trained_on"] == "generated pairs"
+    capsys.readouterr()
+    assert main(["benchmark", "--data", str(bottle_dir), "--methods", "patchcore", "--profile", "smoke",
+                 "--set", "fusion=much", "--out", str(tmp_path / "bad")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "fusion='much': expected float" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "bad").exists()
+
+
 def test_output_folder_of_another_run_is_refused(bench, bottle_dir):
     out, _ = bench
     before = (out / "results.json").read_bytes()

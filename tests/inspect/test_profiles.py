@@ -29,3 +29,11 @@ def test_overrides_are_checked():
         get_profile("smoke", stepz=7)
     with pytest.raises(ConfigError, match="unknown localisation model"):
         get_profile("smoke", localizer="unet3000")
+    # values as the command line parses them (JSON): checked against each setting's type
+    p = get_profile("cpu", fusion=0, levels=[1, 2], score_pool=None, cls_real_share=1)
+    assert (p.fusion, p.levels, p.score_pool, p.cls_real_share) == (0.0, (1, 2), None, 1.0)
+    assert isinstance(p.fusion, float) and p.to_dict()["levels"] == [1, 2]
+    for bad, want in ((dict(fusion="x"), "fusion='x': expected float"), (dict(steps=1.5), "steps=1.5: expected int"),
+                      (dict(augment=1), "augment=1: expected bool"), (dict(steps=True), "expected int")):
+        with pytest.raises(ConfigError, match=want):
+            get_profile("cpu", **bad)

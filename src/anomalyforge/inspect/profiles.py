@@ -129,6 +129,22 @@ PROFILES: dict[str, Profile] = {
 }
 
 
+def _coerce(f: dataclasses.Field, value):
+    """An override checked against the field's annotation (lists become tuples for tuple fields)."""
+    ann = str(f.type)
+    if value is None and "None" in ann:
+        return None
+    kinds = {"bool": bool, "int": int, "float": (int, float), "str": str, "tuple": (list, tuple), "dict": dict}
+    kind = ann.split("[")[0].split("|")[0].strip()
+    want = kinds.get(kind)
+    ok = want is None or (isinstance(value, want) and not (kind in ("int", "float") and isinstance(value, bool)))
+    if not ok:
+        raise ConfigError(f"profile setting {f.name}={value!r}: expected {ann}")
+    if kind == "tuple":
+        return tuple(value)
+    return float(value) if kind == "float" else value
+
+
 def get_profile(name: str | Profile, **overrides) -> Profile:
     """The named profile (with optional field overrides); unknown name -> ConfigError listing them."""
     if isinstance(name, Profile):
@@ -139,11 +155,11 @@ def get_profile(name: str | Profile, **overrides) -> Profile:
         except KeyError:
             raise ConfigError(f"unknown profile {name!r}; available: {', '.join(PROFILES)}") from None
     if overrides:
-        names = {f.name for f in dataclasses.fields(Profile)}
-        bad = sorted(set(overrides) - names)
+        fields = {f.name: f for f in dataclasses.fields(Profile)}
+        bad = sorted(set(overrides) - set(fields))
         if bad:
             raise ConfigError(f"profile has no setting(s) {', '.join(bad)}")
-        prof = dataclasses.replace(prof, **overrides)
+        prof = dataclasses.replace(prof, **{k: _coerce(fields[k], v) for k, v in overrides.items()})
     if prof.localizer not in LOCALIZERS:
         raise ConfigError(f"unknown localisation model {prof.localizer!r}; available: {', '.join(LOCALIZERS)}")
     if prof.classifier not in CLASSIFIERS:
