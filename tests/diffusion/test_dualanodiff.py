@@ -186,3 +186,52 @@ def test_fitting_lowers_the_dual_loss_on_its_defect(tiny_model, bottle_data, tmp
 
     # zero adapters are the pretrained UNet; 60 steps on the one defect take its loss down by about 9 %
     assert loss(gen.adapters["contamination"]) < 0.95 * loss(gen._new_adapters(0))
+
+
+def test_background_compensation_fits_and_generates_from_a_good_images_background(tiny_model, bottle_data,
+                                                                                  tmp_path):
+    gen = DualAnoDiff(_config(tiny_model, background_compensation=True, bcm_dim=8, fit_steps=4, lr=1e-2))
+    gen.fit(bottle_data, tmp_path / "state")
+    sd = gen.adapters["contamination"].state_dict()
+    gates = [v for k, v in sd.items() if k.endswith("background.gate")]
+    assert gates and any(g.abs() > 0 for g in gates)  # the BCM gates were trained away from zero
+    pairs = gen.generate("contamination", [1, 2, 3])
+    goods = {str(s.image) for s in bottle_data.good}
+    assert all(p.source in goods and p.params["background_from"] == p.source for p in pairs)
+    # the whole image depends on the background it was given; the part branch hears of it via the interaction
+    src, back = gen._good_background(1)
+    assert src == pairs[0].source
+    wholes, _ = gen._sample("contamination", [1], 0, [back])
+    other, _ = gen._sample("contamination", [1], 0, [np.zeros_like(back)])
+    assert np.array_equal(wholes[0], pairs[0].image) and not np.array_equal(wholes[0], other[0])
+    again = DualAnoDiff(dataclasses.replace(gen.config))
+    again.load(bottle_data, tmp_path / "state")
+    assert all(np.array_equal(a.image, b.image) for a, b in zip(pairs, again.generate("contamination", [1, 2, 3])))
+    with pytest.raises(ConfigError, match="fitted with background_compensation=True"):
+        DualAnoDiff(_config(tiny_model)).load(bottle_data, tmp_path / "state")
+
+
+def test_background_images_black_out_the_object_on_real_data(bottle_dir, mtile_dir):
+    from anomalyforge.data import few_shot_split, load_dataset
+
+    for root, texture in ((bottle_dir, False), (mtile_dir, True)):
+        split = few_shot_split(load_dataset(root))
+        t = sorted(split.train_defects)[0]
+        data = FitData(category=split.category, size=128, defects={t: split.train_defects[t][:2]},
+                       good=split.train_good[:12])
+        gen = DualAnoDiff(_config(None))
+        gen.data = data
+        s = data.defects[t][0]
+        img, m = data.image(s), data.mask(s)
+        back = gen._background(img, m)
+        black = (back == 0).all(axis=2)
+        if texture:  # the tile fills the frame: nothing is background
+            assert black.all()
+            continue
+        assert black[m > 0].all()  # the defect belongs to the object
+        assert 0.2 < black.mean() < 0.8  # the bottle is blacked out, its surroundings kept
+        keep = ~black
+        assert np.array_equal(back[keep], img[keep]) and keep[:4, :4].all()
+        _, good_back = gen._good_background(0)
+        assert 0.2 < (good_back == 0).all(axis=2).mean() < 0.8
+

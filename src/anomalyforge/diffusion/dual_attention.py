@@ -20,6 +20,8 @@ diffusers' LoRA layers (peft) switch adapters per model call, not per batch row 
 attention layer, so the per-branch low-rank updates live in these processors. Their weights are
 one `DualAdapters` module (a ModuleDict keyed by layer name): optimise `.parameters()`, save with
 `.state_dict()`. Processors are plain callables installed with diffusers' attention-processor API.
+With `background_dim` the adapters also carry DualAnoDiff's background compensation
+(`anomalyforge.diffusion.background_compensation`).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from anomalyforge.diffusion.attention import attention_input, attention_output
+from anomalyforge.diffusion.background_compensation import BackgroundFusion, ReferenceStore
 
 BRANCHES = 2  # 0: the whole defective image, 1: the defect part
 
@@ -78,23 +81,30 @@ class BranchInteraction(nn.Module):
 
 
 class DualLayer(nn.Module):
-    """The trainable parts of one attention layer: per-branch LoRA on q, k, v, out + interaction."""
+    """The trainable parts of one attention layer: per-branch LoRA on q, k, v, out + interaction,
+    and on self-attention layers optionally the background fusion of the BCM."""
 
     def __init__(self, d_query: int, d_context: int, d_inner: int, d_out: int, rank: int,
-                 interaction: bool = True, interaction_dim: int | None = None) -> None:
+                 interaction: bool = True, interaction_dim: int | None = None,
+                 background_dim: int | None = None) -> None:
         super().__init__()
         self.q = nn.ModuleList(LowRank(d_query, d_inner, rank) for _ in range(BRANCHES))
         self.k = nn.ModuleList(LowRank(d_context, d_inner, rank) for _ in range(BRANCHES))
         self.v = nn.ModuleList(LowRank(d_context, d_inner, rank) for _ in range(BRANCHES))
         self.out = nn.ModuleList(LowRank(d_inner, d_out, rank) for _ in range(BRANCHES))
         self.interaction = BranchInteraction(d_out, interaction_dim) if interaction else None
+        self.background = BackgroundFusion(d_query, background_dim) if background_dim else None
 
 
 class DualAttnProcessor:
-    """diffusers attention processor running the two branches of `layer` (see module doc)."""
+    """diffusers attention processor running the two branches of `layer` (see module doc).
 
-    def __init__(self, layer: DualLayer) -> None:
-        self.layer = layer
+    With a `store` in mode "write" (the BCM reference pass: whole-image rows only) every row runs
+    the whole branch without interaction and self-attention layers record their input tokens; in
+    mode "read" the whole branch of those layers takes keys and values from the background fusion."""
+
+    def __init__(self, layer: DualLayer, key: str = "", store: ReferenceStore | None = None) -> None:
+        self.layer, self.key, self.store = layer, key, store
 
     def __call__(self, attn, hidden_states: torch.Tensor, encoder_hidden_states: torch.Tensor | None = None,
                  attention_mask: torch.Tensor | None = None, temb: torch.Tensor | None = None,
@@ -103,31 +113,46 @@ class DualAttnProcessor:
         residual = hidden_states
         hidden_states, grid = attention_input(attn, hidden_states, temb)
         batch = hidden_states.shape[0]
-        if batch % BRANCHES:
-            raise ValueError(f"dual-branch attention needs an even batch (whole, part pairs), got {batch}")
         context = hidden_states if encoder_hidden_states is None else encoder_hidden_states
         if encoder_hidden_states is not None and attn.norm_cross:
             context = attn.norm_encoder_hidden_states(context)
+        mode = self.store.mode if self.store is not None else "off"
+        bcm = layer.background is not None and encoder_hidden_states is None
+        if mode == "write":
+            if bcm:
+                self.store.tokens[self.key] = hidden_states
+            out = self._branch(attn, 0, hidden_states, context, attention_mask)
+            return attention_output(attn, attn.to_out[1](out), residual, grid)
+        if batch % BRANCHES:
+            raise ValueError(f"dual-branch attention needs an even batch (whole, part pairs), got {batch}")
         outs = []
         for b in range(BRANCHES):
             h, ctx = hidden_states[b::BRANCHES], context[b::BRANCHES]
-            q = attn.to_q(h) + layer.q[b](h)
-            k = attn.to_k(ctx) + layer.k[b](ctx)
-            v = attn.to_v(ctx) + layer.v[b](ctx)
-            mask = None
-            if attention_mask is not None:
-                mask = attn.prepare_attention_mask(attention_mask[b::BRANCHES], ctx.shape[1], h.shape[0])
-                mask = mask.view(h.shape[0], attn.heads, -1, mask.shape[-1])
-            heads = attn.heads
-            q, k, v = (t.view(t.shape[0], -1, heads, t.shape[-1] // heads).transpose(1, 2) for t in (q, k, v))
-            o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=attn.scale)
-            o = o.transpose(1, 2).reshape(h.shape[0], -1, heads * o.shape[-1]).to(h.dtype)
-            outs.append(attn.to_out[0](o) + layer.out[b](o))
+            if b == 0 and mode == "read" and bcm:
+                ctx = layer.background(h, self.store.tokens[self.key])
+            mask = None if attention_mask is None else attention_mask[b::BRANCHES]
+            outs.append(self._branch(attn, b, h, ctx, mask))
         out = torch.stack(outs, dim=1)  # (pairs, branches, N, C)
         if layer.interaction is not None:
             out = layer.interaction(out)
         hidden_states = attn.to_out[1](out.reshape(batch, *out.shape[2:]))  # back to interleaved rows
         return attention_output(attn, hidden_states, residual, grid)
+
+    def _branch(self, attn, b: int, h: torch.Tensor, ctx: torch.Tensor, attention_mask) -> torch.Tensor:
+        """Attention of branch b's rows: frozen projections + that branch's low-rank updates."""
+        layer = self.layer
+        q = attn.to_q(h) + layer.q[b](h)
+        k = attn.to_k(ctx) + layer.k[b](ctx)
+        v = attn.to_v(ctx) + layer.v[b](ctx)
+        mask = None
+        if attention_mask is not None:
+            mask = attn.prepare_attention_mask(attention_mask, ctx.shape[1], h.shape[0])
+            mask = mask.view(h.shape[0], attn.heads, -1, mask.shape[-1])
+        heads = attn.heads
+        q, k, v = (t.view(t.shape[0], -1, heads, t.shape[-1] // heads).transpose(1, 2) for t in (q, k, v))
+        o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=attn.scale)
+        o = o.transpose(1, 2).reshape(h.shape[0], -1, heads * o.shape[-1]).to(h.dtype)
+        return attn.to_out[0](o) + layer.out[b](o)
 
 
 def _key(name: str) -> str:
@@ -135,17 +160,29 @@ def _key(name: str) -> str:
 
 
 class DualAdapters(nn.ModuleDict):
-    """Every attention layer's `DualLayer`, keyed by the layer's processor name ('.' -> '__')."""
+    """Every attention layer's `DualLayer`, keyed by the layer's processor name ('.' -> '__').
+
+    `store` is the BCM's reference store shared by the installed processors (unused without BCM)."""
 
     @classmethod
-    def for_unet(cls, unet, rank: int, interaction: bool = True,
-                 interaction_dim: int | None = None) -> "DualAdapters":
-        """Fresh adapters (zero updates) sized for every attention layer of `unet`."""
+    def for_unet(cls, unet, rank: int, interaction: bool = True, interaction_dim: int | None = None,
+                 background_dim: int | None = None) -> "DualAdapters":
+        """Fresh adapters (zero updates) sized for every attention layer of `unet`; background_dim > 0
+        adds the BCM's background fusion (that bottleneck width) to every self-attention layer."""
         layers = {}
         for name, attn in _attention_layers(unet).items():
+            bg = background_dim if not attn.is_cross_attention else None
             layers[_key(name)] = DualLayer(attn.to_q.in_features, attn.to_k.in_features, attn.to_q.out_features,
-                                           attn.to_out[0].out_features, rank, interaction, interaction_dim)
+                                           attn.to_out[0].out_features, rank, interaction, interaction_dim, bg)
         return cls(layers)
+
+    def __init__(self, modules=None) -> None:
+        super().__init__(modules)
+        self.store = ReferenceStore()
+
+    @property
+    def has_background(self) -> bool:
+        return any(layer.background is not None for layer in self.values())
 
     def install(self, unet) -> dict:
         """Put a `DualAttnProcessor` on every attention layer; returns the previous processors
@@ -154,7 +191,7 @@ class DualAdapters(nn.ModuleDict):
         missing = [n for n in previous if _key(n) not in self]
         if missing:
             raise ValueError(f"adapters do not match this UNet (no layer {missing[0]})")
-        unet.set_attn_processor({n: DualAttnProcessor(self[_key(n)]) for n in previous})
+        unet.set_attn_processor({n: DualAttnProcessor(self[_key(n)], _key(n), self.store) for n in previous})
         return previous
 
 

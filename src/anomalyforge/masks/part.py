@@ -36,6 +36,13 @@ def part_image(image: np.ndarray, mask: np.ndarray, background: tuple[int, int, 
     return out
 
 
+def background_image(image: np.ndarray, object_mask: np.ndarray) -> np.ndarray:
+    """The image with the object (`object_mask` > 0) blacked out: DualAnoDiff's background-compensation
+    input, which keeps the real surroundings and, through the black silhouette, the object's shape.
+    A texture's object mask is the whole frame, so its background image is all black."""
+    return np.where((object_mask > 0)[..., None], np.uint8(0), image).astype(np.uint8)
+
+
 def background_distance(part: np.ndarray, background: tuple[int, int, int] = PART_BACKGROUND) -> np.ndarray:
     """(H, W) float32 CIELAB distance (ΔE76, L in 0..100) of each pixel to the background colour."""
     lab = cv2.cvtColor(part, cv2.COLOR_RGB2LAB).astype(np.float32)

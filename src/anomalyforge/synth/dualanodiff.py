@@ -16,11 +16,18 @@ Differences from the official code, on purpose: the text encoder stays frozen (t
 rare token "sks" is learned by the UNet LoRA alone); the part background is chosen per defect
 type from the defects' own colours (`masks.part.choose_background`; the official grey loses
 grey defects) and the mask is read back by background keying instead of U²-Net (no weights
-offline); the interaction starts from zero so the untrained model is the pretrained one. The
-background compensation module (good-image keys/values in the whole branch) is not built.
+offline); the interaction starts from zero so the untrained model is the pretrained one.
+
+Background compensation (BCM, `background_compensation=True`; off by default, as the official
+main model, which recommends it for objects such as bottle, pill, toothbrush): the whole branch's
+self-attention also attends to a background image, the object blacked out
+(`anomalyforge.diffusion.background_compensation`). In fitting that is the defect image's own
+background; in generation that of a good training image drawn by the pair's seed, which becomes
+the pair's `source`. Object masks come from the classical `masks.foreground` segmentation (the
+official code uses U²-Net masks); on a texture category the background image is all black.
 
 Like the paper, the whole image is generated from noise (not painted into a good image), so a
-pair's `source` is empty.
+pair's `source` is empty unless BCM names the good image whose background it used.
 
 State folder: `dualanodiff.json` (config, category, defect types, backgrounds, losses) and one
 `adapters-<i>.safetensors` per defect type.
@@ -70,6 +77,8 @@ class DualAnoDiffConfig:
     guidance: float = 2.5  # official inference: classifier-free guidance 2.5
     mask_min_contrast: float = 6.0  # ΔE below which a part pixel counts as background
     mask_tries: int = 3  # draws per seed while the part comes out empty
+    background_compensation: bool = False  # BCM (official: optional, for objects on a plain background)
+    bcm_dim: int = 320  # official: the background MLP's bottleneck width
     seed: int = 0  # training randomness (initialisation, batches, flips, noise, timesteps)
     progress: bool = True  # tqdm bars on stderr (also off when the run is, FitData.extra["progress"])
 
@@ -89,6 +98,7 @@ class DualAnoDiff(Generator):
         self.backgrounds: dict[str, tuple[int, int, int]] = {}
         self.adapters: dict[str, Any] = {}
         self._installed: tuple[str, dict] | None = None
+        self._good_object_masks: tuple[list[np.ndarray], np.ndarray | None] | None = None
         self._progress = self.config.progress
 
     # ---- setup ---------------------------------------------------------------------------------
@@ -97,7 +107,7 @@ class DualAnoDiff(Generator):
         from anomalyforge.masks.part import BACKGROUND_CANDIDATES
 
         c = self.config
-        for name in ("fit_steps", "sampler_steps", "train_batch", "rank", "resolution", "mask_tries"):
+        for name in ("fit_steps", "sampler_steps", "train_batch", "rank", "resolution", "mask_tries", "bcm_dim"):
             if int(getattr(c, name)) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(c, name)}")
         if c.part_background != "auto" and c.part_background not in BACKGROUND_CANDIDATES:
@@ -118,7 +128,9 @@ class DualAnoDiff(Generator):
         with torch.random.fork_rng(devices=[]):  # seeded initialisation, global RNG left alone
             torch.manual_seed(seed)
             c = self.config
-            return DualAdapters.for_unet(self.ldm.unet, c.rank, c.interaction, c.interaction_dim).to(self.ldm.device)
+            bg = c.bcm_dim if c.background_compensation else None
+            return DualAdapters.for_unet(self.ldm.unet, c.rank, c.interaction, c.interaction_dim,
+                                         bg).to(self.ldm.device)
 
     def _use(self, defect_type: str | None) -> None:
         """Install the adapters of `defect_type` on the UNet (None: restore its own processors)."""
@@ -147,6 +159,59 @@ class DualAnoDiff(Generator):
             out[t] = choose_background(pixels)[1]
         return out
 
+    # ---- background compensation ---------------------------------------------------------------
+    def _good_objects(self) -> tuple[list[np.ndarray], np.ndarray | None]:
+        """Object masks of the good training images (computed once) and their pixel-wise majority;
+        the majority is None on a texture category (every mask is the whole frame)."""
+        if self._good_object_masks is None:
+            from anomalyforge.masks.foreground import category_foregrounds
+
+            masks, texture = category_foregrounds([self.data.image(s) for s in self.data.good])
+            consensus = None if texture or not masks else \
+                np.where(np.mean([m > 0 for m in masks], axis=0) >= 0.5, 255, 0).astype(np.uint8)
+            self._good_object_masks = (masks, consensus)
+        return self._good_object_masks
+
+    def _background(self, image: np.ndarray, defect_mask: np.ndarray) -> np.ndarray:
+        """BCM input of a training defect image: its background, object and defect blacked out."""
+        from anomalyforge.masks.foreground import foreground_mask, is_whole_image
+        from anomalyforge.masks.part import background_image
+
+        _, consensus = self._good_objects()
+        if consensus is None:  # texture: the object is the whole frame
+            return np.zeros_like(image)
+        obj = foreground_mask(image)
+        if is_whole_image(obj):  # segmentation failed on this image: the goods' majority shape
+            obj = consensus
+        return background_image(image, np.maximum(obj, defect_mask))
+
+    def _good_background(self, seed: int) -> tuple[str, np.ndarray]:
+        """BCM input for a generated pair: the background of a good training image drawn by its seed."""
+        from anomalyforge.masks.part import background_image
+
+        masks, _ = self._good_objects()
+        k = int(np.random.default_rng([int(seed), 0xBC]).integers(len(self.data.good)))
+        return str(self.data.good[k].image), background_image(self.data.image(self.data.good[k]), masks[k])
+
+    def _compensation(self, defect_type: str, backgrounds: list[np.ndarray] | None, sched, noise,
+                      guidance: bool = False):
+        """The BCM reference pass for the next UNet calls (a null context without BCM)."""
+        from contextlib import nullcontext
+
+        from anomalyforge.diffusion.background_compensation import BackgroundReference
+        from anomalyforge.diffusion.blended import to_model_images
+
+        if backgrounds is None:
+            return nullcontext()
+        with torch.no_grad():
+            lat = self.ldm.encode_images(to_model_images(backgrounds))
+            uncond = None
+            if guidance:  # the unconditional rows see a mid-grey image, as the official pipeline
+                grey = self.ldm.encode_images(to_model_images([np.full_like(backgrounds[0], 128)]))
+                uncond = grey.expand(len(backgrounds), -1, -1, -1)
+        return BackgroundReference(self.ldm.unet, self.adapters[defect_type].store, sched.add_noise, lat, noise,
+                                   uncond)
+
     # ---- fit -----------------------------------------------------------------------------------
     def fit(self, data: FitData, state_dir: Path) -> None:
         """Train one pair of branch LoRAs (+ interaction) per defect type; save the state."""
@@ -158,6 +223,7 @@ class DualAnoDiff(Generator):
         self.data, self.types = data, types
         self._progress = self.config.progress and bool(data.extra.get("progress", True))
         self.backgrounds = self._choose_backgrounds(data, types)
+        self._good_object_masks = None
         self.losses: dict[str, list[float]] = {}
         for i, t in enumerate(types):
             self.adapters[t] = self._new_adapters(self.config.seed * 1000 + i)
@@ -180,19 +246,28 @@ class DualAnoDiff(Generator):
         text = self._text([c.whole_prompt, c.part_prompt])
         cond = interleave(text[:1].expand(c.train_batch, -1, -1), text[1:].expand(c.train_batch, -1, -1))
 
+        backs = [self._background(data.image(s), data.mask(s)) for s in samples] if c.background_compensation else None
+
         def loss_fn(step: int) -> torch.Tensor:
-            wholes, parts = [], []
+            wholes, parts, bgs = [], [], []
             for _ in range(c.train_batch):
-                s = samples[int(rng.integers(len(samples)))]
+                k = int(rng.integers(len(samples)))
+                s = samples[k]
                 img = to_resolution(data.image(s), c.resolution)
                 m = to_resolution(data.mask(s), c.resolution, mask=True)
+                if backs is not None:  # the background image takes the same flips
+                    img = np.concatenate([img, to_resolution(backs[k], c.resolution)], axis=2)
                 if c.flip:
                     img, m = flip_pair(img, m, rng)
+                img, back = img[..., :3], img[..., 3:]
                 wholes.append(img)
                 parts.append(part_image(img, m, bg))
+                bgs.append(back)
             lat = interleave(ldm.encode_images(to_model_images(wholes)), ldm.encode_images(to_model_images(parts)))
             t = torch.randint(0, sched.config.num_train_timesteps, (c.train_batch,), generator=torch_gen)
-            return masked_diffusion_loss(ldm, sched, lat, cond, None, torch_gen, timesteps=t.repeat_interleave(2))
+            with self._compensation(defect_type, bgs if backs is not None else None, sched,
+                                    lambda shape: torch.randn(shape, generator=torch_gen)):
+                return masked_diffusion_loss(ldm, sched, lat, cond, None, torch_gen, timesteps=t.repeat_interleave(2))
 
         adapters = self.adapters[defect_type]
         self._use(defect_type)
@@ -229,13 +304,15 @@ class DualAnoDiff(Generator):
 
         state_dir = Path(state_dir)
         meta = read_state_meta(state_dir / STATE_FILE, self.name, data.category, self.config,
-                               ("rank", "interaction", "interaction_dim", "resolution", "whole_prompt", "part_prompt"))
+                               ("rank", "interaction", "interaction_dim", "resolution", "whole_prompt", "part_prompt",
+                                "background_compensation", "bcm_dim"))
         self._load_model()
         self._use(None)
         self.data = data
         self._progress = self.config.progress and bool(data.extra.get("progress", True))
         self.types = list(meta["defect_types"])
         self.backgrounds = {t: tuple(int(x) for x in v) for t, v in meta["backgrounds"].items()}
+        self._good_object_masks = None
         for i, t in enumerate(self.types):
             path = state_dir / meta["adapter_files"][t]
             if not path.is_file():
@@ -262,10 +339,14 @@ class DualAnoDiff(Generator):
         bg = self.backgrounds[defect_type]
         found: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray, int]] = {}
         todo = list(range(len(seeds)))
+        sources, backgrounds = [""] * len(seeds), None
+        if c.background_compensation:
+            sources, backgrounds = map(list, zip(*(self._good_background(s) for s in seeds)))
         for attempt in range(c.mask_tries):
             if not todo:
                 break
-            wholes, parts = self._sample(defect_type, [seeds[i] for i in todo], attempt)
+            backs = None if backgrounds is None else [backgrounds[i] for i in todo]
+            wholes, parts = self._sample(defect_type, [seeds[i] for i in todo], attempt, backs)
             left = []
             for i, whole, part in zip(todo, wholes, parts):
                 mask = segment_part(part, bg, c.mask_min_contrast)
@@ -284,12 +365,16 @@ class DualAnoDiff(Generator):
                       "guidance": c.guidance, "part_background": list(bg), "redraws": attempt}
             if attempt:
                 params["rejected_because"] = {"empty part": attempt}
-            pairs.append(Pair(image=image, mask=mask, source="", params=params))
+            if c.background_compensation:
+                params["background_from"] = sources[i]
+            pairs.append(Pair(image=image, mask=mask, source=sources[i], params=params))
         return pairs
 
-    def _sample(self, defect_type: str, seeds: Sequence[int], attempt: int) -> tuple[list, list]:
-        """Whole images and part images (at `resolution`) for `seeds`, noise stream `attempt`."""
-        from anomalyforge.diffusion.blended import blended_sample, from_model_images, seeded_generator
+    def _sample(self, defect_type: str, seeds: Sequence[int], attempt: int,
+                backgrounds: list[np.ndarray] | None = None) -> tuple[list, list]:
+        """Whole images and part images (at `resolution`) for `seeds`, noise stream `attempt`;
+        `backgrounds` (one per seed, all seeds of the call): the BCM's background images."""
+        from anomalyforge.diffusion.blended import blended_sample, from_model_images, per_sample_randn, seeded_generator
         from anomalyforge.diffusion.dual_attention import deinterleave, interleave
 
         c, ldm = self.config, self.ldm
@@ -301,8 +386,17 @@ class DualAnoDiff(Generator):
         lat_hw = c.resolution // ldm.vae_scale_factor
         shape = torch.zeros(2 * b, ldm.latent_channels, lat_hw, lat_hw)
         self._use(defect_type)
-        lat = blended_sample(ldm, cond, shape, None, gens, steps=c.sampler_steps, sampler=c.sampler,
-                             uncond=uncond, guidance_scale=c.guidance, progress=self._progress)
+        backs = None
+        if backgrounds is not None:
+            from anomalyforge.diffusion.augment import to_resolution
+
+            backs = [to_resolution(b, c.resolution) for b in backgrounds]
+        ref_gens = [seeded_generator(s, 2 * attempt + 100) for s in seeds]
+        with self._compensation(defect_type, backs, ldm.make_scheduler("ddpm"),
+                                lambda shape: per_sample_randn((len(ref_gens), *shape[1:]), ref_gens).repeat(
+                                    shape[0] // len(ref_gens), 1, 1, 1), guidance=c.guidance != 1.0):
+            lat = blended_sample(ldm, cond, shape, None, gens, steps=c.sampler_steps, sampler=c.sampler,
+                                 uncond=uncond, guidance_scale=c.guidance, progress=self._progress)
         with torch.no_grad():
             whole, part = deinterleave(lat)
             return from_model_images(ldm.decode_latents(whole)), from_model_images(ldm.decode_latents(part))
