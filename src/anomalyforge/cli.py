@@ -300,6 +300,8 @@ def _add_benchmark(sub: argparse._SubParsersAction) -> None:
                    help="comma-separated generator names and/or patchcore (the no-synthesis baseline)")
     p.add_argument("--profile", default="cpu", help="smoke, cpu or paper")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seeds", default=None, metavar="S1,S2,...",
+                   help="run once per seed (OUT/seed-S/) and summarise the spread (OUT/summary.html)")
     p.add_argument("--n", type=int, default=None, help="generated pairs per defect type (default: profile's)")
     p.add_argument("--out", type=Path, required=True, help="benchmark folder (results.json, runs/, methods/)")
     p.add_argument("--run", action="append", default=[], metavar="METHOD=RUNDIR",
@@ -327,6 +329,18 @@ def _run_benchmark(args: argparse.Namespace) -> int:
         k, v = item.split("=", 1)
         runs[k.strip()] = Path(v)
     methods = [m for m in args.methods.split(",") if m.strip()]
+    if args.seeds is not None:
+        from anomalyforge.inspect.seeds import format_seeds_table, run_benchmark_seeds
+
+        if runs:
+            raise AnomalyForgeError("--run with --seeds: a fixed generated run does not change with the seed")
+        if args.seed != 0:
+            raise AnomalyForgeError("give --seed or --seeds, not both")
+        summary = run_benchmark_seeds(args.data, args.out, methods, _int_list(args.seeds), category=args.category,
+                                      profile=profile, n=args.n, data_format=args.data_format,
+                                      progress=not args.no_progress)
+        print(format_seeds_table(summary))
+        return 0
     results = run_benchmark(args.data, args.out, methods, category=args.category, profile=profile,
                             seed=args.seed, n=args.n, data_format=args.data_format, runs=runs,
                             progress=not args.no_progress)

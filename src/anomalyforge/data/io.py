@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -197,3 +199,16 @@ def write_png_atomic(path: str | Path, arr: np.ndarray) -> None:
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
+
+
+def write_bytes_atomic(path: str | Path, data: bytes) -> None:
+    """Write a file so that a reader never sees it half-written (temp file + rename)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def write_json_atomic(path: str | Path, obj: Any) -> None:
+    """`obj` as indented JSON, written atomically."""
+    write_bytes_atomic(path, json.dumps(obj, indent=2).encode("utf-8"))

@@ -22,6 +22,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from anomalyforge import __version__
+from anomalyforge.data.io import write_json_atomic
 from anomalyforge.errors import ConfigError, DataError
 from anomalyforge.inspect.evaluate import TestSet, classification_metrics, localization_metrics
 from anomalyforge.inspect.pairs import GeneratedPairs
@@ -33,12 +34,6 @@ RESULTS = "results.json"
 
 def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-
-
-def _write_json_atomic(path: Path, obj: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2))
-    os.replace(tmp, path)
 
 
 def _save_maps(path: Path, **arrays: np.ndarray) -> None:
@@ -156,7 +151,7 @@ def run_benchmark(data: Path, out: Path, methods: list[str], category: str | Non
         entry["timings"]["total_s"] = round(time.perf_counter() - t0, 2)
         entry["peak_rss_mb"] = round(_peak_rss_mb(), 1)
         results["methods"][method] = entry
-        _write_json_atomic(out / RESULTS, results)
+        write_json_atomic(out / RESULTS, results)
 
     try:
         from anomalyforge.report.html import write_report

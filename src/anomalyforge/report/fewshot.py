@@ -6,13 +6,13 @@ from __future__ import annotations
 import base64
 import io
 import json
-import os
 from pathlib import Path
 
 from jinja2 import Environment, select_autoescape
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from anomalyforge.data.io import write_bytes_atomic
 from anomalyforge.errors import DataError
 
 _PAGE = """<!DOCTYPE html>
@@ -70,12 +70,6 @@ def fewshot_figure(doc: dict) -> Figure:
     return fig
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 def write_fewshot_report(out: Path) -> Path:
     """Write `fewshot.png` and the self-contained `fewshot.html` from `<out>/fewshot.json`."""
     out = Path(out)
@@ -85,7 +79,7 @@ def write_fewshot_report(out: Path) -> Path:
         raise DataError(out / "fewshot.json", f"cannot read few-shot results ({exc})") from None
     buf = io.BytesIO()
     fewshot_figure(doc).savefig(buf, format="png", dpi=110)
-    _atomic_write(out / "fewshot.png", buf.getvalue())
+    write_bytes_atomic(out / "fewshot.png", buf.getvalue())
 
     def cell(e: dict, key: str) -> str:
         m, s = e.get(key), e.get(f"{key}_std")
@@ -101,5 +95,5 @@ def write_fewshot_report(out: Path) -> Path:
     plot = "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
     env = Environment(autoescape=select_autoescape(default=True, default_for_string=True))
     html = env.from_string(_PAGE).render(doc=doc, rows=rows, plot=plot, draws=draws, maxk=maxk)
-    _atomic_write(out / "fewshot.html", html.encode("utf-8"))
+    write_bytes_atomic(out / "fewshot.html", html.encode("utf-8"))
     return out / "fewshot.html"
