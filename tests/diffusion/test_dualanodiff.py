@@ -150,6 +150,9 @@ def test_bad_inputs(dual, bottle_data, tiny_model, tmp_path):
         DualAnoDiff(_config(tiny_model, part_background="pink")).fit(bottle_data, tmp_path / "s")
     with pytest.raises(ConfigError, match="resolution 36 must be a multiple of 8"):
         DualAnoDiff(_config(tiny_model, resolution=36)).fit(bottle_data, tmp_path / "s")
+    no_goods = FitData(category="bottle", size=SIZE, defects=bottle_data.defects, good=[])
+    with pytest.raises(ConfigError, match="background compensation needs good training images"):
+        DualAnoDiff(_config(tiny_model, background_compensation=True)).fit(no_goods, tmp_path / "s")
     with pytest.raises(ConfigError, match="call fit or load before generate"):
         DualAnoDiff(_config(tiny_model)).generate("broken_large", [0])
     assert not (tmp_path / "s").exists()  # nothing half-written by the failed fits

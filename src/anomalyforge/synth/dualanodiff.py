@@ -166,6 +166,9 @@ class DualAnoDiff(Generator):
         if self._good_object_masks is None:
             from anomalyforge.masks.foreground import category_foregrounds
 
+            if not self.data.good:
+                raise ConfigError(f"{self.data.category}: background compensation needs good training images; "
+                                  f"there are none")
             masks, texture = category_foregrounds([self.data.image(s) for s in self.data.good])
             consensus = None if texture or not masks else \
                 np.where(np.mean([m > 0 for m in masks], axis=0) >= 0.5, 255, 0).astype(np.uint8)
