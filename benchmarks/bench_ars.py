@@ -36,7 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--category", default=None)
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--steps", type=int, default=None, help="override discriminator steps")
-    p.add_argument("--croppaste", type=int, default=0, help="also generate and filter this many croppaste pairs per type")
+    p.add_argument("--croppaste", type=int, default=0,
+                   help="also generate and filter this many croppaste pairs per type")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
 
@@ -73,15 +74,16 @@ def main(argv: list[str] | None = None) -> int:
            "mean_ars": {"aligned": float(np.mean(aligned)), "unaltered": float(np.mean(unaltered)),
                         "moved": float(np.nanmean(moved))}}
     if args.croppaste:
+        from anomalyforge.formats.manifest import read_manifest
         from anomalyforge.quality.filter import filter_run
-        from anomalyforge.synth.manifest import read_manifest
         from anomalyforge.synth.run import generate_run
 
         run = args.out / "croppaste_run"
         generate_run(args.data, run, method="croppaste", n=args.croppaste, category=args.category,
                      seed=args.seed, size=cfg.size, progress=False)
         filter_run(run, keep_ratio=0.5, seed=args.seed, config=cfg, progress=False)
-        ars = [r["scores"]["ars"] for r in read_manifest(run, include_rejected=True) if r["scores"].get("ars") is not None]
+        recs = read_manifest(run, include_rejected=True)
+        ars = [r["scores"]["ars"] for r in recs if r["scores"].get("ars") is not None]
         res["mean_ars"]["croppaste"] = float(np.mean(ars))
     res["config"] = asdict(cfg)
     (args.out / "bench_ars.json").write_text(json.dumps(res, indent=2))

@@ -28,10 +28,11 @@ ARMS = ("real", "generated", "generated+real (natural share)", "generated+real (
 
 def main(argv: list[str] | None = None) -> int:
     from anomalyforge.data import few_shot_split, fit_data, load_dataset
+    from anomalyforge.data.fitdata import FitData
     from anomalyforge.inspect.classify import train_classifier
     from anomalyforge.inspect.pairs import GeneratedPairs
     from anomalyforge.inspect.profiles import get_profile
-    from anomalyforge.synth.base import FitData, get_generator
+    from anomalyforge.synth.base import get_generator
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, required=True)
@@ -55,14 +56,16 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.time()
         keep = {t: [s for i, s in enumerate(v) if i % args.folds != k] for t, v in fit.defects.items()}
         held = [(s, t) for t, v in fit.defects.items() for i, s in enumerate(v) if i % args.folds == k]
-        sub = FitData(category=fit.category, size=fit.size, defects=keep, good=fit.good, mask_threshold=fit.mask_threshold)
+        sub = FitData(category=fit.category, size=fit.size, defects=keep, good=fit.good,
+                      mask_threshold=fit.mask_threshold)
         cls = get_generator("croppaste")
         gen = cls(cls.make_config(params))
         with tempfile.TemporaryDirectory() as state:
             gen.fit(sub, Path(state))
         imgs, masks, types = [], [], []
         for t in sub.defect_types:
-            for p in gen.generate(t, [int(s) for s in np.random.SeedSequence([args.seed, k, len(t)]).generate_state(args.n)]):
+            seeds = [int(s) for s in np.random.SeedSequence([args.seed, k, len(t)]).generate_state(args.n)]
+            for p in gen.generate(t, seeds):
                 imgs.append(p.image), masks.append(p.mask), types.append(t)
         generated = GeneratedPairs(np.stack(imgs), np.stack(masks), types, fit.category)
         real = GeneratedPairs.from_fit_data(sub)
@@ -74,10 +77,12 @@ def main(argv: list[str] | None = None) -> int:
         for arm in arms:
             pairs, extra, share = runs[arm]
             clf = train_classifier(pairs, prof, seed=args.seed, progress=False, real=extra, real_share=share)
-            hits[arm] += [int(p == t) for p, t in zip(clf.predict(x), y)]
+            hits[arm] += [int(p == t) for p, t in zip(clf.predict(x), y, strict=False)]
         print(f"fold {k}: {len(held)} held-out defects, " + ", ".join(
-            f"{a} {100 * np.mean(hits[a][-len(held):]):.1f}" for a in arms) + f" ({time.time() - t0:.0f} s)", flush=True)
-    rows = {a: {"correct": int(sum(h)), "n": len(h), "accuracy": round(100 * float(np.mean(h)), 1)} for a, h in hits.items()}
+            f"{a} {100 * np.mean(hits[a][-len(held):]):.1f}" for a in arms)
+              + f" ({time.time() - t0:.0f} s)", flush=True)
+    rows = {a: {"correct": int(sum(h)), "n": len(h), "accuracy": round(100 * float(np.mean(h)), 1)}
+            for a, h in hits.items()}
     print(f"\n{fit.category}: validation accuracy over {len(hits[arms[0]])} held-out few-shot defects")
     for a, r in rows.items():
         print(f"  {a:<32} {r['accuracy']:5.1f}  ({r['correct']}/{r['n']})")

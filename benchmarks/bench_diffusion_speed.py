@@ -130,7 +130,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"timing {size}px reweight={rw} batch={batch} steps={steps} ...", file=sys.stderr, flush=True)
             rows.append(time_case(ldm, size, batch, steps, rw))
     extrap = steps != 50
-    print(f"\ndevice: {dev} ({dtype}), threads: {torch.get_num_threads()}, {platform.processor() or platform.machine()}")
+    cpu = platform.processor() or platform.machine()
+    print(f"\ndevice: {dev} ({dtype}), threads: {torch.get_num_threads()}, {cpu}")
     head = f"{'size':>5} {'reweight':>8} {'batch':>5} {'s/step':>8} {'encode':>7} {'decode':>7} " \
            f"{'s/pair@50' + (' (extrap.)' if extrap else ''):>20} {'s/pair measured':>16}"
     print(head)

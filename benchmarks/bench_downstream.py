@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/bench_downstream.py --data ../shared/datasets/mvtec_ad/bottle \
         --methods croppaste,patchcore --profile cpu --out /tmp/bench_bottle [--threads 1]
 
-Calls `anomalyforge.inspect.benchmark.run_benchmark` and prints the results table with each
+Calls `anomalyforge.pipelines.benchmark.run_benchmark` and prints the results table with each
 method's wall time and the process's peak memory. Targets (cpu profile, MVTec AD bottle):
 each method <= 20 min end to end and <= 4 GB; best synthetic method pixel AP >= 0.965 and above
 PatchCore (~0.78). `--threads` limits torch's threads in this process only (on a shared,
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from anomalyforge.inspect.benchmark import format_results_table, run_benchmark
+from anomalyforge.pipelines.benchmark import format_results_table, run_benchmark
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -173,7 +173,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"training step {size}px {_label(ad)} batch={train_batch} ...", file=sys.stderr, flush=True)
             train.append(time_training(ldm, ad, size, train_batch, args.train_steps))
     extrap = steps != 100
-    print(f"\ndevice: {dev} ({dtype}), threads: {torch.get_num_threads()}, {platform.processor() or platform.machine()}")
+    cpu = platform.processor() or platform.machine()
+    print(f"\ndevice: {dev} ({dtype}), threads: {torch.get_num_threads()}, {cpu}")
     print(f"adapters per defect type: {n_params / 1e6:.1f} M weights ({n_params * 4 / 2 ** 20:.0f} MiB fp32), "
           f"rank {args.rank}, interaction width {args.interaction_dim or 'full'}"
           + (f"; the BCM adds {n_bcm / 1e6:.1f} M ({n_bcm * 4 / 2 ** 20:.0f} MiB)" if bcm is not None else ""))

@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-progress", action="store_true")
     a = p.parse_args(argv)
 
-    from anomalyforge.inspect.benchmark import format_results_table, run_benchmark
+    from anomalyforge.pipelines.benchmark import format_results_table, run_benchmark
     from anomalyforge.quality.filter import filter_run
     from anomalyforge.synth.run import generate_run
 

@@ -22,13 +22,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from anomalyforge.metrics import (
-    aupro,
-    auroc,
-    average_precision,
-    f1_max,
-    image_scores_from_maps,
-)
+from anomalyforge.metrics import aupro, auroc, average_precision, f1_max, image_scores_from_maps
 
 
 def make_data(n: int, size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -43,3 +43,39 @@ def juice_dir() -> Path:
 def mtile_dir() -> Path:
     """Magnetic Tile (grey JPG + soft PNG masks)."""
     return _need(DATASETS / "magnetic_tile")
+
+
+@pytest.fixture
+def one_torch_thread():
+    """One torch thread for the test: on the shared, oversubscribed CI machine two threads
+    spend most of their time waiting for each other. Restored afterwards (not global)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def bottle_split(bottle_dir: Path):
+    """The real bottle few-shot split (lowest-numbered third of each defect type)."""
+    from anomalyforge.data import few_shot_split, load_dataset
+
+    return few_shot_split(load_dataset(bottle_dir), progress=False)
+
+
+@pytest.fixture(scope="session")
+def bottle_fit64(bottle_split):
+    """Few-shot bottle training data at 64 px with 12 good images (smoke scale)."""
+    from anomalyforge.data.fitdata import FitData
+
+    return FitData(bottle_split.category, 64, bottle_split.train_defects, bottle_split.train_good[:12])
+
+
+@pytest.fixture(scope="session")
+def bottle_pairs64(bottle_fit64):
+    """Real few-shot defects pasted onto good training images (numpy, no synthesis package)."""
+    from inspectdata import croppaste
+
+    return croppaste(bottle_fit64, 6, seed=0)

@@ -10,11 +10,26 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 from anomalyforge import __version__
+from anomalyforge.data.info import dataset_info, format_info_table
+from anomalyforge.diffusion.tiny import make_tiny_model
 from anomalyforge.errors import AnomalyForgeError
+from anomalyforge.inspect.profiles import get_profile
+from anomalyforge.pipelines.benchmark import format_results_table, run_benchmark
+from anomalyforge.pipelines.fewshot import format_fewshot_table, run_fewshot_benchmark
+from anomalyforge.pipelines.seeds import format_seeds_table, run_benchmark_seeds
+from anomalyforge.quality.ars import ARSConfig
+from anomalyforge.quality.cluster import ClusterConfig, cluster_category, format_clusters
+from anomalyforge.quality.filter import filter_run, format_summary
+from anomalyforge.quality.generation import QualityConfig, format_quality_comparison, format_quality_table, score_run
+from anomalyforge.report.html import write_report
+from anomalyforge.report.preview import contact_sheet
+from anomalyforge.synth.export import export_run
+from anomalyforge.synth.good import DiffusionGoodConfig, GoodAugmentConfig
+from anomalyforge.synth.run import generate_run
 
 
 def _data_args(p: argparse.ArgumentParser, required: bool = True) -> None:
@@ -60,7 +75,6 @@ def _add_info(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_info(args: argparse.Namespace) -> int:
-    from anomalyforge.data.info import dataset_info, format_info_table
 
     infos = dataset_info(args.path, category=args.category, data_format=args.data_format, ratio=args.ratio,
                          verify=args.verify, progress=args.progress, holdout=args.holdout, seed=args.seed,
@@ -85,7 +99,6 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_report(args: argparse.Namespace) -> int:
-    from anomalyforge.report.html import write_report
 
     out = write_report(args.bench_dir, args.out, progress=not args.no_progress)
     print(out)
@@ -118,7 +131,6 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_generate(args: argparse.Namespace) -> int:
-    from anomalyforge.synth.run import generate_run
 
     params = _parse_params(args.param)
     for key in ("base_model", "fit_steps", "sampler_steps", "device"):
@@ -146,7 +158,6 @@ def _add_preview(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_preview(args: argparse.Namespace) -> int:
-    from anomalyforge.report.preview import contact_sheet
 
     print(contact_sheet(args.run, out=args.out, per_type=args.per_type))
     return 0
@@ -163,7 +174,6 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_export(args: argparse.Namespace) -> int:
-    from anomalyforge.synth.export import export_run
 
     print(export_run(args.run, args.out, format=args.format, test_good=args.test_good))
     return 0
@@ -179,7 +189,6 @@ def _add_make_tiny_model(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_make_tiny_model(args: argparse.Namespace) -> int:
-    from anomalyforge.diffusion.tiny import make_tiny_model
 
     out = make_tiny_model(args.dir, seed=args.seed)
     print(f"tiny diffusion model written to {out} (use --base-model {out})")
@@ -201,7 +210,6 @@ def _add_cluster(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_cluster(args: argparse.Namespace) -> int:
-    from anomalyforge.quality.cluster import ClusterConfig, cluster_category, format_clusters
 
     cfg = ClusterConfig(size=args.size, extractor=args.extractor,
                         extractor_weights=args.extractor_weights or ("imagenet" if args.extractor == "cnn" else None))
@@ -236,11 +244,9 @@ def _add_filter(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_filter(args: argparse.Namespace) -> int:
-    from anomalyforge.quality.filter import filter_run, format_summary
 
     config = None
     if args.steps is not None:
-        from anomalyforge.quality.ars import ARSConfig
 
         config = ARSConfig(steps=args.steps)
     summary = filter_run(args.run, keep=args.keep, keep_ratio=args.keep_ratio, seed=args.seed, data=args.data,
@@ -259,7 +265,8 @@ def _add_quality(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--classifier-weights", default="imagenet",
                    help="imagenet (default), a weights file, or none (random: smoke runs)")
     p.add_argument("--lpips", default="efficientnet-lite0",
-                   help="LPIPS net: efficientnet-lite0 (offline default) or the lpips package's vgg (papers), alex, squeeze")
+                   help="LPIPS net: efficientnet-lite0 (offline default) or the lpips package's vgg (papers), "
+                        "alex, squeeze")
     p.add_argument("--lpips-weights", default="imagenet", help="imagenet (default) or none (random)")
     p.add_argument("--per-cluster", type=int, default=50, help="images per cluster for pairwise LPIPS")
     p.add_argument("--seed", type=int, default=0)
@@ -270,8 +277,6 @@ def _add_quality(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_quality(args: argparse.Namespace) -> int:
-    from anomalyforge.quality.generation import (QualityConfig, format_quality_comparison, format_quality_table,
-                                                 score_run)
 
     def weights(v: str) -> str | None:
         return None if v.lower() == "none" else v
@@ -288,7 +293,7 @@ def _run_quality(args: argparse.Namespace) -> int:
     elif len(docs) == 1:
         print(format_quality_table(docs[0]))
     else:
-        print(format_quality_comparison(list(zip(map(str, args.runs), docs))))
+        print(format_quality_comparison(list(zip(map(str, args.runs), docs, strict=False))))
     return 0
 
 
@@ -315,8 +320,6 @@ def _add_benchmark(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_benchmark(args: argparse.Namespace) -> int:
-    from anomalyforge.inspect.benchmark import format_results_table, run_benchmark
-    from anomalyforge.inspect.profiles import get_profile
 
     overrides = _parse_params(args.set, "--set")
     if args.no_quality:
@@ -330,7 +333,6 @@ def _run_benchmark(args: argparse.Namespace) -> int:
         runs[k.strip()] = Path(v)
     methods = [m for m in args.methods.split(",") if m.strip()]
     if args.seeds is not None:
-        from anomalyforge.inspect.seeds import format_seeds_table, run_benchmark_seeds
 
         if runs:
             raise AnomalyForgeError("--run with --seeds: a fixed generated run does not change with the seed")
@@ -366,7 +368,8 @@ def _add_fewshot(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--profile", default="cpu", help="smoke, cpu or paper (image size, PatchCore settings)")
     p.add_argument("--flip", action="store_true", help="also flip generated goods (symmetric parts only)")
     p.add_argument("--augment", action="append", metavar="KEY=VALUE",
-                   help="generated-good ranges, e.g. rotation=0 translate=0 (anomalyforge.synth.good.GoodAugmentConfig)")
+                   help="generated-good ranges, e.g. rotation=0 translate=0 "
+                        "(anomalyforge.synth.good.GoodAugmentConfig)")
     p.add_argument("--base-model", default=None,
                    help="make the generated goods as SDEdit variations with this latent diffusion model "
                         "(diffusers folder or hub id) instead of the model-free augmentation")
@@ -379,8 +382,6 @@ def _add_fewshot(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_fewshot(args: argparse.Namespace) -> int:
-    from anomalyforge.inspect.fewshot import format_fewshot_table, run_fewshot_benchmark
-    from anomalyforge.synth.good import GoodAugmentConfig
 
     ranges = {"flip": args.flip, **_parse_params(args.augment)}
     if "scale" in ranges and isinstance(ranges["scale"], list):
@@ -391,7 +392,6 @@ def _run_fewshot(args: argparse.Namespace) -> int:
         raise AnomalyForgeError(f"--augment: {exc}") from None
     diffusion = None
     if args.base_model:
-        from anomalyforge.synth.good import DiffusionGoodConfig
 
         diffusion = DiffusionGoodConfig(args.base_model, strength=args.strength, steps=args.sampler_steps,
                                         prompt=args.prompt, device=args.device)

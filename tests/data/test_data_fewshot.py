@@ -11,11 +11,18 @@ import numpy as np
 import pytest
 from datalayouts import make_mvtec, write_mask
 
-from anomalyforge.data import (DataWarning, FewShotSplit, few_shot_split, fit_data, good_subset,
-                               load_dataset, natural_key)
+from anomalyforge.data import (
+    DataWarning,
+    FewShotSplit,
+    few_shot_split,
+    fit_data,
+    good_subset,
+    load_dataset,
+    natural_key,
+)
+from anomalyforge.data.fitdata import FitData
 from anomalyforge.data.io import read_mask
 from anomalyforge.errors import ConfigError, DataError
-from anomalyforge.synth.base import FitData
 
 # Published counts (datasets/README.md).
 BOTTLE = {"broken_large": 20, "broken_small": 22, "contamination": 21}

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from datalayouts import write_image, write_mask
 from PIL import Image
 
 from anomalyforge.data.io import image_size, read_image, read_mask, verify_image
 from anomalyforge.errors import DataError
-
-from datalayouts import write_image, write_mask
 
 
 @pytest.mark.parametrize("mode", ["RGB", "L", "RGBA", "I;16", "P"])

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from anomalyforge.synth.base import FitData
+from anomalyforge.data.fitdata import FitData
 
 SIZE = 32  # image side for every diffusion test: keeps a fit + generate within seconds on CPU
 

@@ -8,8 +8,13 @@ import numpy as np
 import torch
 from diffusers.models.attention_processor import AttnProcessor
 
-from anomalyforge.diffusion.attention import (AttentionController, install_processors, mask_regions,
-                                              region_weights, weight_map)
+from anomalyforge.diffusion.attention import (
+    AttentionController,
+    install_processors,
+    mask_regions,
+    region_weights,
+    weight_map,
+)
 
 FIRST_CROSS = "down_blocks.1.attentions.0.transformer_blocks.0.attn2.processor"
 

@@ -10,10 +10,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-import anomalyforge.masks.part as part_masks
+import anomalyforge.synth.dualanodiff as dual_mod
+from anomalyforge.data.fitdata import FitData
 from anomalyforge.errors import ConfigError
 from anomalyforge.masks.part import segment_part
-from anomalyforge.synth.base import FitData, get_generator
+from anomalyforge.synth.base import get_generator
 from anomalyforge.synth.dualanodiff import DualAnoDiff
 
 SIZE = 32  # conftest's image side
@@ -69,7 +70,7 @@ def test_generated_mask_is_the_segmented_part(dual):
     wholes, parts = gen._sample("broken_large", [3, 4], attempt=0)
     pairs = gen.generate("broken_large", [3, 4])
     bg = gen.backgrounds["broken_large"]
-    for p, whole, part in zip(pairs, wholes, parts):
+    for p, whole, part in zip(pairs, wholes, parts, strict=False):
         assert p.image.shape == (SIZE, SIZE, 3) and p.image.dtype == np.uint8
         assert set(np.unique(p.mask)) == {0, 255}
         assert np.array_equal(p.image, whole) and np.array_equal(p.mask, segment_part(part, bg))
@@ -95,32 +96,32 @@ def test_save_load_generate_is_identical(dual, tiny_model, bottle_data):
     other = DualAnoDiff(dataclasses.replace(gen.config))
     other.load(bottle_data, state)
     again = other.generate("contamination", [11, 12])
-    for a, b in zip(first, again):
+    for a, b in zip(first, again, strict=False):
         assert np.array_equal(a.image, b.image) and np.array_equal(a.mask, b.mask)
 
 
 def test_empty_parts_are_redrawn_then_refused(dual, monkeypatch):
     gen, _ = dual
     calls = {"n": 0}
-    real = part_masks.segment_part
+    real = dual_mod.segment_part
 
     def empty_first(part, *args):
         calls["n"] += 1
         return np.zeros(part.shape[:2], np.uint8) if calls["n"] == 1 else real(part, *args)
 
-    monkeypatch.setattr(part_masks, "segment_part", empty_first)
+    monkeypatch.setattr(dual_mod, "segment_part", empty_first)
     (p,) = gen.generate("broken_large", [5])
     assert p.params["redraws"] == 1 and p.params["rejected_because"] == {"empty part": 1} and p.mask.any()
     plain = gen.generate("broken_large", [5])[0]
     assert not np.array_equal(p.image, plain.image)  # the redraw used another noise stream
-    monkeypatch.setattr(part_masks, "segment_part", lambda part, *a: np.zeros(part.shape[:2], np.uint8))
+    monkeypatch.setattr(dual_mod, "segment_part", lambda part, *a: np.zeros(part.shape[:2], np.uint8))
     with pytest.raises(ConfigError, match="drew only background for seed 5 in 3 tries"):
         gen.generate("broken_large", [5])
 
 
 def test_cli_generate_writes_a_run(tiny_model, bottle_dir, tmp_path):
     from anomalyforge.cli import main
-    from anomalyforge.synth.export import read_manifest
+    from anomalyforge.formats.manifest import read_manifest
 
     out = tmp_path / "run"
     rc = main(["generate", "--data", str(bottle_dir), "--method", "dualanodiff", "--base-model", str(tiny_model),
@@ -209,7 +210,7 @@ def test_background_compensation_fits_and_generates_from_a_good_images_backgroun
     assert np.array_equal(wholes[0], pairs[0].image) and not np.array_equal(wholes[0], other[0])
     again = DualAnoDiff(dataclasses.replace(gen.config))
     again.load(bottle_data, tmp_path / "state")
-    assert all(np.array_equal(a.image, b.image) for a, b in zip(pairs, again.generate("contamination", [1, 2, 3])))
+    assert all(np.array_equal(a.image, b.image) for a, b in zip(pairs, again.generate("contamination", [1, 2, 3]), strict=False))
     with pytest.raises(ConfigError, match="fitted with background_compensation=True"):
         DualAnoDiff(_config(tiny_model)).load(bottle_data, tmp_path / "state")
 

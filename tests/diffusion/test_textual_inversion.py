@@ -6,9 +6,15 @@ import pytest
 import torch
 
 from anomalyforge.diffusion.masked_loss import masked_diffusion_loss, train_params
-from anomalyforge.diffusion.textual_inversion import (EmbeddingInjector, TokenBank, add_placeholder_tokens,
-                                                      encode_prompts, init_vectors, placeholder_names,
-                                                      token_positions)
+from anomalyforge.diffusion.textual_inversion import (
+    EmbeddingInjector,
+    TokenBank,
+    add_placeholder_tokens,
+    encode_prompts,
+    init_vectors,
+    placeholder_names,
+    token_positions,
+)
 from anomalyforge.errors import ConfigError
 
 
@@ -46,7 +52,7 @@ def test_only_placeholder_vectors_change(ldm, tmp_path):
     losses = train_params([bank.group("crack")], loss, steps=2, lr=5e-3, progress=False)
     assert len(losses) == 2 and all(torch.isfinite(torch.tensor(losses)))
     assert not torch.equal(bank.group("crack").detach(), start)
-    for snap, module in zip(before, (ldm.unet, ldm.vae, te)):
+    for snap, module in zip(before, (ldm.unet, ldm.vae, te), strict=False):
         assert all(torch.equal(v, module.state_dict()[k]) for k, v in snap.items())
         assert all(p.grad is None for p in module.parameters())
     # the learned vectors are what the encoder sees at the placeholder positions

@@ -57,7 +57,7 @@ def test_feature_head_learns_pasted_defects_and_is_deterministic(bottle_fit64, b
     a = train_localizer(bottle_fit64, bottle_pairs64, prof, seed=0, progress=False)
     val = _heldout(bottle_fit64)  # new pairs (other seed), never seen in training
     p = a.predict(val.images)
-    assert p.shape == val.masks.shape and 0 <= p.min() and p.max() <= 1
+    assert p.shape == val.masks.shape and p.min() >= 0 and p.max() <= 1
     inside, outside = p[val.masks > 0].mean(), p[val.masks == 0].mean()
     assert inside > outside + 0.1, (inside, outside)
     b = train_localizer(bottle_fit64, bottle_pairs64, prof, seed=0, progress=False)

@@ -3,7 +3,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from anomalyforge.data.io import read_image, write_png_atomic
+from anomalyforge.atomic import write_png_atomic
+from anomalyforge.data.io import read_image
 from anomalyforge.errors import DataError
 from anomalyforge.masks.foreground import category_foregrounds, foreground_mask, region_mask_for
 

@@ -5,8 +5,14 @@ import pytest
 
 from anomalyforge.data import few_shot_split, load_dataset
 from anomalyforge.data.io import read_image, read_mask
-from anomalyforge.masks.part import (BACKGROUND_CANDIDATES, PART_BACKGROUND, background_distance,
-                                     choose_background, part_image, segment_part)
+from anomalyforge.masks.part import (
+    BACKGROUND_CANDIDATES,
+    PART_BACKGROUND,
+    background_distance,
+    choose_background,
+    part_image,
+    segment_part,
+)
 from anomalyforge.masks.placement import iou
 
 

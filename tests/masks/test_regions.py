@@ -8,11 +8,21 @@ import cv2
 import numpy as np
 import pytest
 
-from anomalyforge.data.io import read_image, read_mask, write_png_atomic
+from anomalyforge.atomic import write_png_atomic
+from anomalyforge.data.io import read_image, read_mask
 from anomalyforge.errors import ConfigError, DataError
-from anomalyforge.masks.regions import (BACKGROUND, RegionConfig, candidate_regions, combine_region_masks,
-                                        contact_sheet, load_user_regions, logical_mask, propagate, region_maps,
-                                        segment_reference)
+from anomalyforge.masks.regions import (
+    BACKGROUND,
+    RegionConfig,
+    candidate_regions,
+    combine_region_masks,
+    contact_sheet,
+    load_user_regions,
+    logical_mask,
+    propagate,
+    region_maps,
+    segment_reference,
+)
 
 IDS = ["000", "050", "120", "300"]
 
@@ -47,7 +57,7 @@ def test_reference_has_background_and_components(maps):
 
 
 def test_propagation_registers_every_good_image(maps, goods):
-    for sid, img in zip(IDS[1:], goods[1:]):
+    for sid, img in zip(IDS[1:], goods[1:], strict=False):
         rm = maps[sid]
         assert rm.method == "ecc" and rm.score > 0.8, (sid, rm.method, rm.score)
         assert rm.labels.shape == img.shape[:2]

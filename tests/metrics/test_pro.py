@@ -17,7 +17,7 @@ def brute_force_curve(maps: list[np.ndarray], masks: list[np.ndarray]):
     distinct score gives every vertex of the exact curve.
     """
     regions, good = [], []
-    for m, g in zip(maps, masks):
+    for m, g in zip(maps, masks, strict=False):
         lab = label(g > 0, connectivity=2)  # 8-connectivity, as the MVTec reference
         regions += [m[lab == k] for k in range(1, lab.max() + 1)]
         good.append(m[lab == 0])
@@ -124,8 +124,8 @@ def test_binned_points_lie_on_exact_curve():
     exact = pro_curve(maps, masks)
     binned = pro_curve(maps, masks, bins=32)
     assert binned.fpr.size < exact.fpr.size
-    pts = {(round(a, 12), round(b, 12)) for a, b in zip(exact.fpr, exact.pro)}
-    assert all((round(a, 12), round(b, 12)) in pts for a, b in zip(binned.fpr, binned.pro))
+    pts = {(round(a, 12), round(b, 12)) for a, b in zip(exact.fpr, exact.pro, strict=False)}
+    assert all((round(a, 12), round(b, 12)) in pts for a, b in zip(binned.fpr, binned.pro, strict=False))
     assert abs(aupro(maps, masks, bins=4096) - aupro(maps, masks)) < 2e-3
 
 

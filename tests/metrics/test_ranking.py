@@ -12,15 +12,7 @@ from sklearn.metrics import (
 from sklearn.metrics import roc_curve as sk_roc_curve
 
 from anomalyforge.errors import AnomalyForgeError
-from anomalyforge.metrics import (
-    MetricError,
-    auroc,
-    average_precision,
-    binned_error_bound,
-    f1_max,
-    pr_curve,
-    roc_curve,
-)
+from anomalyforge.metrics import MetricError, auroc, average_precision, binned_error_bound, f1_max, pr_curve, roc_curve
 
 
 def _data(seed: int, n: int, levels: int | None, dtype=np.float64):
@@ -128,8 +120,8 @@ def test_roc_curve_downsampled_points_lie_on_exact_curve():
     assert (curve.fpr[0], curve.tpr[0], curve.fpr[-1], curve.tpr[-1]) == (0, 0, 1, 1)
     assert np.all(np.diff(curve.fpr) >= 0) and np.all(np.diff(curve.tpr) >= 0)
     fpr, tpr, thr = sk_roc_curve(y, s, drop_intermediate=False)
-    exact = {(a, b): t for a, b, t in zip(np.round(fpr, 12), np.round(tpr, 12), thr)}
-    for a, b, t in zip(curve.fpr[1:], curve.tpr[1:], curve.thresholds[1:]):
+    exact = {(a, b): t for a, b, t in zip(np.round(fpr, 12), np.round(tpr, 12), thr, strict=False)}
+    for a, b, t in zip(curve.fpr[1:], curve.tpr[1:], curve.thresholds[1:], strict=False):
         assert exact[(round(a, 12), round(b, 12))] == t
     full = roc_curve(s, y, max_points=10**6)
     assert np.trapezoid(full.tpr, full.fpr) == pytest.approx(roc_auc_score(y, s), abs=1e-9)

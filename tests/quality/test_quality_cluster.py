@@ -10,8 +10,14 @@ import pytest
 
 from anomalyforge.cli import main
 from anomalyforge.errors import ConfigError, DataError
-from anomalyforge.quality.cluster import (ClusterConfig, adaptive_cluster, apply_subtypes, base_type,
-                                          dense_threshold, read_clusters)
+from anomalyforge.quality.cluster import (
+    ClusterConfig,
+    adaptive_cluster,
+    apply_subtypes,
+    base_type,
+    dense_threshold,
+    read_clusters,
+)
 from anomalyforge.quality.features import colour_features, deep_features, region_features, texture_features
 
 
@@ -105,9 +111,9 @@ def test_cli_cluster_bad_path(tmp_path, capsys):
 def test_generate_run_with_subtypes(small_bottle, tmp_path):
     """The run machinery fits and generates per sub-type; "auto" on a resumed run reuses its clusters."""
     from anomalyforge.data import few_shot_split, load_dataset
+    from anomalyforge.data.fitdata import FitData
+    from anomalyforge.formats.manifest import read_manifest
     from anomalyforge.quality.cluster import write_clusters
-    from anomalyforge.synth.base import FitData
-    from anomalyforge.synth.manifest import read_manifest
     from anomalyforge.synth.run import generate_run
 
     split = few_shot_split(load_dataset(small_bottle), progress=False)
@@ -154,8 +160,8 @@ def test_vit_extractor_gives_patch_token_maps():
 
 
 def test_too_few_defects_are_kept_whole_and_said_so(bottle_split):
+    from anomalyforge.data.fitdata import FitData
     from anomalyforge.quality.cluster import cluster_category
-    from anomalyforge.synth.base import FitData
 
     fd = FitData("bottle", 64, {"broken_small": bottle_split.train_defects["broken_small"][:3]}, [])
     notes: list[str] = []

@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 from qualitydata import SMALL_ARS, copy_cache, shifted
 
+from anomalyforge.atomic import write_png_atomic
 from anomalyforge.cli import main
-from anomalyforge.data.io import read_image, read_mask, write_png_atomic
+from anomalyforge.data.io import read_image, read_mask
 from anomalyforge.errors import ConfigError, DataError
+from anomalyforge.formats.manifest import read_manifest, write_manifest
 from anomalyforge.quality.filter import filter_run, select
-from anomalyforge.synth.manifest import read_manifest, write_manifest
 
 
 def _make_run(root: Path, split, n: int = 3) -> Path:

@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from anomalyforge.data.io import read_image, write_png_atomic
+from anomalyforge.atomic import write_png_atomic
+from anomalyforge.data.io import read_image
 from anomalyforge.errors import ConfigError, DataError
-from anomalyforge.inspect.backbone import to_tensor
+from anomalyforge.features.backbone import to_tensor
 from anomalyforge.quality.generation import (
     ClassProbabilities,
     PerceptualEmbedding,

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 from anomalyforge import metrics
-from anomalyforge.data.io import read_image, read_mask, write_png_atomic
+from anomalyforge.atomic import write_png_atomic
+from anomalyforge.data.io import read_image, read_mask
 
 SIZE = 64
 TYPES = ("broken_large", "broken_small", "contamination")

@@ -11,8 +11,9 @@ from anomalyforge.cli import main
 from anomalyforge.data import load_dataset
 from anomalyforge.data.io import read_image, read_mask
 from anomalyforge.errors import ConfigError, DataError
+from anomalyforge.formats.manifest import read_manifest, write_manifest
 from anomalyforge.report.preview import contact_sheet
-from anomalyforge.synth.export import export_run, read_manifest, write_manifest
+from anomalyforge.synth.export import export_run
 from anomalyforge.synth.run import generate_run
 
 warnings.filterwarnings("ignore", category=UserWarning)

@@ -11,14 +11,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from synthdata import make_small_mvtec
 
 import anomalyforge.synth.run as run_mod
-from anomalyforge.data.io import read_image, read_mask, write_png_atomic
+from anomalyforge.atomic import write_png_atomic
+from anomalyforge.data.io import read_image, read_mask
 from anomalyforge.errors import ConfigError, DataError
-from anomalyforge.synth.export import read_manifest, write_manifest
-from anomalyforge.synth.run import generate_run, pair_seed
-
-from synthdata import make_small_mvtec
+from anomalyforge.formats.manifest import read_manifest, write_manifest
+from anomalyforge.seeds import pair_seed
+from anomalyforge.synth.run import generate_run
 
 warnings.filterwarnings("ignore", category=UserWarning)
 KW = dict(n=3, size=64, progress=False)

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import math
 import warnings as _warnings
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from tqdm import tqdm
 
+from anomalyforge.data.fitdata import FitData
 from anomalyforge.data.io import read_mask
 from anomalyforge.data.natsort import natural_key
 from anomalyforge.data.types import Dataset, FewShotSplit, Sample
@@ -21,10 +22,6 @@ from anomalyforge.errors import ConfigError
 
 class DataWarning(UserWarning):
     """Something in the data a user should know about (e.g. a defect image with an empty mask)."""
-
-
-if TYPE_CHECKING:
-    from anomalyforge.synth.base import FitData
 
 
 def sample_order(sample: Sample) -> tuple:
@@ -119,9 +116,8 @@ def good_subset(split: FewShotSplit, k: int, seed: int = 0) -> list[Sample]:
     return [pool[i] for i in sorted(picked.tolist())]
 
 
-def fit_data(split: FewShotSplit, size: int = 256, extra: dict[str, Any] | None = None) -> "FitData":
+def fit_data(split: FewShotSplit, size: int = 256, extra: dict[str, Any] | None = None) -> FitData:
     """What a generator may learn from: the few-shot training defects and training good images."""
-    from anomalyforge.synth.base import FitData  # lazy: synth.base itself imports the data layer
 
     if int(size) < 8:
         raise ConfigError(f"image size must be at least 8, got {size}")

@@ -110,7 +110,8 @@ def format_info_table(infos: list[dict]) -> str:
         widths = [max(len(r[i]) for r in rows) for i in range(4)]
         lines = [f"{info['category']}  [{info['format']}]  {info['root']}"]
         for r in rows:
-            lines.append("  " + "  ".join([r[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(r[1:], widths[1:])])
+            cells = [c.rjust(w) for c, w in zip(r[1:], widths[1:], strict=True)]
+            lines.append("  " + "  ".join([r[0].ljust(widths[0])] + cells)
                          .rstrip())
         good = info["good"]
         lines.append(f"  good images for the protocol: {good['train']} train, {good['test']} test "

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
-from typing import Any
 
 import cv2
 import numpy as np
@@ -181,34 +178,3 @@ def read_mask(path: str | Path, size: Size = None, threshold: int = 128,
         # area averaging keeps thin structures as partial values; any coverage >= 1/4 counts
         return np.where(arr >= min(threshold, 64), 255, 0).astype(np.uint8)
     return np.where(arr >= threshold, 255, 0).astype(np.uint8)
-
-
-def write_png_atomic(path: str | Path, arr: np.ndarray) -> None:
-    """Write a PNG so that a reader never sees a half-written file (temp file + rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    if arr.ndim == 3:
-        ok, buf = cv2.imencode(".png", cv2.cvtColor(arr, cv2.COLOR_RGB2BGR))
-    else:
-        ok, buf = cv2.imencode(".png", arr)
-    if not ok:
-        raise DataError(path, "PNG encoding failed")
-    with open(tmp, "wb") as fh:
-        fh.write(buf.tobytes())
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
-def write_bytes_atomic(path: str | Path, data: bytes) -> None:
-    """Write a file so that a reader never sees it half-written (temp file + rename)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
-def write_json_atomic(path: str | Path, obj: Any) -> None:
-    """`obj` as indented JSON, written atomically."""
-    write_bytes_atomic(path, json.dumps(obj, indent=2).encode("utf-8"))

@@ -7,7 +7,8 @@ files without zero padding (Magnetic Tile) or with it (MVTec), so plain string o
 from __future__ import annotations
 
 import re
-from typing import Iterable, TypeVar
+from collections.abc import Iterable
+from typing import TypeVar
 
 _CHUNKS = re.compile(r"(\d+)")
 

@@ -6,8 +6,8 @@ stays fast; pixels are decoded later, and only where needed.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
 from anomalyforge.data.io import IMAGE_EXTENSIONS, image_size, is_image_file
 from anomalyforge.data.natsort import natural_sorted

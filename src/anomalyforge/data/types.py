@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from anomalyforge.errors import DataError
+
 Label = Literal["good", "defect"]
 SplitName = Literal["train", "test", "validation"]
 
@@ -90,7 +92,6 @@ class FewShotSplit:
 
     def check_disjoint(self) -> None:
         """Raise if any image is in both train and test: the protocol forbids it by construction."""
-        from anomalyforge.errors import DataError
 
         train = {s.image.resolve() for v in self.train_defects.values() for s in v}
         train |= {s.image.resolve() for s in self.train_good}

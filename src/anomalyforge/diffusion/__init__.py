@@ -16,7 +16,7 @@ Modules (each usable on its own; nothing heavy is imported until used):
                  `train_params` (AdamW on a given parameter list only, optional decay / clipping).
 * `blended`      `blended_sample` (Blended Latent Diffusion, DDIM/DDPM, per-seed generators, a
                  `before_step` hook; no mask = free sampling; `strength` < 1 = SDEdit),
-                 `seeded_generator`, `feather_mask`, `composite` (exact good pixels outside the
+                 `feather_mask`, `composite` (exact good pixels outside the
                  dilated mask), image <-> tensor helpers.
 * `attention`    `AttentionController`, `ReweightingAttnProcessor`, `install_processors`,
                  `region_weights` / `weight_map` (AnomalyDiffusion eq. 7), `make_reweight_hook`.

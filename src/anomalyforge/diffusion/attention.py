@@ -27,6 +27,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from anomalyforge.diffusion.masked_loss import mask_to_latent
+
 
 def mask_regions(mask: np.ndarray) -> list[np.ndarray]:
     """Boolean masks of the 8-connected regions of `mask` (H, W), largest first."""
@@ -61,7 +63,7 @@ def weight_map(masks: list[np.ndarray], good: torch.Tensor, x0_hat: torch.Tensor
         diffs = torch.stack([((good[i] - x0_hat[i]) ** 2)[:, torch.from_numpy(r).to(good.device)].sum()
                              for r in regions])
         ws = region_weights(diffs)
-        for r, wt in zip(regions, ws):
+        for r, wt in zip(regions, ws, strict=False):
             out[i, 0][torch.from_numpy(r).to(good.device)] = wt.to(out.device)
     return out
 
@@ -177,7 +179,6 @@ def make_reweight_hook(ldm, controller: AttentionController, masks: list[np.ndar
     previous step's clean estimate x̂_0 (eq. 7): in pixel space (decode x̂_0 with the VAE, as the
     paper) or in latent space (cheaper: masks max-pooled to the latent grid). No weights at the
     first step (no x̂_0 yet)."""
-    from anomalyforge.diffusion.masked_loss import mask_to_latent
 
     hw = tuple(good_latents.shape[-2:])
     lat_masks = [(mask_to_latent(torch.from_numpy(m > 0).float()[None, None], hw)[0, 0] > 0).numpy()

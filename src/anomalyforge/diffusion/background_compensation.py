@@ -19,7 +19,7 @@ and training loss (`blended_sample`, `masked_diffusion_loss`) run unchanged insi
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -99,7 +99,7 @@ class BackgroundReference:
             self.store.mode = "read"
         return None
 
-    def __enter__(self) -> "BackgroundReference":
+    def __enter__(self) -> BackgroundReference:
         self.store.reset()
         self._handle = self.unet.register_forward_pre_hook(self._hook, with_kwargs=True)
         return self

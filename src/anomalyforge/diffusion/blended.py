@@ -13,21 +13,16 @@ torch.Generator per sample, so a pair does not depend on its batch-mates.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import cv2
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from anomalyforge.diffusion.loading import LDM
 
 StepHook = Callable[[int, torch.Tensor, torch.Tensor, torch.Tensor], None]
-
-
-def seeded_generator(seed: int, stream: int) -> torch.Generator:
-    """A CPU torch.Generator for (seed, stream): independent streams for one pair's draws."""
-    state = np.random.SeedSequence([int(seed), int(stream)]).generate_state(2, dtype=np.uint32)
-    return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
 
 
 def per_sample_randn(shape: Sequence[int], generators: Sequence[torch.Generator]) -> torch.Tensor:
@@ -54,7 +49,6 @@ def blended_sample(ldm: LDM, cond: torch.Tensor, good_latents: torch.Tensor, mas
     before_step(i, t, x_t, x0_hat_prev) is called before each UNet call (used by the attention
     re-weighting, which needs the previous step's clean estimate; None at the first step).
     """
-    from tqdm.auto import tqdm
 
     sched = ldm.make_scheduler(sampler)
     sched.set_timesteps(steps, device=ldm.device)
@@ -78,8 +72,9 @@ def blended_sample(ldm: LDM, cond: torch.Tensor, good_latents: torch.Tensor, mas
             before_step(i, t, x, x0_hat)
         inp = sched.scale_model_input(x, t)
         if use_cfg:
+            both = torch.cat([uncond, cond]).to(ldm.dtype)
             eps_u, eps_c = ldm.unet(torch.cat([inp, inp]).to(ldm.dtype), t,
-                                    encoder_hidden_states=torch.cat([uncond, cond]).to(ldm.dtype)).sample.float().chunk(2)
+                                    encoder_hidden_states=both).sample.float().chunk(2)
             eps = eps_u + guidance_scale * (eps_c - eps_u)
         else:
             eps = ldm.unet(inp.to(ldm.dtype), t, encoder_hidden_states=cond.to(ldm.dtype)).sample.float()
@@ -100,7 +95,7 @@ def _step(sched, eps: torch.Tensor, t, x: torch.Tensor,
           generators: Sequence[torch.Generator]) -> tuple[torch.Tensor, torch.Tensor]:
     """One scheduler step; returns (x_{t-1}, x̂_0). DDIM runs with eta = 0 (no noise); DDPM draws its
     variance noise from the per-sample generators (diffusers' randn_tensor takes a list)."""
-    from diffusers import DDPMScheduler
+    from diffusers import DDPMScheduler  # lazy: diffusers is heavy to import
 
     if isinstance(sched, DDPMScheduler):
         res = sched.step(eps, t, x, generator=list(generators), return_dict=True)

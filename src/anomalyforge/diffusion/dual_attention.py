@@ -166,7 +166,7 @@ class DualAdapters(nn.ModuleDict):
 
     @classmethod
     def for_unet(cls, unet, rank: int, interaction: bool = True, interaction_dim: int | None = None,
-                 background_dim: int | None = None) -> "DualAdapters":
+                 background_dim: int | None = None) -> DualAdapters:
         """Fresh adapters (zero updates) sized for every attention layer of `unet`; background_dim > 0
         adds the BCM's background fusion (that bottleneck width) to every self-attention layer."""
         layers = {}

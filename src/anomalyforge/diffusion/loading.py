@@ -62,7 +62,7 @@ class LDM:
 
     def make_scheduler(self, kind: str = "ddim") -> Any:
         """A fresh scheduler of `kind` ("ddim" or "ddpm") built from the checkpoint's noise schedule."""
-        from diffusers import DDIMScheduler, DDPMScheduler
+        from diffusers import DDIMScheduler, DDPMScheduler  # lazy: diffusers is heavy to import
 
         kinds = {"ddim": DDIMScheduler, "ddpm": DDPMScheduler}
         if kind not in kinds:
@@ -129,7 +129,7 @@ def resolve_base_model(base_model: str | Path | None) -> Path:
         return path
     if _looks_like_path(name):
         raise ConfigError(f"{path}: base model folder not found; {DOWNLOAD_HINT}")
-    from huggingface_hub import snapshot_download
+    from huggingface_hub import snapshot_download  # lazy: huggingface_hub is heavy to import
 
     offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
     patterns = ["model_index.json", "*/*.json", "*/*.txt", "*/*.safetensors"]
@@ -177,8 +177,8 @@ def load_ldm(base_model: str | Path | None, device: str | None = None, precision
     check_ldm_folder(folder)
     dev = pick_diffusion_device(device)
     dtype = pick_dtype(dev, precision)
-    from diffusers import AutoencoderKL, UNet2DConditionModel
-    from transformers import CLIPTextModel, CLIPTokenizer
+    from diffusers import AutoencoderKL, UNet2DConditionModel  # lazy: diffusers is heavy to import
+    from transformers import CLIPTextModel, CLIPTokenizer  # lazy: transformers is heavy to import
 
     try:
         unet = UNet2DConditionModel.from_pretrained(folder, subfolder="unet", torch_dtype=dtype)

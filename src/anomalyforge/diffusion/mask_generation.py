@@ -15,13 +15,15 @@ Every draw comes from the seed's own generator, so a mask depends only on its se
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
 
-from anomalyforge.diffusion.blended import blended_sample, from_model_images, to_model_images
+from anomalyforge.diffusion.blended import blended_sample, from_model_images
 from anomalyforge.diffusion.loading import LDM
+from anomalyforge.masks.enhance import enhance_mask
+from anomalyforge.masks.placement import NoPlacement, place_mask
 
 
 def mask_to_rgb(mask: np.ndarray) -> np.ndarray:
@@ -53,8 +55,6 @@ def synthesize_mask(few_shot: Sequence[np.ndarray], rng: np.random.Generator) ->
     """A new mask from the few-shot masks: pick one, reshape it (enhance_mask with area-adaptive
     scaling towards the type's mean area) and place it anywhere in the frame (rotation ±180°,
     scale 0.8–1.25, flips). Falls back to the enhanced mask in place if it cannot be placed."""
-    from anomalyforge.masks.enhance import enhance_mask
-    from anomalyforge.masks.placement import NoPlacement, place_mask
 
     masks = [np.where(m > 0, 255, 0).astype(np.uint8) for m in few_shot]
     mean_area = float(np.mean([(m > 0).sum() for m in masks]))
@@ -88,7 +88,3 @@ def sample_masks(ldm: LDM, cond: torch.Tensor, uncond: torch.Tensor, generators:
     images = from_model_images(ldm.decode_latents(lat))
     return [rgb_to_mask(im, threshold) for im in images]
 
-
-def masks_to_latents(ldm: LDM, masks: Sequence[np.ndarray]) -> torch.Tensor:
-    """Few-shot masks encoded through the VAE as 3-channel images (for mask textual inversion)."""
-    return ldm.encode_images(to_model_images([mask_to_rgb(m) for m in masks]))

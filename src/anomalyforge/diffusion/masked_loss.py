@@ -9,10 +9,11 @@ torch.Generator for timesteps and noise, and a tqdm bar on stderr.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
+from tqdm.auto import tqdm
 
 from anomalyforge.diffusion.loading import LDM
 
@@ -48,10 +49,8 @@ def masked_diffusion_loss(ldm: LDM, scheduler, latents: torch.Tensor, cond: torc
     latents = latents.to(ldm.device)
     noisy = scheduler.add_noise(latents, noise, t)
     pred = ldm.unet(noisy.to(ldm.dtype), t, encoder_hidden_states=cond.to(ldm.dtype)).sample
-    if scheduler.config.prediction_type == "v_prediction":
-        target = scheduler.get_velocity(latents, noise, t)
-    else:
-        target = noise
+    v_pred = scheduler.config.prediction_type == "v_prediction"
+    target = scheduler.get_velocity(latents, noise, t) if v_pred else noise
     m = None if mask_latent is None else mask_latent.to(ldm.device)
     return masked_mse(pred, target, m)
 
@@ -61,7 +60,6 @@ def train_params(params: Sequence[torch.nn.Parameter], loss_fn: Callable[[int], 
                  max_grad_norm: float | None = None) -> list[float]:
     """Minimise `loss_fn(step)` over `params` only (AdamW, constant lr, no weight decay unless
     given, gradient norm clipped to `max_grad_norm` when given); returns the loss curve."""
-    from tqdm.auto import tqdm
 
     params = list(params)
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)

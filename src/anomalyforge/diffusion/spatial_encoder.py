@@ -35,7 +35,7 @@ class _TinyStages(nn.Module):
         self.layers = nn.ModuleList(layers)
         self.out_channels = chans
 
-    def forward(self, x: torch.Tensor) -> "OrderedDict[str, torch.Tensor]":
+    def forward(self, x: torch.Tensor) -> OrderedDict[str, torch.Tensor]:
         x = self.stem(x)
         out: OrderedDict[str, torch.Tensor] = OrderedDict()
         for i, layer in enumerate(self.layers):
@@ -49,7 +49,7 @@ class _ResNetStages(nn.Module):
 
     def __init__(self, name: str, weights: str | None) -> None:
         super().__init__()
-        import torchvision
+        import torchvision  # lazy: torchvision is heavy to import
 
         if weights in (None, "", "none"):
             net = torchvision.models.get_model(name, weights=None)
@@ -66,13 +66,13 @@ class _ResNetStages(nn.Module):
             except Exception as exc:  # noqa: BLE001 - offline / unknown weight names
                 raise ConfigError(f"spatial encoder weights {weights!r} for {name} unavailable "
                                   f"({exc.__class__.__name__}); pass a local .pth file or none") from None
-        from torchvision.models._utils import IntermediateLayerGetter
+        from torchvision.models._utils import IntermediateLayerGetter  # lazy: torchvision is heavy to import
 
         self.body = IntermediateLayerGetter(net, {f"layer{i}": str(i - 1) for i in range(1, 5)})
         probe = self.body(torch.zeros(1, 3, 64, 64))
         self.out_channels = [v.shape[1] for v in probe.values()]
 
-    def forward(self, x: torch.Tensor) -> "OrderedDict[str, torch.Tensor]":
+    def forward(self, x: torch.Tensor) -> OrderedDict[str, torch.Tensor]:
         return self.body(x)
 
 
@@ -82,7 +82,7 @@ class SpatialEncoder(nn.Module):
     def __init__(self, n_tokens: int = 4, dim: int = 768, backbone: str = "resnet50",
                  weights: str | None = None, fpn_channels: int = 256) -> None:
         super().__init__()
-        from torchvision.ops import FeaturePyramidNetwork
+        from torchvision.ops import FeaturePyramidNetwork  # lazy: torchvision is heavy to import
 
         if backbone == "tiny":
             self.body: nn.Module = _TinyStages()

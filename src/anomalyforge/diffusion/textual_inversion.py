@@ -10,11 +10,14 @@ modified, which `tests/diffusion` proves. Banks save/load with safetensors.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Mapping
 
 import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
 from torch import nn
 
 from anomalyforge.errors import ConfigError
@@ -38,7 +41,7 @@ def add_placeholder_tokens(tokenizer, text_encoder, names: list[str]) -> list[in
     if text_encoder.get_input_embeddings().num_embeddings < len(tokenizer):
         text_encoder.resize_token_embeddings(len(tokenizer), mean_resizing=False)
     ids = tokenizer.convert_tokens_to_ids(names)
-    for name, tid in zip(names, ids):
+    for name, tid in zip(names, ids, strict=False):
         if tid is None or tid == tokenizer.unk_token_id:
             raise ConfigError(f"tokenizer could not add placeholder token {name!r}")
     return list(ids)
@@ -87,19 +90,15 @@ class TokenBank(nn.Module):
 
     def save(self, path: str | Path) -> None:
         """Write every group's vectors (and token names as metadata) to a safetensors file."""
-        import json
 
-        from safetensors.torch import save_file
 
         tensors = {g: self.group(g).detach().float().cpu().contiguous() for g in self.groups}
         save_file(tensors, str(path), metadata={"token_names": json.dumps(self.token_names)})
 
     @classmethod
-    def load(cls, path: str | Path) -> "TokenBank":
+    def load(cls, path: str | Path) -> TokenBank:
         """Read a bank written by `save`; a clear ConfigError if the file is missing or foreign."""
-        import json
 
-        from safetensors import safe_open
 
         path = Path(path)
         if not path.is_file():
@@ -108,7 +107,7 @@ class TokenBank(nn.Module):
         try:
             with safe_open(str(path), framework="pt") as fh:
                 names = json.loads((fh.metadata() or {})["token_names"])
-                for g in fh.keys():
+                for g in fh.keys():  # noqa: SIM118 (safe_open handles are not iterable)
                     bank.add_group(g, fh.get_tensor(g), names[g])
         except (KeyError, OSError, ValueError, json.JSONDecodeError) as exc:
             raise ConfigError(f"{path}: not an anomalyforge embedding file ({exc.__class__.__name__})") from None

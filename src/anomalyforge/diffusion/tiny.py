@@ -13,6 +13,8 @@ import json
 import tempfile
 from pathlib import Path
 
+import torch
+
 from anomalyforge.errors import ConfigError
 
 # Characters the tiny byte-level BPE knows; anything else still tokenises (byte fallback).
@@ -30,7 +32,7 @@ def _bytes_to_unicode() -> dict[int, str]:
             bs.append(b)
             cs.append(256 + n)
             n += 1
-    return dict(zip(bs, (chr(c) for c in cs)))
+    return dict(zip(bs, (chr(c) for c in cs), strict=False))
 
 
 def _write_vocab(folder: Path) -> tuple[Path, Path]:
@@ -58,9 +60,13 @@ def make_tiny_model(directory: str | Path, seed: int = 0) -> Path:
     Latent factor 4, 4 latent channels, cross-attention width 32, 77-token CLIP text encoder.
     Deterministic in `seed`. Refuses a non-empty folder so nothing is overwritten.
     """
-    import torch
-    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+    from diffusers import (  # lazy: diffusers is heavy to import
+        AutoencoderKL,
+        DDIMScheduler,
+        StableDiffusionPipeline,
+        UNet2DConditionModel,
+    )
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer  # lazy: transformers is heavy to import
 
     out = Path(directory)
     if out.exists() and not out.is_dir():

@@ -17,9 +17,16 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from anomalyforge.errors import ConfigError
+from anomalyforge.features.backbone import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    BackboneSpec,
+    FeatureExtractor,
+    load_torchvision_model,
+    pick_device,
+    to_tensor,
+)
 from anomalyforge.inspect.augment import flip_rotate
-from anomalyforge.inspect.backbone import (IMAGENET_MEAN, IMAGENET_STD, BackboneSpec,
-                                           FeatureExtractor, load_torchvision_model, pick_device, to_tensor)
 from anomalyforge.inspect.pairs import GeneratedPairs
 from anomalyforge.inspect.profiles import Profile
 
@@ -42,7 +49,7 @@ class _LiteClassifier(nn.Module):
             for p in self.top.parameters():
                 p.requires_grad_(True)
 
-    def train(self, mode: bool = True) -> "_LiteClassifier":
+    def train(self, mode: bool = True) -> _LiteClassifier:
         super().train(mode)
         # BatchNorm keeps its ImageNet statistics (small fine-tuning batches would make the
         # running averages lag behind, so train- and eval-mode outputs would disagree)
@@ -72,7 +79,7 @@ class _LiteClassifier(nn.Module):
 class _TorchvisionClassifier(nn.Module):
     def __init__(self, name: str, n_classes: int, weights: str | None) -> None:
         super().__init__()
-        import torchvision
+        import torchvision  # lazy: torchvision is heavy to import
 
         net = load_torchvision_model(getattr(torchvision.models, name), weights,
                                      f"classifier {name} (efficientnet-lite0 works offline)")

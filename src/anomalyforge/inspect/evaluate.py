@@ -29,7 +29,7 @@ class TestSet:
     paths: np.ndarray
 
     @classmethod
-    def load(cls, split: FewShotSplit, size: int, progress: bool = True) -> "TestSet":
+    def load(cls, split: FewShotSplit, size: int, progress: bool = True) -> TestSet:
         """Read the split's test defects (every type) and test good images at `size`."""
         thr = getattr(split, "mask_threshold", 128)
         items = [s for t in sorted(split.test_defects) for s in split.test_defects[t]] + list(split.test_good)
@@ -93,7 +93,7 @@ def classification_metrics(pred: list[str], true: list[str], labels: list[str]) 
     """Accuracy overall and per true type, and the confusion matrix (rows true, columns predicted)."""
     idx = {t: i for i, t in enumerate(labels)}
     conf = np.zeros((len(labels), len(labels)), np.int64)
-    for p, t in zip(pred, true):
+    for p, t in zip(pred, true, strict=False):
         conf[idx[t], idx[p]] += 1
     return {"accuracy": M.accuracy(pred, true), "per_type": M.per_class_accuracy(pred, true),
             "labels": list(labels), "confusion": conf.tolist()}

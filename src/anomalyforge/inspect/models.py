@@ -14,7 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from anomalyforge.inspect.backbone import BackboneSpec, FeatureExtractor, frozen_extractor
+from anomalyforge.errors import ConfigError
+from anomalyforge.features.backbone import BackboneSpec, FeatureExtractor, frozen_extractor
 
 
 def _conv_bn_relu(cin: int, cout: int, k: int = 3) -> nn.Sequential:
@@ -44,7 +45,7 @@ class FeatureHead(nn.Module):
         self.fine = _conv_bn_relu(chans[0], r, 1)
         self.refine = nn.Sequential(_conv_bn_relu(w // 2 + r, r), nn.Conv2d(r, 1, 1))
 
-    def train(self, mode: bool = True) -> "FeatureHead":
+    def train(self, mode: bool = True) -> FeatureHead:
         super().train(mode)
         self.extractor.eval()  # frozen: BatchNorm statistics stay ImageNet's
         return self
@@ -138,7 +139,7 @@ class DraemUNet(nn.Module):
                 h = F.max_pool2d(h, 2)
             h = stage(h)
             skips.append(h)
-        for up, skip in zip(self.dec, reversed(skips[:-1])):
+        for up, skip in zip(self.dec, reversed(skips[:-1]), strict=False):
             h = up(h, skip)
         return self.out(h)
 
@@ -146,7 +147,6 @@ class DraemUNet(nn.Module):
 def build_localizer(name: str, levels: tuple[int, ...] = (1, 2, 3), width: int = 96,
                     weights: str | None = "imagenet") -> nn.Module:
     """Build a localisation model by name (feature_head, lite_unet, draem_unet)."""
-    from anomalyforge.errors import ConfigError
 
     if name == "feature_head":
         return FeatureHead(tuple(levels), width, BackboneSpec(levels=tuple(levels), weights=weights))

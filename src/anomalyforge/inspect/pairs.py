@@ -7,15 +7,16 @@ baseline). It never holds real test images: the benchmark reads those separately
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from anomalyforge.data.io import read_image, read_mask
 from anomalyforge.errors import ConfigError, DataError
+from anomalyforge.formats.manifest import read_manifest
 
 
 @dataclass
@@ -43,7 +44,7 @@ class GeneratedPairs:
 
     @classmethod
     def from_records(cls, run: Path, records: Sequence[dict], size: int,
-                     category: str | None = None, progress: bool = True) -> "GeneratedPairs":
+                     category: str | None = None, progress: bool = True) -> GeneratedPairs:
         """Load manifest records (paths relative to `run`) resized to `size`."""
         run = Path(run)
         if not records:
@@ -65,9 +66,8 @@ class GeneratedPairs:
 
     @classmethod
     def from_run(cls, run: Path, size: int, category: str | None = None,
-                 progress: bool = True) -> "GeneratedPairs":
+                 progress: bool = True) -> GeneratedPairs:
         """Read a synthesis run folder through `anomalyforge.synth.export.read_manifest`."""
-        from anomalyforge.synth.export import read_manifest
 
         run = Path(run)
         if not run.is_dir():
@@ -75,7 +75,7 @@ class GeneratedPairs:
         return cls.from_records(run, read_manifest(run), size, category, progress)
 
     @classmethod
-    def from_fit_data(cls, fit) -> "GeneratedPairs":
+    def from_fit_data(cls, fit) -> GeneratedPairs:
         """The real few-shot training defects themselves as pairs (at `fit.size`): what a model can
         learn without any synthesis, the baseline the generated pairs must beat."""
         items = [(s, t) for t in fit.defect_types for s in fit.defects[t]]
@@ -84,7 +84,7 @@ class GeneratedPairs:
         return cls(np.stack([fit.image(s) for s, _ in items]), np.stack([fit.mask(s) for s, _ in items]),
                    [t for _, t in items], fit.category)
 
-    def __add__(self, other: "GeneratedPairs") -> "GeneratedPairs":
+    def __add__(self, other: GeneratedPairs) -> GeneratedPairs:
         """Both sets of pairs in one (same image size)."""
         if self.images.shape[1:] != other.images.shape[1:]:
             raise ConfigError(f"cannot join pairs of size {self.images.shape[1:3]} and {other.images.shape[1:3]}")

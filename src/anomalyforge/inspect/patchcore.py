@@ -15,7 +15,7 @@ from scipy.ndimage import gaussian_filter
 from tqdm.auto import tqdm
 
 from anomalyforge.errors import ConfigError
-from anomalyforge.inspect.backbone import BackboneSpec, frozen_extractor, pick_device, to_tensor
+from anomalyforge.features.backbone import BackboneSpec, frozen_extractor, pick_device, to_tensor
 
 
 def greedy_coreset(feats: torch.Tensor, n: int, projection: int, gen: torch.Generator,
@@ -68,7 +68,7 @@ class PatchCore:
             out.append(f)
         return torch.cat(out, 1)
 
-    def fit(self, images: np.ndarray, progress: bool = True) -> "PatchCore":
+    def fit(self, images: np.ndarray, progress: bool = True) -> PatchCore:
         """Build the memory bank from good training images (N, S, S, 3) uint8."""
         if len(images) == 0:
             raise ConfigError("PatchCore needs at least one good training image")

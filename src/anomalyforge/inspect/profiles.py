@@ -4,50 +4,9 @@ A profile is fixed before the test split is read; nothing in it is chosen by a t
 `smoke` is for tests (seconds), `cpu` fits a 2-core machine (<= 20 min per method, <= 4 GB),
 `paper` follows the published downstream protocol (256 px, DRAEM U-Net, 200 epochs) for a GPU.
 
-Validation record for the `cpu` defaults (chosen on TRAINING data only, never the test split):
-MVTec AD bottle, 3 folds; each fold holds out 2 few-shot TRAIN defects per type (6 per fold,
-18 in all) plus 20 good TRAIN images for scoring and 20 more good TRAIN images for map
-standardisation; croppaste pairs (300 per type) come from the remaining few-shot defects.
-Scripts: /tmp/fus/dev_fusion.py (per fold) + /tmp/fus/eval_fusion.py (sweep), pooled over folds.
-
-  fusion weight w (PatchCore share)  pixAUROC  pixAP   AUPRO   (z-score standardisation)
-  0.0 (feature_head alone)           0.9799    0.9236  0.9395  (fold AUROCs .997/.941/.996)
-  0.3                                0.9929    0.9356  0.9800
-  0.5                                0.9980    0.9419  0.9914
-  0.6  <- cpu default                0.9987    0.9435  0.9920  (fold AUROCs .999/.998/.999)
-  0.8                                0.9987    0.9422  0.9902
-  1.0 (PatchCore alone)              0.9969    0.8593  0.9794
-Quantile standardisation ((s - median) / (q99.9 - median)) was within 0.001 of z-score at its best
-weight, so the simpler z-score is used. Image AUROC was 1.000 for every w < 1. Per-type pixel AP
-at w = 0.6: broken_large 0.941, broken_small 0.963, contamination 0.967 (0.929 / 0.957 / 0.928 at
-w = 0). The fused maps add one PatchCore fit (~20 s on one core at 256 px) to each method.
-Classifier (same folds, 18 held-out defects; /tmp/fus/dev_cls.py): default 14/18 correct;
-a half-side crop around the defect (mask centre in training, peak of the fused map at test)
-14/18, identical predictions; 600 instead of 200 steps 13/18. No change was adopted: 18
-samples cannot separate these settings (every fold-1 contamination defect is called
-broken_small by all three).
-Region classifier (tried, not adopted): frozen EfficientNet-Lite0 features averaged inside the
-defect region (generated mask in training, region read from the fused map at test) + shape
-descriptors + logistic regression. Same 3-fold protocol (every 3rd few-shot train defect held
-out, 300 croppaste pairs per type): bottle 17/22 held-out defects vs 19/22 for the default;
-Magnetic Tile fold 0, 24/45 vs 31/45 (33/45 given the true masks: the predicted regions are
-what loses).
-Classifier training data (`cls_real_share`; benchmarks/bench_classifier_mix.py, TRAINING data only:
-3 folds of the few-shot defects, each third held out in turn, 300 croppaste pairs per type from
-the rest; accuracy pooled over the held-out defects):
-
-  classifier learns from                      bottle (22)     Magnetic Tile (131)
-  real few-shot defects alone                 90.9 (20/22)    82.4 (108/131)
-  generated pairs alone (papers' protocol)    81.8 (18/22)    56.5 (74/131)
-  generated + real, real at natural share     86.4 (19/22)    64.9 (85/131)
-  generated + real, half of draws real (0.5)  90.9 (20/22)    80.9 (106/131)  <- cpu default
-Generated pairs alone lose up to 26 points against the real defects they came from (pasted on
-other good tiles they lose the context of their type); half real keeps the real defects' accuracy.
-The baseline's classifier learns from the real defects alone, so the benchmark shows what the
-generated pairs add to classification.
-Tried, not adopted: pasting on the good image (of 8 drawn) whose 16x16 LAB thumbnail is closest
-to the defect's own image, to keep its context (`--param target=similar` in a trial croppaste):
-generated alone 77.3 / 57.3, half real 86.4 / 80.9, i.e. no gain on either dataset.
+The `cpu` defaults were chosen on training data only (few-shot folds, never the test split):
+the fusion weight 0.6 on bottle, `cls_real_share` 0.5 by `benchmarks/bench_classifier_mix.py`
+(bottle and Magnetic Tile). The record of those trials is `benchmarks/records/cpu_profile.md`.
 """
 
 from __future__ import annotations

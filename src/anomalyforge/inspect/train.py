@@ -12,29 +12,29 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from anomalyforge.data.fitdata import FitData
+from anomalyforge.data.io import read_image
+from anomalyforge.errors import ConfigError
+from anomalyforge.features.backbone import pick_device, to_tensor
 from anomalyforge.inspect.augment import flip_rotate
-from anomalyforge.inspect.backbone import pick_device, to_tensor
 from anomalyforge.inspect.losses import seg_loss
 from anomalyforge.inspect.models import FeatureHead, LiteUNet, build_localizer
 from anomalyforge.inspect.pairs import GeneratedPairs
+from anomalyforge.inspect.patchcore import PatchCore
 from anomalyforge.inspect.profiles import Profile
-from anomalyforge.synth.base import FitData
-
-if TYPE_CHECKING:
-    from anomalyforge.inspect.patchcore import PatchCore
 
 
 def good_images(fit: FitData, size: int, progress: bool = True) -> np.ndarray:
     """The good training images of `fit` as (N, size, size, 3) uint8."""
-    from anomalyforge.data.io import read_image
 
     imgs = [fit.image(s) if fit.size == size else read_image(s.image, size)
             for s in tqdm(fit.good, desc="good images", disable=not progress, leave=False)]
@@ -86,7 +86,7 @@ class FusedLocalizer:
     """
 
     supervised: Localizer
-    patchcore: "PatchCore"
+    patchcore: PatchCore
     weight: float
     sup_stats: tuple[float, float]  # (mean, std) of the supervised logits on held-out goods
     pc_stats: tuple[float, float]  # (mean, std) of the PatchCore distances on held-out goods
@@ -123,8 +123,6 @@ def train_fused_localizer(fit: FitData, pairs: GeneratedPairs, profile: Profile,
     A seeded `fusion_holdout` share of the good training images is held out of both models and
     used only to standardise their maps; the rest trains the supervised model and the bank.
     """
-    from anomalyforge.errors import ConfigError
-    from anomalyforge.inspect.patchcore import PatchCore
 
     if not 0.0 < profile.fusion <= 1.0:
         raise ConfigError(f"fusion weight must be in (0, 1], got {profile.fusion}")
@@ -135,13 +133,14 @@ def train_fused_localizer(fit: FitData, pairs: GeneratedPairs, profile: Profile,
     order = np.random.default_rng(seed).permutation(n)
     held = [fit.good[i] for i in sorted(order[:k])]
     rest = dataclasses.replace(fit, good=[fit.good[i] for i in sorted(order[k:])])
-    sup = train_localizer(rest, pairs, dataclasses.replace(profile, fusion=0.0), seed, progress, weights)
+    sup = train_supervised(rest, pairs, dataclasses.replace(profile, fusion=0.0), seed, progress, weights)
     pc = PatchCore(profile.pc_levels, profile.pc_coreset, profile.pc_projection, profile.pc_sigma, seed,
                    profile.device, weights=weights, max_bank=profile.pc_max_bank,
                    candidates=profile.pc_candidates)
     pc.fit(good_images(rest, profile.size, progress), progress)
     ref = good_images(dataclasses.replace(rest, good=held), profile.size, progress)
     return FusedLocalizer(sup, pc, float(profile.fusion), _stats(sup.logits(ref)), _stats(pc.predict(ref)))
+
 
 def _schedule(profile: Profile, n_pairs: int, n_def: int) -> int:
     if profile.epochs > 0:
@@ -159,17 +158,34 @@ def _cache_features(model: FeatureHead, images: np.ndarray, device: torch.device
     return [torch.cat([c[k] for c in chunks]) for k in range(len(chunks[0]))]
 
 
-def train_localizer(fit: FitData, pairs: GeneratedPairs, profile: Profile, seed: int = 0,
-                    progress: bool = True, weights: str | None = "imagenet") -> "Localizer | FusedLocalizer":
-    """Train the profile's localisation model on generated pairs + good training images.
+class MapPredictor(Protocol):
+    """What the benchmark needs of a trained localiser: anomaly maps at its input size."""
 
-    With `profile.fusion` > 0 the result is a `FusedLocalizer` (see `train_fused_localizer`).
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def size(self) -> int: ...
+
+    def predict(self, images: np.ndarray, progress: bool = False) -> np.ndarray: ...
+
+
+def train_localizer(fit: FitData, pairs: GeneratedPairs, profile: Profile, seed: int = 0,
+                    progress: bool = True, weights: str | None = "imagenet") -> MapPredictor:
+    """The profile's localiser: a `FusedLocalizer` when `profile.fusion` > 0, else the supervised
+    model alone (`train_supervised`)."""
+    if profile.fusion:
+        return train_fused_localizer(fit, pairs, profile, seed, progress, weights)
+    return train_supervised(fit, pairs, profile, seed, progress, weights)
+
+
+def train_supervised(fit: FitData, pairs: GeneratedPairs, profile: Profile, seed: int = 0,
+                     progress: bool = True, weights: str | None = "imagenet") -> Localizer:
+    """Train the profile's supervised localisation model on generated pairs + good training images.
 
     Each batch holds `good_fraction` good images (target all zero) and generated pairs, drawn by
     a seeded generator; augmentation is seeded too, so the same seed gives the same model.
     """
-    if profile.fusion:
-        return train_fused_localizer(fit, pairs, profile, seed, progress, weights)
     device = pick_device(profile.device)
     size = profile.size
     torch.manual_seed(seed)
@@ -182,7 +198,6 @@ def train_localizer(fit: FitData, pairs: GeneratedPairs, profile: Profile, seed:
     goods = good_images(fit, size, progress)
     p_imgs, p_masks = pairs.images, pairs.masks
     if p_imgs.shape[1] != size:
-        import cv2
 
         p_imgs = np.stack([cv2.resize(im, (size, size), interpolation=cv2.INTER_AREA) for im in p_imgs])
         p_masks = np.stack([np.where(cv2.resize(m, (size, size), interpolation=cv2.INTER_AREA) >= 64, 255, 0)
@@ -218,7 +233,7 @@ def train_localizer(fit: FitData, pairs: GeneratedPairs, profile: Profile, seed:
             m = torch.cat([m, torch.zeros((n_good, 1, size, size))])
         if cached:
             feats = [f[di] if gi is None else torch.cat([f[di], g[gi]]) for f, g in
-                     zip(f_pair, f_good if f_good is not None else f_pair)]
+                     zip(f_pair, f_good if f_good is not None else f_pair, strict=False)]
             grid = feats[0].shape[-2:]
             if profile.augment:  # lossless flips/rotations applied to feature maps and mask alike
                 state = gen.get_state()

@@ -185,10 +185,10 @@ def decide_category(masks: list[np.ndarray], texture_vote: float = 1 / 3) -> tup
     med = float(np.median(areas[~whole]))
     bad = whole | (areas < 0.5 * med) | (areas > 2 * med)
     if bad.any():
-        good_masks = [m for m, b in zip(masks, bad) if not b]
+        good_masks = [m for m, b in zip(masks, bad, strict=False) if not b]
         shapes = {m.shape for m in good_masks}
         if good_masks and len(shapes) == 1:
             consensus = (np.mean([m > 0 for m in good_masks], axis=0) >= 0.5).astype(np.uint8) * 255
             masks = [consensus.copy() if b and consensus.shape == m.shape and consensus.any() else m
-                     for m, b in zip(masks, bad)]
+                     for m, b in zip(masks, bad, strict=False)]
     return masks, False

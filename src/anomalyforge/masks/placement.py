@@ -11,7 +11,8 @@ threshold (combined anomalies).
 
 from __future__ import annotations
 
-from typing import Callable, Literal, Sequence
+from collections.abc import Callable, Sequence
+from typing import Literal
 
 import cv2
 import numpy as np

@@ -18,9 +18,9 @@ masks (of regions or of local defects) while refusing pairs that overlap beyond 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import cv2
 import numpy as np
@@ -78,7 +78,7 @@ class RegionMap:
     def areas(self) -> dict[str, float]:
         """Fraction of the image each region covers."""
         counts = np.bincount(self.labels.ravel(), minlength=len(self.names))
-        return {n: float(c) / self.labels.size for n, c in zip(self.names, counts)}
+        return {n: float(c) / self.labels.size for n, c in zip(self.names, counts, strict=False)}
 
 
 @dataclass
@@ -389,7 +389,7 @@ def region_maps(images: Sequence[np.ndarray], ids: Sequence[str], config: Region
         model = segment_reference(images[reference], cfg, seed)
         models.append(model)
         out[ids[reference]] = reference_map(model, images[reference].shape[:2])
-    for img, sid in zip(images, ids):
+    for img, sid in zip(images, ids, strict=False):
         if sid in out:
             continue
         best = None
@@ -480,7 +480,7 @@ def overlay(image: np.ndarray, region_map: RegionMap, alpha: float = 0.5) -> np.
 def contact_sheet(images: Sequence[np.ndarray], maps: Sequence[RegionMap], height: int = 256) -> np.ndarray:
     """Images (top row) and region overlays (bottom row) side by side, each resized to `height`."""
     tops, bottoms = [], []
-    for img, rm in zip(images, maps):
+    for img, rm in zip(images, maps, strict=False):
         w = max(1, round(img.shape[1] * height / img.shape[0]))
         tops.append(cv2.resize(img, (w, height), interpolation=cv2.INTER_AREA))
         ov = overlay(img, rm)

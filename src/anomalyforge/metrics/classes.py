@@ -33,4 +33,4 @@ def per_class_accuracy(pred: Any, true: Any) -> dict:
     classes, inverse = np.unique(t, return_inverse=True)
     hits = np.bincount(inverse, weights=(p == t).astype(np.float64), minlength=classes.size)
     totals = np.bincount(inverse, minlength=classes.size)
-    return {c.item(): float(h / n) for c, h, n in zip(classes, hits, totals)}
+    return {c.item(): float(h / n) for c, h, n in zip(classes, hits, totals, strict=False)}

@@ -9,7 +9,7 @@ probabilities and perceptual distances live in `anomalyforge.quality.generation`
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

@@ -18,14 +18,7 @@ from typing import Any, NamedTuple
 import numpy as np
 from scipy import ndimage
 
-from anomalyforge.metrics.checks import (
-    as_binary,
-    as_map_list,
-    as_scores,
-    check_bins,
-    required_bins,
-    same_shape,
-)
+from anomalyforge.metrics.checks import as_binary, as_map_list, as_scores, check_bins, required_bins, same_shape
 from anomalyforge.metrics.counts import Cumulative, cumulate
 from anomalyforge.metrics.errors import MetricError
 
@@ -47,7 +40,7 @@ def _gather(maps: Any, masks: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, 
         raise MetricError(f"shape mismatch: {len(map_list)} maps vs {len(mask_list)} masks")
     region_scores, region_ids, good_scores = [], [], []
     n_regions = 0
-    for i, (m, g) in enumerate(zip(map_list, mask_list)):
+    for i, (m, g) in enumerate(zip(map_list, mask_list, strict=False)):
         s = as_scores(m, f"maps[{i}]")
         b = as_binary(g, f"masks[{i}]")
         same_shape(s, b, (f"maps[{i}]", f"masks[{i}]"))

@@ -23,18 +23,21 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 from functools import lru_cache
 from pathlib import Path
-from typing import Sequence
 
 import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from tqdm import tqdm
 
+from anomalyforge.data.io import read_image
 from anomalyforge.errors import ConfigError, DataError
+from anomalyforge.features.backbone import BackboneSpec, frozen_extractor, to_tensor
 
 
 @dataclass
@@ -60,7 +63,7 @@ class ARSConfig:
     smooth_sigma: float = 4.0
 
     @classmethod
-    def from_dict(cls, d: dict) -> "ARSConfig":
+    def from_dict(cls, d: dict) -> ARSConfig:
         names = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - names)
         if unknown:
@@ -89,7 +92,6 @@ class _Discriminator(nn.Module):
 @lru_cache(maxsize=4)
 def _shared_extractor(name: str, weights: str | None, levels: tuple[int, ...], device: str) -> nn.Module:
     """Frozen extractors are read-only, so one per (backbone, weights, levels, device) is shared."""
-    from anomalyforge.inspect.backbone import BackboneSpec, frozen_extractor
 
     return frozen_extractor(BackboneSpec(name, weights, levels), device)
 
@@ -118,7 +120,6 @@ class ARSScorer:
     @torch.no_grad()
     def features(self, images: Sequence[np.ndarray], batch_size: int = 16) -> torch.Tensor:
         """(N, C, h, w): each level averaged over `patch` x `patch`, upsampled to the finest grid, concatenated."""
-        from anomalyforge.inspect.backbone import to_tensor
 
         size = self.config.size
         out = []
@@ -137,7 +138,6 @@ class ARSScorer:
     # ---- training --------------------------------------------------------------------------
     def fit(self, images: Sequence[np.ndarray], seed: int = 0, progress: bool = True) -> list[float]:
         """Train adaptor + discriminator on good images only; returns the loss per step."""
-        from tqdm import tqdm
 
         if len(images) == 0:
             raise ConfigError("ARS needs at least one good training image")
@@ -203,12 +203,12 @@ class ARSScorer:
         out = np.full(len(images), np.nan)
         if not images:
             return out
-        for i, (img, m) in enumerate(zip(images, masks)):
+        for i, (img, m) in enumerate(zip(images, masks, strict=False)):
             if img.shape[:2] != m.shape[:2]:
                 raise ConfigError(f"pair {i}: image {img.shape[1]}x{img.shape[0]} and mask "
                                   f"{m.shape[1]}x{m.shape[0]} differ in size")
         maps = self.anomaly_maps(images, (self.config.size, self.config.size))
-        for i, (amap, m) in enumerate(zip(maps, masks)):
+        for i, (amap, m) in enumerate(zip(maps, masks, strict=False)):
             mm = m if m.shape[:2] == amap.shape else cv2.resize(m, amap.shape[::-1], interpolation=cv2.INTER_NEAREST)
             sel = mm > 0
             if sel.any():
@@ -232,7 +232,7 @@ class ARSScorer:
 
     @classmethod
     def load(cls, folder: str | Path, device: str | torch.device = "cpu",
-             extractor: nn.Module | None = None) -> "ARSScorer":
+             extractor: nn.Module | None = None) -> ARSScorer:
         """Restore a scorer saved by `save`."""
         folder = Path(folder)
         try:
@@ -273,7 +273,6 @@ def train_or_load(good_paths: Sequence[str | Path], cache: str | Path | None, co
                   seed: int = 0, progress: bool = True, extractor: nn.Module | None = None) -> ARSScorer:
     """A discriminator for these good images: loaded from `cache` when its fingerprint matches,
     else trained (on at most `max_images` of them) and saved there."""
-    from anomalyforge.data.io import read_image
 
     cfg = config or ARSConfig()
     paths = training_subset(list(good_paths), cfg.max_images)

@@ -26,20 +26,23 @@ import dataclasses
 import json
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import cv2
 import numpy as np
 from sklearn.cluster import KMeans
 from sklearn.metrics import calinski_harabasz_score, davies_bouldin_score
+from tqdm import tqdm
 
-from anomalyforge.data.io import write_png_atomic
+from anomalyforge.atomic import write_png_atomic
+from anomalyforge.data import few_shot_split, load_dataset
+from anomalyforge.data.fitdata import FitData
 from anomalyforge.data.types import FewShotSplit, Sample
-from anomalyforge.errors import ConfigError
+from anomalyforge.errors import ConfigError, DataError
 from anomalyforge.quality.features import FeatureWeights, MapExtractor, make_extractor, region_features
-from anomalyforge.synth.base import FitData
 
 SUBTYPE_SEP = "@"
 
@@ -97,7 +100,7 @@ def choose_k(x: np.ndarray, seed: int, config: ClusterConfig) -> tuple[np.ndarra
     score = config.w_ch * norm(ch) - config.w_db * norm(db)
     best = int(np.argmax(score))
     table = [{"k": r[0], "calinski_harabasz": float(r[2]), "davies_bouldin": float(r[3]), "score": float(s)}
-             for r, s in zip(runs, score)]
+             for r, s in zip(runs, score, strict=False)]
     return runs[best][1], table
 
 
@@ -148,7 +151,6 @@ def cluster_fitdata(data: FitData, seed: int = 0, config: ClusterConfig | None =
     Returns (clusters, details): clusters = {type: [{"name": "<type>@<k>", "members": [ids]}]},
     details = {type: {"notes": ..., "log": ...}}.
     """
-    from tqdm import tqdm
 
     cfg = config or ClusterConfig()
     clusters: dict[str, list[dict]] = {}
@@ -167,8 +169,9 @@ def cluster_fitdata(data: FitData, seed: int = 0, config: ClusterConfig | None =
             feats = region_features([data.image(s) for s in samples], [data.mask(s) for s in samples],
                                     extractor, cfg.weights)
             labels, log = adaptive_cluster(feats, seed, cfg)
-        clusters[dtype] = [{"name": f"{dtype}{SUBTYPE_SEP}{k}", "members": [i for i, l in zip(ids, labels) if l == k]}
-                           for k in range(int(labels.max()) + 1)]
+        clusters[dtype] = [
+            {"name": f"{dtype}{SUBTYPE_SEP}{k}", "members": [i for i, lab in zip(ids, labels, strict=True) if lab == k]}
+            for k in range(int(labels.max()) + 1)]
         details[dtype] = {"log": log}
     return clusters, details
 
@@ -227,7 +230,7 @@ def _tile(image: np.ndarray, mask: np.ndarray, tile: int = 128) -> np.ndarray:
 def contact_sheet(data: FitData, samples: Sequence[Sample], columns: int = 6, tile: int = 128) -> np.ndarray:
     """Tiles of each sample's defect crop with its mask outline, `columns` per row."""
     tiles = [_tile(data.image(s), data.mask(s), tile) for s in samples]
-    for t, s in zip(tiles, samples):
+    for t, s in zip(tiles, samples, strict=False):
         cv2.putText(t, s.id[:14], (2, tile - 4), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (255, 255, 0), 1)
     rows = []
     for i in range(0, len(tiles), columns):
@@ -260,7 +263,6 @@ def write_clusters(out: Path, data: FitData, clusters: dict, details: dict, conf
 
 def read_clusters(path: str | Path) -> dict[str, list[dict]]:
     """The clusters of a clusters.json file (or of the clusters.json inside a folder)."""
-    from anomalyforge.errors import DataError
 
     path = Path(path)
     if path.is_dir():
@@ -289,7 +291,6 @@ def cluster_category(data: str | Path | FitData | FewShotSplit, category: str | 
     cfg = config or ClusterConfig(size=size)
     source: dict[str, Any] = {}
     if isinstance(data, (str, Path)):
-        from anomalyforge.data import few_shot_split, load_dataset
 
         ds = load_dataset(Path(data), category=category, data_format=data_format)
         split = few_shot_split(ds, ratio=ratio)
@@ -332,15 +333,6 @@ def save_subtypes(run_dir: str | Path, data: FitData, clusters: dict, seed: int 
     out = Path(run_dir) / "clusters"
     if not (out / "clusters.json").is_file():
         write_clusters(out, data, clusters, {}, ClusterConfig(size=data.size), seed)
-
-
-def auto_subtypes(data: FitData, run_dir: str | Path | None = None, seed: int = 0,
-                  config: ClusterConfig | None = None, progress: bool = True) -> FitData:
-    """`plan_subtypes(data, "auto", ...)` then `save_subtypes` into `run_dir` when given."""
-    sub, clusters = plan_subtypes(data, "auto", run_dir, seed, config, progress)
-    if run_dir is not None:
-        save_subtypes(run_dir, sub, clusters, seed)
-    return sub
 
 
 def format_clusters(clusters: dict[str, list[dict]]) -> str:

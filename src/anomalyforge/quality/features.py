@@ -10,10 +10,10 @@ block's influence is set by its weight and not by how many dimensions it has.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Callable, Sequence
 
 import cv2
 import numpy as np
@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from skimage.feature import local_binary_pattern
 
 from anomalyforge.errors import ConfigError
+from anomalyforge.features.backbone import BackboneSpec, frozen_extractor, to_tensor
 
 # An extractor maps a float tensor (N, 3, H, W) in [0, 1] to a list of feature maps (N, C, h, w).
 MapExtractor = Callable[[torch.Tensor], Sequence[torch.Tensor]]
@@ -41,7 +42,6 @@ def cnn_extractor(levels: tuple[int, ...] = (1, 2, 3, 4), weights: str | None = 
                   name: str = "efficientnet-lite0", device: str = "cpu") -> MapExtractor:
     """The project's frozen backbone (EfficientNet-Lite0 ImageNet weights by default, offline).
     Frozen and read-only, so one instance per argument set is shared (loading takes seconds)."""
-    from anomalyforge.inspect.backbone import BackboneSpec, frozen_extractor
 
     return frozen_extractor(BackboneSpec(name=name, weights=weights, levels=levels), device)
 
@@ -83,7 +83,7 @@ class ViTExtractor(torch.nn.Module):
 def vit_b16_extractor(weights: str | None, blocks: tuple[int, ...] = (5, 8, 11)) -> ViTExtractor:
     """ViT-B/16 from a local state-dict file (the user's weights) or a torchvision weights name
     such as "DEFAULT" (downloads when online)."""
-    import torchvision
+    import torchvision  # lazy: torchvision is heavy to import
 
     if weights is not None and str(weights).endswith((".pth", ".pt")):
         if not Path(weights).is_file():
@@ -117,7 +117,6 @@ def _device(extractor: MapExtractor) -> torch.device:
 def deep_features(images: Sequence[np.ndarray], masks: Sequence[np.ndarray], extractor: MapExtractor,
                   batch_size: int = 8) -> np.ndarray:
     """(N, sum C) masked average pooling of every feature map over the (area-resized) defect mask."""
-    from anomalyforge.inspect.backbone import to_tensor
 
     dev = _device(extractor)
     out = []
@@ -171,13 +170,14 @@ def region_features(images: Sequence[np.ndarray], masks: Sequence[np.ndarray], e
     if len(images) != len(masks) or not images:
         raise ConfigError(f"need matching, non-empty images and masks ({len(images)} vs {len(masks)})")
     w = weights or FeatureWeights()
+    pairs = list(zip(images, masks, strict=True))
     blocks = []
     if extractor is not None and w.deep > 0:
         blocks.append(w.deep * _standardise(deep_features(images, masks, extractor)))
     if w.colour > 0:
-        blocks.append(w.colour * _standardise(np.stack([colour_features(i, m) for i, m in zip(images, masks)])))
+        blocks.append(w.colour * _standardise(np.stack([colour_features(i, m) for i, m in pairs])))
     if w.texture > 0:
-        blocks.append(w.texture * _standardise(np.stack([texture_features(i, m) for i, m in zip(images, masks)])))
+        blocks.append(w.texture * _standardise(np.stack([texture_features(i, m) for i, m in pairs])))
     if not blocks:
         raise ConfigError("all feature weights are zero")
     return np.concatenate(blocks, axis=1)

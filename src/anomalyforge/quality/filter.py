@@ -15,23 +15,25 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
+from tqdm import tqdm
 
+from anomalyforge.data import few_shot_split, load_dataset
+from anomalyforge.data.fitdata import FitData
 from anomalyforge.data.io import read_image, read_mask
 from anomalyforge.errors import ConfigError, DataError
+from anomalyforge.formats.manifest import read_manifest, read_run_config, run_split, write_manifest
 from anomalyforge.quality.ars import ARSConfig, train_or_load
-from anomalyforge.synth.base import FitData
 
 MANIFEST = "manifest.jsonl"
 
 
 # ---- manifest access: the run machinery's reader/writer -----------------------------------------
 def _read_manifest(run: Path) -> list[dict]:
-    from anomalyforge.synth.manifest import read_manifest
 
     if not (run / MANIFEST).is_file():
         raise DataError(run / MANIFEST, "manifest not found (is this a generation run folder?)")
@@ -39,7 +41,6 @@ def _read_manifest(run: Path) -> list[dict]:
 
 
 def _write_manifest(run: Path, records: Sequence[dict]) -> None:
-    from anomalyforge.synth.manifest import write_manifest
 
     write_manifest(run, records)
 
@@ -48,7 +49,6 @@ def _write_manifest(run: Path, records: Sequence[dict]) -> None:
 def run_good_images(run: Path) -> tuple[list[Path], int]:
     """The good training images of a run's category and the run's image size, from run.json
     (its `train_good` list when present, else the data path + category split again)."""
-    from anomalyforge.synth.manifest import read_run_config, run_split
 
     doc = read_run_config(run)
     size = int(doc.get("size") or ARSConfig.size)
@@ -123,7 +123,7 @@ def select(records: Sequence[dict], keep: int | None = None, keep_ratio: float |
         for r in recs:
             groups.setdefault((source_defect(r) or "") if stratify == "source" else "", []).append(r)
         names = sorted(groups)
-        for name, q in zip(names, _quotas([len(groups[g]) for g in names], n)):
+        for name, q in zip(names, _quotas([len(groups[g]) for g in names], n), strict=False):
             ranked = sorted(groups[name], key=lambda r: (-key(r), str(r.get("id"))))
             for i, r in enumerate(ranked):
                 r["rejected"] = i >= q
@@ -145,7 +145,6 @@ def filter_run(run: str | Path, keep: int | None = None, keep_ratio: float | Non
     are scored and none is rejected. Returns {"counts": {type: {"total", "kept", "rejected",
     "min_kept_ars"}}, "config": ...}; the same summary is saved as RUN/ars/filter.json.
     """
-    from tqdm import tqdm
 
     run = Path(run)
     if not run.is_dir():
@@ -168,7 +167,6 @@ def filter_run(run: str | Path, keep: int | None = None, keep_ratio: float | Non
     if isinstance(data, FitData):
         good, size = [s.image for s in data.good], data.size
     elif data is not None:
-        from anomalyforge.data import few_shot_split, load_dataset
 
         good = _train_good(few_shot_split(load_dataset(Path(data)), progress=False), Path(data))
         size = config.size if config else ARSConfig.size
@@ -189,7 +187,7 @@ def filter_run(run: str | Path, keep: int | None = None, keep_ratio: float | Non
         chunk = records[i:i + batch_size]
         imgs = [read_image(run / r["image"], cfg.size) for r in chunk]
         masks = [read_mask(run / r["mask"], cfg.size) for r in chunk]
-        for r, s in zip(chunk, scorer.score(imgs, masks)):
+        for r, s in zip(chunk, scorer.score(imgs, masks), strict=False):
             r.setdefault("scores", {})
             r["scores"] = dict(r["scores"] or {}, ars=None if np.isnan(s) else round(float(s), 6))
     select(records, keep, keep_ratio, stratify)

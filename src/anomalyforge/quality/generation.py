@@ -18,13 +18,16 @@ them from the torch hub cache).
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import math
 import os
+import warnings
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -33,8 +36,20 @@ from torch.nn import functional as F
 from tqdm.auto import tqdm
 
 from anomalyforge import __version__
+from anomalyforge.data.io import read_image
 from anomalyforge.errors import ConfigError, DataError
-from anomalyforge.inspect.backbone import IMAGENET_MEAN, IMAGENET_STD, load_torchvision_model, pick_device
+from anomalyforge.features.backbone import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    BackboneSpec,
+    FeatureExtractor,
+    load_lite_net,
+    load_torchvision_model,
+    pick_device,
+    to_tensor,
+)
+from anomalyforge.formats.manifest import read_manifest, read_run_config, run_split
+from anomalyforge.metrics.generation import inception_score, intra_cluster_distance, nearest_reference
 
 CLASSIFIERS = {"efficientnet-lite0": 224, "efficientnet-lite1": 240, "efficientnet-lite2": 260,
                "inception_v3": 299}
@@ -66,7 +81,8 @@ class QualityConfig:
         for name in ("size", "per_cluster", "splits", "batch_size"):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < (2 if name == "per_cluster" else 1):
-                raise ConfigError(f"{name} must be a positive integer{' >= 2' if name == 'per_cluster' else ''}, got {v!r}")
+                least = " >= 2" if name == "per_cluster" else ""
+                raise ConfigError(f"{name} must be a positive integer{least}, got {v!r}")
 
     def identity(self) -> dict:
         """The settings that change the numbers (not device or batch size)."""
@@ -92,11 +108,10 @@ class ClassProbabilities(nn.Module):
             raise ConfigError(f"classifier {name!r}: expected one of {', '.join(CLASSIFIERS)}")
         self.input_size = CLASSIFIERS[name]
         if name.startswith("efficientnet-lite"):
-            from anomalyforge.inspect.backbone import load_lite_net
 
             self.net = load_lite_net(name.removeprefix("efficientnet-"), weights)
         else:
-            import torchvision
+            import torchvision  # lazy: torchvision is heavy to import
 
             # torchvision's pretrained Inception-v3 expects ImageNet-normalised input (transform_input)
             self.net = load_torchvision_model(torchvision.models.inception_v3, weights, "inception_v3",
@@ -129,7 +144,6 @@ class PerceptualEmbedding(nn.Module):
             raise ConfigError(f"lpips {name!r}: expected one of {', '.join(LPIPS_NETS)}")
         self.lpips_model: nn.Module | None = None
         if name.startswith("efficientnet-lite"):
-            from anomalyforge.inspect.backbone import BackboneSpec, FeatureExtractor
 
             self.features = FeatureExtractor(BackboneSpec(name, weights, levels=(1, 2, 3, 4)))
             self.level_weights: list[torch.Tensor | float] = [1.0 / (2 * 4)] * 4
@@ -148,7 +162,7 @@ class PerceptualEmbedding(nn.Module):
     @torch.no_grad()
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = []
-        for f, w in zip(self._levels(x), self.level_weights):
+        for f, w in zip(self._levels(x), self.level_weights, strict=False):
             f = f.float()
             f = f / (f.pow(2).sum(1, keepdim=True).sqrt() + 1e-10)  # lpips' normalize_tensor
             scale = (w.to(f.device) if isinstance(w, torch.Tensor) else torch.tensor(w, device=f.device)).sqrt()
@@ -158,12 +172,9 @@ class PerceptualEmbedding(nn.Module):
 
 def _lpips_package_model(name: str, weights: str | None) -> nn.Module:
     try:
-        import lpips
+        import lpips  # lazy: lpips is heavy to import
     except ModuleNotFoundError:
         raise ConfigError(f"lpips {name!r} needs the lpips package: pip install lpips") from None
-    import contextlib
-    import io
-    import warnings
 
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore", UserWarning)  # lpips calls torchvision's deprecated `pretrained=`
@@ -171,7 +182,8 @@ def _lpips_package_model(name: str, weights: str | None) -> nn.Module:
             return lpips.LPIPS(net=name, pnet_rand=weights is None, verbose=False).eval()
         except Exception as exc:  # offline with no cached backbone weights
             raise ConfigError(f"lpips {name!r}: torchvision's ImageNet {name} weights are not available "
-                              f"({type(exc).__name__}); go online once or put them in $TORCH_HOME/hub/checkpoints") from None
+                              f"({type(exc).__name__}); go online once or put them in "
+                              "$TORCH_HOME/hub/checkpoints") from None
 
 
 def squared_distances(a: torch.Tensor, b: torch.Tensor) -> np.ndarray:
@@ -182,8 +194,6 @@ def squared_distances(a: torch.Tensor, b: torch.Tensor) -> np.ndarray:
 
 # ---- scoring -----------------------------------------------------------------------------------
 def _load_batch(paths: Sequence[Path], size: int | None) -> torch.Tensor:
-    from anomalyforge.data.io import read_image
-    from anomalyforge.inspect.backbone import to_tensor
 
     return to_tensor([read_image(p, size) for p in paths])
 
@@ -219,7 +229,6 @@ def generation_quality(generated: dict[str, Sequence[Path]], references: dict[st
     torch.manual_seed(cfg.seed)
     classifier = ClassProbabilities(cfg.classifier, cfg.classifier_weights).to(device)
     embed = PerceptualEmbedding(cfg.lpips, cfg.lpips_weights).to(device)
-    from anomalyforge.metrics.generation import inception_score, intra_cluster_distance, nearest_reference
 
     per_type: dict[str, dict] = {}
     all_probs = []
@@ -280,7 +289,6 @@ def score_run(run: Path, config: QualityConfig | None = None, progress: bool = T
     """Generation quality of a run folder's kept pairs, against the few-shot real defects of the
     run's category (recomputed from run.json's data path). Writes ``RUN/quality.json`` (config
     + results, atomically) and returns that document."""
-    from anomalyforge.synth.manifest import read_manifest, run_split
 
     run = Path(run)
     if not run.is_dir():
@@ -302,10 +310,9 @@ def score_run(run: Path, config: QualityConfig | None = None, progress: bool = T
     if missing:
         raise DataError(run / "run.json", f"defect type {missing[0]!r} has no few-shot real defects in the run's data")
     result = generation_quality(generated, refs, cfg, progress)
-    from anomalyforge.synth.manifest import read_run_config
 
     doc = {"run": str(run.resolve()), "method": read_run_config(run).get("method"), "config": cfg.identity(), "created":
-           datetime.now(timezone.utc).isoformat(timespec="seconds"), "version": __version__, **result}
+           datetime.now(UTC).isoformat(timespec="seconds"), "version": __version__, **result}
     tmp = run / f".{QUALITY_JSON}.tmp"
     tmp.write_text(json.dumps(doc, indent=2))
     os.replace(tmp, run / QUALITY_JSON)

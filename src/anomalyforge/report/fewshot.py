@@ -12,7 +12,7 @@ from jinja2 import Environment, select_autoescape
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from anomalyforge.data.io import write_bytes_atomic
+from anomalyforge.atomic import write_bytes_atomic
 from anomalyforge.errors import DataError
 
 _PAGE = """<!DOCTYPE html>
@@ -25,7 +25,8 @@ _PAGE = """<!DOCTYPE html>
  .small { color: #5d6675; font-size: 12px; } img { max-width: 100%; }
 </style></head><body>
 <h1>{{ doc.category }}: few-shot PatchCore, with and without generated good images</h1>
-<p class="small">anomalyforge {{ doc.version }} · profile {{ doc.profile }} · {{ doc.created }} · data {{ doc.data }}</p>
+<p class="small">anomalyforge {{ doc.version }} · profile {{ doc.profile }} · {{ doc.created }}
+ · data {{ doc.data }}</p>
 <p>PatchCore (every patch kept, bank capped at {{ doc.config.patchcore.max_bank }}) built from K good
 training images drawn per seed, alone and with {{ doc.config.generated }} generated good images made from
 those K ({% if doc.config.diffusion %}SDEdit variations, strength {{ doc.config.diffusion.strength }}, with
@@ -40,7 +41,8 @@ deviation over {{ doc.config.seeds|length }} seeds, in %).</p>
 {% endfor %}</tbody></table>
 <img src="{{ plot }}" alt="image AUROC and pixel AP against K">
 <h3>Good images drawn</h3>
-<table><thead><tr><th>seed</th><th class="l">first {{ maxk }} good training images (nested: K uses the first K)</th></tr></thead><tbody>
+<table><thead><tr><th>seed</th>
+<th class="l">first {{ maxk }} good training images (nested: K uses the first K)</th></tr></thead><tbody>
 {% for s, goods in draws %}<tr><td>{{ s }}</td><td class="l small">{{ goods|join(", ") }}</td></tr>{% endfor %}
 </tbody></table>
 </body></html>
@@ -52,7 +54,7 @@ def fewshot_figure(doc: dict) -> Figure:
     fig = Figure(figsize=(9, 3.4))
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, 2)
-    for ax, key, title in zip(axes, ("image_auroc", "pixel_ap"), ("image AUROC", "pixel AP")):
+    for ax, key, title in zip(axes, ("image_auroc", "pixel_ap"), ("image AUROC", "pixel AP"), strict=False):
         for g in sorted({e["generated"] for e in doc["summary"]}):
             es = [e for e in doc["summary"] if e["generated"] == g and e[key] is not None]
             ax.errorbar([e["shots"] for e in es], [100 * e[key] for e in es],

@@ -163,7 +163,7 @@ def curves_figure(curves: dict[str, dict[str, dict | None]], title_suffix: str =
     panels = [("pixel", "roc", "Pixel ROC"), ("pixel", "pr", "Pixel PR"),
               ("image", "roc", "Image ROC"), ("image", "pr", "Image PR")]
     cmap = colormaps["tab10"]
-    for ax, (level, kind, title) in zip(axes, panels):
+    for ax, (level, kind, title) in zip(axes, panels, strict=False):
         for i, (name, per) in enumerate(curves.items()):
             c = per.get(level)
             if not c:

@@ -11,13 +11,15 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 from jinja2 import Environment, PackageLoader, select_autoescape
 from tqdm import tqdm
 
+from anomalyforge import __version__
 from anomalyforge.data.io import read_image, read_mask
 from anomalyforge.errors import AnomalyForgeError, ConfigError, DataError
 from anomalyforge.report import figures
@@ -101,23 +103,23 @@ def results_table(methods: dict[str, dict]) -> dict:
     """Header groups and rows of the main table, with the best value per column marked bold."""
     names = list(methods)
     cells: list[list[dict]] = [[] for _ in names]
-    for header, group, get, fmt, better in RESULT_COLUMNS:
+    for _header, _group, get, fmt, better in RESULT_COLUMNS:
         vals = [_num(get(methods[n])) if methods[n].get("status", "done") == "done" else None for n in names]
         shown = [fmt(v) for v in vals]
-        known = [(v, s) for v, s in zip(vals, shown) if v is not None]
+        known = [(v, s) for v, s in zip(vals, shown, strict=False) if v is not None]
         best = None
         if len(known) > 1:
             best = (max if better == "max" else min)(known, key=lambda t: t[0])[1]
-        for i, (v, s) in enumerate(zip(vals, shown)):
+        for i, (v, s) in enumerate(zip(vals, shown, strict=False)):
             cells[i].append({"text": s, "best": best is not None and v is not None and s == best})
     groups: list[dict] = []
-    for header, group, *_ in RESULT_COLUMNS:
+    for _header, group, *_ in RESULT_COLUMNS:
         if groups and groups[-1]["name"] == group:
             groups[-1]["span"] += 1
         else:
             groups.append({"name": group, "span": 1})
     rows = []
-    for name, row in zip(names, cells):
+    for name, row in zip(names, cells, strict=False):
         m = methods[name]
         rows.append({"name": name, "anchor": _anchor(name), "kind": m.get("kind", DASH), "model": m.get("model", DASH),
                      "status": m.get("status", "done"), "baseline": m.get("kind") == "baseline",
@@ -226,7 +228,7 @@ def _cls_by_index(maps: Maps) -> dict[int, dict]:
     if len(idx) != len(maps.cls_pred) or len(maps.cls_true) != len(maps.cls_pred):
         return {}
     return {int(i): {"label": str(p), "ok": str(p) == str(t)}
-            for i, p, t in zip(idx, maps.cls_pred, maps.cls_true)}
+            for i, p, t in zip(idx, maps.cls_pred, maps.cls_true, strict=False)}
 
 
 def per_type_rows(m: dict, split: dict) -> list[dict]:
@@ -254,7 +256,7 @@ def confusion(m: dict) -> dict | None:
     if not isinstance(labels, list) or not isinstance(mat, list) or len(mat) != len(labels):
         return None
     rows = []
-    for i, (lab, row) in enumerate(zip(labels, mat)):
+    for i, (lab, row) in enumerate(zip(labels, mat, strict=False)):
         if not isinstance(row, list) or len(row) != len(labels):
             return None
         try:
@@ -381,7 +383,6 @@ def build_context(bench_dir: Path, progress: bool = False) -> dict:
     comparison = figures.curves_figure(curves) if len(curves) > 1 else None
     real_is = next((_num(_get(m, "generation", "references_is")) for m in methods.values()
                     if _num(_get(m, "generation", "references_is")) is not None), None)
-    from anomalyforge import __version__
 
     return {
         "title": f"anomalyforge benchmark — {res.get('category', '?')}",

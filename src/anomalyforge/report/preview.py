@@ -11,9 +11,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from anomalyforge.data.io import read_image, read_mask, write_png_atomic
+from anomalyforge.atomic import write_png_atomic
+from anomalyforge.data.io import read_image, read_mask
 from anomalyforge.errors import ConfigError, DataError
-from anomalyforge.synth.manifest import read_manifest, read_run_config
+from anomalyforge.formats.manifest import read_manifest, read_run_config
 
 TILE = 160
 LABEL_H = 18

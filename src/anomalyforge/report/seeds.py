@@ -13,7 +13,7 @@ from jinja2 import Environment, select_autoescape
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from anomalyforge.data.io import write_bytes_atomic
+from anomalyforge.atomic import write_bytes_atomic
 from anomalyforge.errors import DataError
 
 LABELS = {"pixel_auroc": "pixel AUROC", "pixel_ap": "pixel AP", "pixel_f1_max": "pixel F1-max",
@@ -87,7 +87,7 @@ def seeds_figure(summary: dict) -> Figure:
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, max(1, len(keys)), squeeze=False)[0]
     methods = summary["methods"]
-    for ax, k in zip(axes, keys):
+    for ax, k in zip(axes, keys, strict=False):
         for i, m in enumerate(methods):
             st = summary["figures"][m][k]
             if st is None:

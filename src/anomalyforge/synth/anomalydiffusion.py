@@ -18,16 +18,42 @@ State folder: `anomalydiffusion.json` (config, category, defect types, tokens, b
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import cv2
 import numpy as np
 import torch
+from safetensors.torch import load_file, save_file
 
+from anomalyforge.data.fitdata import FitData
+from anomalyforge.diffusion.attention import AttentionController, install_processors, make_reweight_hook
+from anomalyforge.diffusion.augment import augment_pair, to_resolution
+from anomalyforge.diffusion.blended import (
+    blended_sample,
+    composite,
+    feather_mask,
+    from_model_images,
+    to_model_images,
+)
+from anomalyforge.diffusion.loading import load_ldm
+from anomalyforge.diffusion.mask_generation import acceptable, mask_to_rgb, sample_masks, synthesize_mask
+from anomalyforge.diffusion.masked_loss import mask_to_latent, masked_diffusion_loss, train_params
+from anomalyforge.diffusion.spatial_encoder import SpatialEncoder
+from anomalyforge.diffusion.textual_inversion import (
+    EmbeddingInjector,
+    TokenBank,
+    add_placeholder_tokens,
+    encode_prompts,
+    init_vectors,
+    placeholder_names,
+    token_positions,
+)
 from anomalyforge.errors import ConfigError
-from anomalyforge.synth.base import FitData, Generator, Pair, register
+from anomalyforge.seeds import Stream, numpy_rng, torch_generator
+from anomalyforge.synth.base import Generator, Pair, register
 from anomalyforge.synth.state import read_state_meta, write_state_meta
 
 STATE_FILE = "anomalydiffusion.json"
@@ -110,8 +136,6 @@ class AnomalyDiffusion(Generator):
                 raise ConfigError(f"{name} must be >= 1, got {getattr(c, name)}")
 
     def _load_model(self) -> None:
-        from anomalyforge.diffusion.loading import load_ldm
-        from anomalyforge.diffusion.textual_inversion import EmbeddingInjector
 
         self._check_config()
         key = (self.config.base_model, self.config.device, self.config.precision)
@@ -126,14 +150,12 @@ class AnomalyDiffusion(Generator):
         self.injector = EmbeddingInjector(ldm.text_encoder)
 
     def _make_spatial(self):
-        from anomalyforge.diffusion.spatial_encoder import SpatialEncoder
 
         c = self.config
         return SpatialEncoder(c.spatial_tokens, self.ldm.text_dim, c.spatial_backbone,
                               c.spatial_backbone_weights, c.spatial_fpn_channels).to(self.ldm.device)
 
     def _tokens(self, types: Sequence[str]) -> dict[str, list[str]]:
-        from anomalyforge.diffusion.textual_inversion import placeholder_names
 
         c = self.config
         names = {SPATIAL_GROUP: [f"<spatial-{i}>" for i in range(c.spatial_tokens)]}
@@ -144,7 +166,6 @@ class AnomalyDiffusion(Generator):
         return names
 
     def _register_tokens(self) -> dict[str, list[int]]:
-        from anomalyforge.diffusion.textual_inversion import add_placeholder_tokens
 
         ids = {}
         for group, names in self.token_names.items():
@@ -170,18 +191,12 @@ class AnomalyDiffusion(Generator):
         return " ".join(self.token_names["mask:" + defect_type])
 
     def _resized(self, img: np.ndarray, mask: bool = False) -> np.ndarray:
-        from anomalyforge.diffusion.augment import to_resolution
 
         return to_resolution(img, self.config.resolution, mask)
 
     # ---- fit -----------------------------------------------------------------------------------
     def fit(self, data: FitData, state_dir: Path) -> None:
         """Learn e_a per type + the spatial encoder (masked loss), then e_m per type; save the state."""
-        from anomalyforge.diffusion.augment import augment_pair
-        from anomalyforge.diffusion.blended import to_model_images
-        from anomalyforge.diffusion.mask_generation import mask_to_rgb
-        from anomalyforge.diffusion.masked_loss import mask_to_latent, masked_diffusion_loss, train_params
-        from anomalyforge.diffusion.textual_inversion import TokenBank, encode_prompts, init_vectors
 
         c = self.config
         types = [t for t in data.defect_types if data.defects[t]]
@@ -209,7 +224,6 @@ class AnomalyDiffusion(Generator):
             self.spatial = self._make_spatial()
         self.spatial.train()
         sched = self.ldm.make_scheduler("ddpm")
-        items = [(t, s) for t in types for s in data.defects[t]]
         latent_hw = (c.resolution // self.ldm.vae_scale_factor,) * 2
 
         def draw(with_image: bool = True) -> tuple[str, np.ndarray, np.ndarray]:
@@ -257,7 +271,6 @@ class AnomalyDiffusion(Generator):
                                for t in self.types}
 
     def _save(self, state_dir: Path) -> None:
-        from safetensors.torch import save_file
 
         state_dir.mkdir(parents=True, exist_ok=True)
         self.bank.save(state_dir / EMB_FILE)
@@ -272,9 +285,7 @@ class AnomalyDiffusion(Generator):
     # ---- load ----------------------------------------------------------------------------------
     def load(self, data: FitData, state_dir: Path) -> None:
         """Restore embeddings and spatial encoder saved by `fit`; the state must be this category's."""
-        from safetensors.torch import load_file
 
-        from anomalyforge.diffusion.textual_inversion import TokenBank
 
         state_dir = Path(state_dir)
         meta_path = state_dir / STATE_FILE
@@ -305,20 +316,17 @@ class AnomalyDiffusion(Generator):
 
     # ---- generate ------------------------------------------------------------------------------
     def _seed_generator(self, seed: int, stream: int) -> torch.Generator:
-        from anomalyforge.diffusion.blended import seeded_generator
 
-        return seeded_generator(seed, stream)
+        return torch_generator(seed, stream)
 
     def _masks_for(self, defect_type: str, seeds: Sequence[int]) -> tuple[list[np.ndarray], list[str]]:
         """One mask per seed (see mask_source); returns masks at `resolution` and how each was made."""
-        from anomalyforge.diffusion.mask_generation import acceptable, sample_masks, synthesize_mask
-        from anomalyforge.diffusion.textual_inversion import encode_prompts
 
         c = self.config
         masks: list[np.ndarray | None] = [None] * len(seeds)
         how = ["synthesis"] * len(seeds)
         if c.mask_source == "textual_inversion":
-            gens = [self._seed_generator(s, 1) for s in seeds]
+            gens = [self._seed_generator(s, Stream.MASK_NOISE) for s in seeds]
             todo = list(range(len(seeds)))
             for _ in range(c.mask_tries):
                 if not todo:
@@ -332,7 +340,7 @@ class AnomalyDiffusion(Generator):
                 got = sample_masks(self.ldm, cond, uncond, [gens[i] for i in todo], c.resolution,
                                    c.sampler_steps, c.mask_guidance, c.sampler, c.mask_threshold)
                 left = []
-                for i, m in zip(todo, got):
+                for i, m in zip(todo, got, strict=False):
                     if acceptable(m, c.mask_max_border, c.mask_max_area):
                         masks[i], how[i] = m, "textual_inversion"
                     else:
@@ -340,17 +348,12 @@ class AnomalyDiffusion(Generator):
                 todo = left
         for i, s in enumerate(seeds):
             if masks[i] is None:
-                rng = np.random.default_rng([int(s), 2])
+                rng = numpy_rng(s, Stream.MASK)
                 masks[i] = synthesize_mask(self.few_shot_masks[defect_type], rng)
         return [m for m in masks if m is not None], how
 
     def generate(self, defect_type: str, seeds: Sequence[int]) -> list[Pair]:
         """One pair per seed: mask, good image, blended sampling with re-weighting, composite."""
-        from anomalyforge.diffusion.attention import AttentionController, install_processors, make_reweight_hook
-        from anomalyforge.diffusion.blended import (blended_sample, composite, feather_mask,
-                                                    from_model_images, to_model_images)
-        from anomalyforge.diffusion.masked_loss import mask_to_latent
-        from anomalyforge.diffusion.textual_inversion import encode_prompts, token_positions
 
         if self.ldm is None or self.data is None:
             raise ConfigError(f"{self.name}: call fit or load before generate")
@@ -360,13 +363,13 @@ class AnomalyDiffusion(Generator):
             return []
         c, data, ldm = self.config, self.data, self.ldm
         masks, how = self._masks_for(defect_type, seeds)
-        goods = [data.good[int(np.random.default_rng([int(s), 3]).integers(len(data.good)))] for s in seeds]
+        goods = [data.good[int(numpy_rng(s, Stream.GOOD_IMAGE).integers(len(data.good)))] for s in seeds]
         y_img = [self._resized(data.image(g)) for g in goods]
         y = to_model_images(y_img)
         y0 = ldm.encode_images(y)
         m_pix = torch.from_numpy(np.stack([m > 0 for m in masks])).float()[:, None]
         m_lat = mask_to_latent(m_pix, tuple(y0.shape[-2:]))
-        gens = [self._seed_generator(s, 0) for s in seeds]
+        gens = [self._seed_generator(s, Stream.NOISE) for s in seeds]
         prompt = self._prompt(defect_type)
         with torch.no_grad():
             e_s = self.spatial(m_pix.to(ldm.device))

@@ -10,60 +10,15 @@ from __future__ import annotations
 
 import dataclasses
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
-from typing import Any, ClassVar, Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 
-from anomalyforge.data.io import read_image, read_mask
-from anomalyforge.data.types import Sample
+from anomalyforge.data.fitdata import FitData
 from anomalyforge.errors import ConfigError
-
-
-@dataclass
-class FitData:
-    """What a generator may learn from: few-shot defects (with masks) and good training images.
-
-    Images are served resized to (size, size) uint8 RGB; masks to (size, size) uint8 {0, 255}.
-    Loading is cached, so generators can index freely.
-    """
-
-    category: str
-    size: int
-    defects: dict[str, list[Sample]]  # defect type -> few-shot training defects (non-empty masks)
-    good: list[Sample]  # good training images
-    extra: dict[str, Any] = field(default_factory=dict)  # e.g. user region masks, texture folder
-    mask_threshold: int = 128  # the dataset's binarisation threshold for soft masks
-
-    def __post_init__(self) -> None:
-        self._image = lru_cache(maxsize=4096)(self._load_image)
-        self._mask = lru_cache(maxsize=4096)(self._load_mask)
-
-    def _load_image(self, path: str) -> np.ndarray:
-        arr = read_image(path, self.size)
-        arr.setflags(write=False)
-        return arr
-
-    def _load_mask(self, path: str) -> np.ndarray:
-        arr = read_mask(path, self.size, threshold=self.mask_threshold)
-        arr.setflags(write=False)
-        return arr
-
-    def image(self, sample: Sample) -> np.ndarray:
-        """Read-only (size, size, 3) uint8 RGB array of a sample's image."""
-        return self._image(str(sample.image))
-
-    def mask(self, sample: Sample) -> np.ndarray:
-        """Read-only (size, size) uint8 {0, 255} mask of a defect sample."""
-        if sample.mask is None:
-            raise ConfigError(f"{sample.image}: defect image has no mask")
-        return self._mask(str(sample.mask))
-
-    @property
-    def defect_types(self) -> list[str]:
-        return sorted(self.defects)
 
 
 @dataclass
@@ -141,7 +96,7 @@ _MODULES = ("model_free", "anomalydiffusion", "gaa", "dualanodiff")  # model-fre
 def _load_builtin(want: str | None = None) -> None:
     """Import the built-in generator modules (importing registers them). With `want`, stop as
     soon as it is registered, so model-free methods never pay for importing the diffusion stack."""
-    import importlib
+    import importlib  # lazy: generator modules register on import; the diffusion ones pull in diffusers
 
     for mod in _MODULES:
         if want is not None and want in _REGISTRY:

@@ -45,7 +45,9 @@ def match_lab_stats(patch: np.ndarray, src_ref: np.ndarray, dst_ref: np.ndarray,
     """
     if len(src_ref) < 4 or len(dst_ref) < 4:
         return patch
-    to_lab = lambda a: cv2.cvtColor(a.reshape(-1, 1, 3), cv2.COLOR_RGB2LAB).reshape(-1, 3).astype(np.float32)
+    def to_lab(a: np.ndarray) -> np.ndarray:
+        return cv2.cvtColor(a.reshape(-1, 1, 3), cv2.COLOR_RGB2LAB).reshape(-1, 3).astype(np.float32)
+
     s, d = to_lab(src_ref), to_lab(dst_ref)
     mu_s, mu_d = s.mean(0), d.mean(0)
     ratio = np.clip((d.std(0) + 1.0) / (s.std(0) + 1.0), 1 / max_ratio, max_ratio)

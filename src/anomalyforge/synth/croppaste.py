@@ -22,10 +22,11 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from anomalyforge.data.fitdata import FitData
 from anomalyforge.errors import ConfigError, DataError
 from anomalyforge.masks.enhance import EnhanceConfig, enhance_mask
 from anomalyforge.masks.placement import place_mask
-from anomalyforge.synth.base import FitData, register
+from anomalyforge.synth.base import register
 from anomalyforge.synth.colour import match_lab_stats
 from anomalyforge.synth.mf_base import Draft, ModelFreeConfig, ModelFreeGenerator
 

@@ -36,16 +36,35 @@ State folder: `dualanodiff.json` (config, category, defect types, backgrounds, l
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import cv2
 import numpy as np
 import torch
+from safetensors.torch import load_file, save_file
 
+from anomalyforge.data.fitdata import FitData
+from anomalyforge.diffusion.augment import flip_pair, to_resolution
+from anomalyforge.diffusion.background_compensation import BackgroundReference
+from anomalyforge.diffusion.blended import (
+    blended_sample,
+    from_model_images,
+    per_sample_randn,
+    to_model_images,
+)
+from anomalyforge.diffusion.dual_attention import DualAdapters, deinterleave, interleave
+from anomalyforge.diffusion.loading import load_ldm
+from anomalyforge.diffusion.masked_loss import masked_diffusion_loss, train_params
+from anomalyforge.diffusion.textual_inversion import tokenize
 from anomalyforge.errors import ConfigError
-from anomalyforge.synth.base import FitData, Generator, Pair, register
+from anomalyforge.masks.foreground import category_foregrounds, foreground_mask, is_whole_image
+from anomalyforge.masks.part import BACKGROUND_CANDIDATES, background_image, choose_background, part_image, segment_part
+from anomalyforge.seeds import Stream, numpy_rng, torch_generator
+from anomalyforge.synth.base import Generator, Pair, register
 from anomalyforge.synth.state import read_state_meta, write_state_meta
 
 STATE_FILE = "dualanodiff.json"
@@ -103,8 +122,6 @@ class DualAnoDiff(Generator):
 
     # ---- setup ---------------------------------------------------------------------------------
     def _load_model(self) -> None:
-        from anomalyforge.diffusion.loading import load_ldm
-        from anomalyforge.masks.part import BACKGROUND_CANDIDATES
 
         c = self.config
         for name in ("fit_steps", "sampler_steps", "train_batch", "rank", "resolution", "mask_tries", "bcm_dim"):
@@ -123,7 +140,6 @@ class DualAnoDiff(Generator):
         self.ldm, self._ldm_key = ldm, key
 
     def _new_adapters(self, seed: int):
-        from anomalyforge.diffusion.dual_attention import DualAdapters
 
         with torch.random.fork_rng(devices=[]):  # seeded initialisation, global RNG left alone
             torch.manual_seed(seed)
@@ -143,13 +159,11 @@ class DualAnoDiff(Generator):
             self._installed = (defect_type, self.adapters[defect_type].install(self.ldm.unet))
 
     def _text(self, prompts: list[str]) -> torch.Tensor:
-        from anomalyforge.diffusion.textual_inversion import tokenize
 
         with torch.no_grad():
             return self.ldm.text_encoder(tokenize(self.ldm.tokenizer, prompts, self.ldm.device))[0].float()
 
     def _choose_backgrounds(self, data: FitData, types: Sequence[str]) -> dict[str, tuple[int, int, int]]:
-        from anomalyforge.masks.part import BACKGROUND_CANDIDATES, choose_background
 
         if self.config.part_background != "auto":
             return {t: BACKGROUND_CANDIDATES[self.config.part_background] for t in types}
@@ -164,7 +178,6 @@ class DualAnoDiff(Generator):
         """Object masks of the good training images (computed once) and their pixel-wise majority;
         the majority is None on a texture category (every mask is the whole frame)."""
         if self._good_object_masks is None:
-            from anomalyforge.masks.foreground import category_foregrounds
 
             if not self.data.good:
                 raise ConfigError(f"{self.data.category}: background compensation needs good training images; "
@@ -177,8 +190,6 @@ class DualAnoDiff(Generator):
 
     def _background(self, image: np.ndarray, defect_mask: np.ndarray) -> np.ndarray:
         """BCM input of a training defect image: its background, object and defect blacked out."""
-        from anomalyforge.masks.foreground import foreground_mask, is_whole_image
-        from anomalyforge.masks.part import background_image
 
         _, consensus = self._good_objects()
         if consensus is None:  # texture: the object is the whole frame
@@ -190,19 +201,15 @@ class DualAnoDiff(Generator):
 
     def _good_background(self, seed: int) -> tuple[str, np.ndarray]:
         """BCM input for a generated pair: the background of a good training image drawn by its seed."""
-        from anomalyforge.masks.part import background_image
 
         masks, _ = self._good_objects()
-        k = int(np.random.default_rng([int(seed), 0xBC]).integers(len(self.data.good)))
+        k = int(numpy_rng(seed, Stream.BACKGROUND).integers(len(self.data.good)))
         return str(self.data.good[k].image), background_image(self.data.image(self.data.good[k]), masks[k])
 
     def _compensation(self, defect_type: str, backgrounds: list[np.ndarray] | None, sched, noise,
                       guidance: bool = False):
         """The BCM reference pass for the next UNet calls (a null context without BCM)."""
-        from contextlib import nullcontext
 
-        from anomalyforge.diffusion.background_compensation import BackgroundReference
-        from anomalyforge.diffusion.blended import to_model_images
 
         if backgrounds is None:
             return nullcontext()
@@ -234,15 +241,10 @@ class DualAnoDiff(Generator):
         self._save(Path(state_dir))
 
     def _fit_type(self, data: FitData, defect_type: str, index: int) -> list[float]:
-        from anomalyforge.diffusion.augment import flip_pair, to_resolution
-        from anomalyforge.diffusion.blended import to_model_images
-        from anomalyforge.diffusion.dual_attention import interleave
-        from anomalyforge.diffusion.masked_loss import masked_diffusion_loss, train_params
-        from anomalyforge.masks.part import part_image
 
         c, ldm = self.config, self.ldm
-        rng = np.random.default_rng([c.seed, index])
-        torch_gen = torch.Generator().manual_seed(int(np.random.SeedSequence([c.seed, index]).generate_state(1)[0]))
+        rng = numpy_rng(c.seed, index)
+        torch_gen = torch_generator(c.seed, index)
         sched = ldm.make_scheduler("ddpm")
         samples = data.defects[defect_type]
         bg = self.backgrounds[defect_type]
@@ -284,7 +286,6 @@ class DualAnoDiff(Generator):
             self._use(None)
 
     def _save(self, state_dir: Path) -> None:
-        from safetensors.torch import save_file
 
         state_dir.mkdir(parents=True, exist_ok=True)
         files = {}
@@ -303,7 +304,6 @@ class DualAnoDiff(Generator):
     # ---- load ----------------------------------------------------------------------------------
     def load(self, data: FitData, state_dir: Path) -> None:
         """Restore the per-type adapters saved by `fit`; the state must be this category's."""
-        from safetensors.torch import load_file
 
         state_dir = Path(state_dir)
         meta = read_state_meta(state_dir / STATE_FILE, self.name, data.category, self.config,
@@ -316,7 +316,7 @@ class DualAnoDiff(Generator):
         self.types = list(meta["defect_types"])
         self.backgrounds = {t: tuple(int(x) for x in v) for t, v in meta["backgrounds"].items()}
         self._good_object_masks = None
-        for i, t in enumerate(self.types):
+        for t in self.types:
             path = state_dir / meta["adapter_files"][t]
             if not path.is_file():
                 raise ConfigError(f"{path}: adapter weights of defect type {t!r} missing (re-run fit)")
@@ -332,7 +332,6 @@ class DualAnoDiff(Generator):
     def generate(self, defect_type: str, seeds: Sequence[int]) -> list[Pair]:
         """One pair per seed: both branches sampled together, mask segmented from the part; a seed
         whose part comes out empty is redrawn on a further noise stream (up to `mask_tries`)."""
-        from anomalyforge.masks.part import segment_part
 
         if self.ldm is None or self.data is None:
             raise ConfigError(f"{self.name}: call fit or load before generate")
@@ -344,14 +343,14 @@ class DualAnoDiff(Generator):
         todo = list(range(len(seeds)))
         sources, backgrounds = [""] * len(seeds), None
         if c.background_compensation:
-            sources, backgrounds = map(list, zip(*(self._good_background(s) for s in seeds)))
+            sources, backgrounds = map(list, zip(*(self._good_background(s) for s in seeds), strict=False))
         for attempt in range(c.mask_tries):
             if not todo:
                 break
             backs = None if backgrounds is None else [backgrounds[i] for i in todo]
             wholes, parts = self._sample(defect_type, [seeds[i] for i in todo], attempt, backs)
             left = []
-            for i, whole, part in zip(todo, wholes, parts):
+            for i, whole, part in zip(todo, wholes, parts, strict=False):
                 mask = segment_part(part, bg, c.mask_min_contrast)
                 found[i] = (whole, part, mask, attempt)
                 if not mask.any():
@@ -377,12 +376,10 @@ class DualAnoDiff(Generator):
                 backgrounds: list[np.ndarray] | None = None) -> tuple[list, list]:
         """Whole images and part images (at `resolution`) for `seeds`, noise stream `attempt`;
         `backgrounds` (one per seed, all seeds of the call): the BCM's background images."""
-        from anomalyforge.diffusion.blended import blended_sample, from_model_images, per_sample_randn, seeded_generator
-        from anomalyforge.diffusion.dual_attention import deinterleave, interleave
 
         c, ldm = self.config, self.ldm
         b = len(seeds)
-        gens = [seeded_generator(s, 2 * attempt + branch) for s in seeds for branch in (0, 1)]
+        gens = [torch_generator(s, 2 * attempt + branch) for s in seeds for branch in (0, 1)]
         text = self._text([c.whole_prompt, c.part_prompt, ""])
         cond = interleave(text[0:1].expand(b, -1, -1), text[1:2].expand(b, -1, -1))
         uncond = text[2:3].expand(2 * b, -1, -1)
@@ -391,10 +388,9 @@ class DualAnoDiff(Generator):
         self._use(defect_type)
         backs = None
         if backgrounds is not None:
-            from anomalyforge.diffusion.augment import to_resolution
 
             backs = [to_resolution(b, c.resolution) for b in backgrounds]
-        ref_gens = [seeded_generator(s, 2 * attempt + 100) for s in seeds]
+        ref_gens = [torch_generator(s, Stream.REFERENCE_NOISE + 2 * attempt) for s in seeds]
         with self._compensation(defect_type, backs, ldm.make_scheduler("ddpm"),
                                 lambda shape: per_sample_randn((len(ref_gens), *shape[1:]), ref_gens).repeat(
                                     shape[0] // len(ref_gens), 1, 1, 1), guidance=c.guidance != 1.0):

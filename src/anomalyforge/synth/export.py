@@ -19,9 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
-from anomalyforge.data.io import read_image, write_png_atomic
+from anomalyforge.atomic import write_png_atomic
+from anomalyforge.data.io import read_image
 from anomalyforge.errors import ConfigError, DataError
-from anomalyforge.synth.manifest import read_manifest, read_run_config, write_manifest
+from anomalyforge.formats.manifest import read_manifest, read_run_config, write_manifest
 
 __all__ = ["export_run", "read_manifest", "write_manifest"]
 

@@ -25,16 +25,31 @@ and their regions).
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Sequence
 
 import cv2
 import numpy as np
 
+from anomalyforge.data.fitdata import FitData
 from anomalyforge.errors import ConfigError
+from anomalyforge.masks.enhance import enhance_mask
+from anomalyforge.masks.foreground import foreground_mask
+from anomalyforge.masks.placement import NoPlacement, place_mask
+from anomalyforge.masks.regions import (
+    BACKGROUND,
+    RegionConfig,
+    load_user_regions,
+    logical_mask,
+    model_from_masks,
+    propagate,
+    segment_reference,
+)
+from anomalyforge.quality.cluster import ClusterConfig, apply_subtypes, base_type, cluster_fitdata
+from anomalyforge.seeds import Stream, numpy_rng
 from anomalyforge.synth.anomalydiffusion import AnomalyDiffusion, AnomalyDiffusionConfig
-from anomalyforge.synth.base import FitData, Pair, register
+from anomalyforge.synth.base import Pair, register
 from anomalyforge.synth.state import write_state_meta
 
 GAA_FILE = "gaa.json"
@@ -92,7 +107,6 @@ class GAA(AnomalyDiffusion):
     def _regions(self, data: FitData):
         """The reference region model: the first user-annotated good image, else the first good image
         segmented automatically (deterministic, so `load` rebuilds the same regions)."""
-        from anomalyforge.masks.regions import RegionConfig, load_user_regions, model_from_masks, segment_reference
 
         if self._region_model is not None:
             return self._region_model
@@ -111,7 +125,6 @@ class GAA(AnomalyDiffusion):
         return self._region_model
 
     def _region_map(self, data: FitData, sample) -> object:
-        from anomalyforge.masks.regions import propagate
 
         key = str(sample.image)
         if key not in self._region_cache:
@@ -120,7 +133,6 @@ class GAA(AnomalyDiffusion):
 
     def _best_regions(self, data: FitData, samples) -> tuple[float, list[str]]:
         """Median best IoU of the samples' masks with a non-background region, and those regions."""
-        from anomalyforge.masks.regions import BACKGROUND
 
         ious, names = [], []
         for s in samples:
@@ -160,13 +172,11 @@ class GAA(AnomalyDiffusion):
 
     # ---- fit / load ----------------------------------------------------------------------------
     def _subtyped(self, data: FitData) -> FitData:
-        from anomalyforge.quality.cluster import apply_subtypes
 
         return apply_subtypes(data, self.clusters)
 
     def fit(self, data: FitData, state_dir: Path) -> None:
         """Cluster into sub-types, decide logical types, then fit e_f per sub-type + the shared encoder."""
-        from anomalyforge.quality.cluster import ClusterConfig, cluster_fitdata
 
         c = self.config
         self._check_config()
@@ -199,10 +209,9 @@ class GAA(AnomalyDiffusion):
     # ---- masks ---------------------------------------------------------------------------------
     def _good_index(self, seed: int) -> int:
         # the same draw AnomalyDiffusion.generate uses to pick the good image of a seed
-        return int(np.random.default_rng([int(seed), 3]).integers(len(self.data.good)))
+        return int(numpy_rng(seed, Stream.GOOD_IMAGE).integers(len(self.data.good)))
 
     def _foreground(self, sample) -> np.ndarray:
-        from anomalyforge.masks.foreground import foreground_mask
 
         key = str(sample.image)
         if key not in self._fg_cache:
@@ -212,10 +221,6 @@ class GAA(AnomalyDiffusion):
     def _masks_for(self, defect_type: str, seeds: Sequence[int]) -> tuple[list[np.ndarray], list[str]]:
         """Region-guided masks at `resolution`: whole regions for logical types, few-shot masks
         reshaped and placed inside the foreground for local ones."""
-        from anomalyforge.masks.enhance import enhance_mask
-        from anomalyforge.masks.placement import NoPlacement, place_mask
-        from anomalyforge.masks.regions import logical_mask
-        from anomalyforge.quality.cluster import base_type
 
         c, data = self.config, self.data
         base = base_type(defect_type)
@@ -223,7 +228,7 @@ class GAA(AnomalyDiffusion):
         mean_area = float(np.mean([(m > 0).sum() for m in few]))
         out, how = [], []
         for s in seeds:
-            rng = np.random.default_rng([int(s), 2])
+            rng = numpy_rng(s, Stream.MASK)
             good = data.good[self._good_index(s)]
             if base in self.logical:
                 rm = self._region_map(self.original or data, good)
@@ -268,12 +273,12 @@ class GAA(AnomalyDiffusion):
             raise ConfigError(f"defect type {defect_type!r} was not fitted; fitted: "
                               f"{', '.join(sorted(self.clusters))}")
         weights = np.array([n for _, n in subs], float)
-        pick = [subs[int(np.random.default_rng([int(s), 4]).choice(len(subs), p=weights / weights.sum()))][0]
+        pick = [subs[int(numpy_rng(s, Stream.SUBTYPE).choice(len(subs), p=weights / weights.sum()))][0]
                 for s in seeds]
         out: list[Pair | None] = [None] * len(seeds)
         for sub in dict.fromkeys(pick):
             idx = [i for i, p in enumerate(pick) if p == sub]
-            for i, pair in zip(idx, super().generate(sub, [seeds[i] for i in idx])):
+            for i, pair in zip(idx, super().generate(sub, [seeds[i] for i in idx]), strict=False):
                 pair.params["subtype"] = sub
                 out[i] = pair
         return [p for p in out if p is not None]

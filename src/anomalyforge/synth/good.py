@@ -16,8 +16,14 @@ from dataclasses import asdict, dataclass
 
 import cv2
 import numpy as np
+import torch
+from tqdm.auto import tqdm
 
+from anomalyforge.diffusion.blended import blended_sample, from_model_images, to_model_images
+from anomalyforge.diffusion.loading import load_ldm
+from anomalyforge.diffusion.textual_inversion import tokenize
 from anomalyforge.errors import ConfigError
+from anomalyforge.seeds import numpy_rng, torch_generator
 
 
 @dataclass(frozen=True)
@@ -78,7 +84,7 @@ def augment_goods(images: np.ndarray, n: int, seed: int = 0,
     cfg = config or GoodAugmentConfig()
     out = np.empty((n, *images.shape[1:]), np.uint8)
     for i in range(n):
-        rng = np.random.default_rng([int(seed), i])
+        rng = numpy_rng(seed, i)
         out[i] = augment_good(images[i % len(images)], rng, cfg)
     return out
 
@@ -115,12 +121,7 @@ def diffuse_goods(images: np.ndarray, n: int, seed: int = 0, config: DiffusionGo
     not depend on n or the batch. H and W must be multiples of the VAE's factor (8 for SD).
     `ldm`: the already loaded `config.base_model` (`anomalyforge.diffusion.loading.load_ldm`), to
     load it once for many calls."""
-    import torch
-    from tqdm.auto import tqdm
 
-    from anomalyforge.diffusion.blended import blended_sample, from_model_images, to_model_images
-    from anomalyforge.diffusion.loading import load_ldm
-    from anomalyforge.diffusion.textual_inversion import tokenize
 
     if config is None:
         raise ConfigError("diffusion good variations need a base model (DiffusionGoodConfig(base_model=...))")
@@ -139,7 +140,7 @@ def diffuse_goods(images: np.ndarray, n: int, seed: int = 0, config: DiffusionGo
         for start in tqdm(range(0, n, config.batch_size), desc="diffusion goods", disable=not progress):
             idx = list(range(start, min(n, start + config.batch_size)))
             src = [images[i % len(images)] for i in idx]
-            gens = [torch.Generator().manual_seed(int(np.random.SeedSequence([int(seed), i]).generate_state(1)[0]))
+            gens = [torch_generator(seed, i)
                     for i in idx]
             y0 = ldm.encode_images(to_model_images(src))
             ones = torch.ones(len(idx), 1, *y0.shape[-2:])

@@ -14,19 +14,22 @@ import dataclasses
 import json
 import os
 import sys
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import cv2
 import numpy as np
 from tqdm import tqdm
 
+from anomalyforge.data.fitdata import FitData
 from anomalyforge.errors import ConfigError, DataError
 from anomalyforge.masks.foreground import ForegroundConfig, decide_category, foreground_mask, region_mask_for
 from anomalyforge.masks.placement import NoPlacement
-from anomalyforge.synth.base import FitData, Generator, Pair
+from anomalyforge.seeds import numpy_rng
+from anomalyforge.synth.base import Generator, Pair
 
 STATE_FILE = "state.json"
 FG_FILE = "foreground.npz"
@@ -189,7 +192,7 @@ class ModelFreeGenerator(Generator):
         for seed in seeds:
             reasons: dict[str, int] = {}
             for attempt in range(self.config.max_redraws):
-                rng = np.random.default_rng([int(seed), attempt])
+                rng = numpy_rng(seed, attempt)
                 try:
                     d = self._draw(defect_type, rng)
                     img, mask = self._finalize(d)

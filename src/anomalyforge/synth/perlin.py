@@ -10,15 +10,15 @@ Blend: I_a = (1 - M) * I + (1 - beta) * (M * A) + beta * (M * I), beta ~ U(0, 0.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from anomalyforge.data.fitdata import FitData
 from anomalyforge.data.io import read_image
 from anomalyforge.errors import DataError
-from anomalyforge.synth.base import FitData, register
+from anomalyforge.synth.base import register
 from anomalyforge.synth.colour import draem_augment
 from anomalyforge.synth.mf_base import Draft, ModelFreeConfig, ModelFreeGenerator
 
@@ -88,9 +88,15 @@ class Perlin(ModelFreeGenerator):
             raise DataError(root, "texture folder holds no images")
         return files
 
-    @lru_cache(maxsize=256)
     def _texture(self, k: int) -> np.ndarray:
-        return read_image(self._textures[k], self.data.size)
+        """Texture image k at the data size, cached per generator and per texture list."""
+        key = (str(self._textures[k]), self.data.size)
+        cache: dict = self.__dict__.setdefault("_texture_cache", {})
+        if key not in cache:
+            if len(cache) >= 256:
+                cache.clear()
+            cache[key] = read_image(self._textures[k], self.data.size)
+        return cache[key]
 
     def _source(self, i: int, rng: np.random.Generator) -> tuple[np.ndarray, dict]:
         if self._textures:

@@ -16,7 +16,6 @@ import os
 import shutil
 import sys
 import time
-import zlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -25,10 +24,14 @@ import numpy as np
 from tqdm import tqdm
 
 from anomalyforge import __version__
-from anomalyforge.data.io import write_png_atomic
+from anomalyforge.atomic import write_png_atomic
+from anomalyforge.data import few_shot_split, fit_data, load_dataset
 from anomalyforge.errors import ConfigError, DataError
+from anomalyforge.formats.manifest import RUN_JSON, append_records, read_manifest, read_run_config, repair_manifest
+from anomalyforge.quality.cluster import plan_subtypes, save_subtypes
+from anomalyforge.quality.filter import filter_run
+from anomalyforge.seeds import pair_seed
 from anomalyforge.synth.base import Generator, get_generator
-from anomalyforge.synth.manifest import RUN_JSON, append_records, read_manifest, read_run_config, repair_manifest
 
 # keys of run.json that must match for a folder to be extended/resumed
 IDENTITY_KEYS = ("method", "config", "category", "seed", "size", "types")
@@ -42,13 +45,6 @@ def pair_id(defect_type: str, index: int) -> str:
     return f"{defect_type}_{index:0{ID_DIGITS}d}"
 
 
-def pair_seed(run_seed: int, defect_type: str, index: int) -> int:
-    """The seed of one pair: SeedSequence(run_seed, spawn_key=(crc32(type), index)) -> 63-bit int.
-
-    Independent of which other types are generated and of the order, so runs resume and extend.
-    """
-    ss = np.random.SeedSequence(int(run_seed), spawn_key=(zlib.crc32(defect_type.encode()), int(index)))
-    return int(ss.generate_state(1, np.uint64)[0] >> np.uint64(1))
 
 
 def _jsonable(o: Any) -> Any:
@@ -146,7 +142,6 @@ def generate_run(data: Path, out: Path, method: str = "croppaste", n: int = 100,
     run is a ConfigError. Returns a summary: pairs per type (in the folder), new pairs written now,
     seconds, pairs/s, redraws (drafts rejected and redrawn) and rejected_drafts (count per reason).
     """
-    from anomalyforge.data import few_shot_split, fit_data, load_dataset
 
     t0 = time.perf_counter()
     data, out = Path(data), Path(out)
@@ -172,7 +167,6 @@ def generate_run(data: Path, out: Path, method: str = "croppaste", n: int = 100,
     fd.defects = {t: fd.defects[t] for t in types}
     clusters = None
     if subtypes:  # GAA anomaly concepts: fit and generate per sub-type <type>@<k>
-        from anomalyforge.quality.cluster import plan_subtypes
 
         fd, clusters = plan_subtypes(fd, subtypes, out, seed=int(seed), progress=progress)
         types = fd.defect_types
@@ -198,7 +192,6 @@ def generate_run(data: Path, out: Path, method: str = "croppaste", n: int = 100,
                 out.rmdir()
         raise
     if clusters is not None:  # after a successful fit, so a failed fresh run leaves nothing behind
-        from anomalyforge.quality.cluster import save_subtypes
 
         save_subtypes(out, fd, clusters, int(seed))
 
@@ -220,14 +213,13 @@ def generate_run(data: Path, out: Path, method: str = "croppaste", n: int = 100,
             if len(pairs) != len(seeds):
                 raise ConfigError(f"method {method!r} returned {len(pairs)} pairs for {len(seeds)} seeds")
             writer.submit([_prepare(pair, t, i, s, method, ds.category, int(size))
-                           for (_, i), s, pair in zip(batch, seeds, pairs)])
+                           for (_, i), s, pair in zip(batch, seeds, pairs, strict=False)])
             k += len(batch)
         writer.close()
     finally:
         writer.abort()
         bar.close()
     if keep_ratio:
-        from anomalyforge.quality.filter import filter_run
 
         filter_run(out, keep_ratio=keep_ratio, seed=int(seed), config=filter_config, progress=progress)
     secs = time.perf_counter() - t0
@@ -260,7 +252,7 @@ def pairs_per_type(types: list[str], n: int, fd) -> dict[str, int]:
             if alloc.sum() >= max(n, len(members)):
                 break
             alloc[j] += 1
-        out.update({t: int(a) for t, a in zip(members, alloc)})
+        out.update({t: int(a) for t, a in zip(members, alloc, strict=False)})
     return out
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from anomalyforge.data.readers import Reader, ReadResult
+from anomalyforge.data.readers.base import Reader, ReadResult
 from anomalyforge.data.scan import defect_sample, find_mask, good_samples, has_images, list_images, subdirs
 from anomalyforge.data.types import GOOD, Sample
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from anomalyforge.data.readers import Reader, ReadResult
+from anomalyforge.data.readers.base import Reader, ReadResult
 from anomalyforge.data.scan import defect_sample, good_samples, list_images, subdirs
 from anomalyforge.data.types import Sample
 from anomalyforge.errors import DataError

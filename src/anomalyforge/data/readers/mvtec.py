@@ -7,10 +7,10 @@ merged file `ground_truth/<type>/NNN.png`; LOCO's `validation/good` becomes spli
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
-from anomalyforge.data.readers import Reader, ReadResult
+from anomalyforge.data.readers.base import Reader, ReadResult
 from anomalyforge.data.scan import defect_sample, find_mask, good_samples, list_images, subdirs
 from anomalyforge.data.types import GOOD, Sample
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from anomalyforge.data.readers import Reader, ReadResult
+from anomalyforge.data.readers.base import Reader, ReadResult
 from anomalyforge.data.scan import defect_sample, find_mask, good_samples, list_images
 from anomalyforge.data.types import Sample
 from anomalyforge.errors import DataError

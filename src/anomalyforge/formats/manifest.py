@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
+from anomalyforge.data import few_shot_split, load_dataset
 from anomalyforge.errors import DataError
 
 MANIFEST = "manifest.jsonl"
@@ -66,11 +67,6 @@ def repair_manifest(run: str | Path) -> None:
             os.fsync(fh.fileno())
 
 
-def append_record(run: str | Path, record: dict) -> None:
-    """Append one record and fsync it (called after both of the pair's PNGs exist)."""
-    append_records(run, [record])
-
-
 def append_records(run: str | Path, records: Iterable[dict]) -> None:
     """Append records with one fsync (called after all of their PNGs exist)."""
     data = b"".join((json.dumps(r, sort_keys=True) + "\n").encode() for r in records)
@@ -110,7 +106,6 @@ def run_split(run: str | Path):
     """The few-shot split of the category a run was generated from (run.json's data path,
     category, format and ratio), recomputed from the dataset: the run's training defects and
     good images, never its test part."""
-    from anomalyforge.data import few_shot_split, load_dataset
 
     doc = read_run_config(run)
     data = doc.get("data")

@@ -9,7 +9,7 @@ import pytest
 
 from anomalyforge.cli import main
 from anomalyforge.errors import ConfigError, DataError
-from anomalyforge.inspect.benchmark import format_results_table, run_benchmark
+from anomalyforge.pipelines.benchmark import format_results_table, run_benchmark
 
 TYPES = ["broken_large", "broken_small", "contamination"]
 

@@ -17,16 +17,23 @@ from __future__ import annotations
 import json
 import os
 import time
-from datetime import datetime, timezone
+from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from anomalyforge import __version__
+from anomalyforge.data import few_shot_split, load_dataset
+from anomalyforge.data.io import read_image
+from anomalyforge.diffusion.loading import load_ldm
 from anomalyforge.errors import ConfigError, DataError
-from anomalyforge.inspect.profiles import Profile
+from anomalyforge.inspect.evaluate import TestSet, localization_metrics
+from anomalyforge.inspect.patchcore import PatchCore
+from anomalyforge.inspect.profiles import Profile, get_profile
+from anomalyforge.report.fewshot import write_fewshot_report
+from anomalyforge.seeds import Stream, numpy_rng
 from anomalyforge.synth.good import DiffusionGoodConfig, GoodAugmentConfig, augment_goods, diffuse_goods
 
 FEWSHOT_JSON = "fewshot.json"
@@ -44,7 +51,7 @@ def shot_indices(n_good: int, shots: int, seed: int) -> np.ndarray:
     """Indices of the `shots` good training images used with `seed` (nested over shots)."""
     if shots > n_good:
         raise ConfigError(f"{shots} shots asked for, but the split has {n_good} good training images")
-    return np.random.default_rng([int(seed), 7]).permutation(n_good)[:shots]
+    return numpy_rng(seed, Stream.SHOTS).permutation(n_good)[:shots]
 
 
 def summarise(rows: dict[str, dict]) -> list[dict]:
@@ -72,11 +79,6 @@ def run_fewshot_benchmark(data: Path, out: Path, shots: Sequence[int] = (1, 2, 4
 
     Returns the document also written to `<out>/fewshot.json` (config, one row per model, and a
     summary over seeds)."""
-    from anomalyforge.data import few_shot_split, load_dataset
-    from anomalyforge.data.io import read_image
-    from anomalyforge.inspect.evaluate import TestSet, localization_metrics
-    from anomalyforge.inspect.patchcore import PatchCore
-    from anomalyforge.inspect.profiles import get_profile
 
     prof = get_profile(profile)
     shots = _positive_ints("shots", shots)
@@ -98,7 +100,7 @@ def run_fewshot_benchmark(data: Path, out: Path, shots: Sequence[int] = (1, 2, 4
                             "sigma": prof.pc_sigma, "projection": prof.pc_projection}}
     path = out / FEWSHOT_JSON
     doc = {"category": ds.category, "data": str(data.resolve()), "profile": prof.name, "config": config,
-           "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "version": __version__,
+           "created": datetime.now(UTC).isoformat(timespec="seconds"), "version": __version__,
            "rows": {}}
     if path.is_file():
         try:
@@ -111,7 +113,6 @@ def run_fewshot_benchmark(data: Path, out: Path, shots: Sequence[int] = (1, 2, 4
     todo = [(s, k, g) for s in seeds for k in shots for g in variants if f"s{s}-k{k}-g{g}" not in doc["rows"]]
     ldm = None
     if diffusion is not None and any(g for _, _, g in todo):  # load once, and fail before any output
-        from anomalyforge.diffusion.loading import load_ldm
 
         ldm = load_ldm(diffusion.base_model, diffusion.device, diffusion.precision)
     out.mkdir(parents=True, exist_ok=True)
@@ -143,7 +144,6 @@ def run_fewshot_benchmark(data: Path, out: Path, shots: Sequence[int] = (1, 2, 4
         tmp.write_text(json.dumps(doc, indent=2))
         os.replace(tmp, path)
     doc["summary"] = summarise(doc["rows"])
-    from anomalyforge.report.fewshot import write_fewshot_report
 
     write_fewshot_report(out)  # fewshot.html + fewshot.png
     return doc

@@ -15,18 +15,27 @@ import json
 import os
 import resource
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from anomalyforge import __version__
-from anomalyforge.data.io import write_json_atomic
+from anomalyforge.atomic import write_json_atomic
+from anomalyforge.data import few_shot_split, fit_data, load_dataset
 from anomalyforge.errors import ConfigError, DataError
+from anomalyforge.inspect.classify import train_classifier
 from anomalyforge.inspect.evaluate import TestSet, classification_metrics, localization_metrics
 from anomalyforge.inspect.pairs import GeneratedPairs
+from anomalyforge.inspect.patchcore import PatchCore
 from anomalyforge.inspect.profiles import Profile, get_profile
+from anomalyforge.inspect.train import good_images, train_localizer
+from anomalyforge.metrics import image_scores_from_maps
+from anomalyforge.quality.generation import QualityConfig, score_run
+from anomalyforge.report.html import write_report
+from anomalyforge.synth.base import available
+from anomalyforge.synth.run import generate_run
 
 BASELINES = ("patchcore", "none")
 RESULTS = "results.json"
@@ -45,7 +54,6 @@ def _save_maps(path: Path, **arrays: np.ndarray) -> None:
 
 def check_methods(methods: list[str]) -> list[str]:
     """Methods in order without duplicates; unknown names -> ConfigError listing the known ones."""
-    from anomalyforge.synth.base import available
 
     if not methods:
         raise ConfigError("no methods given; use generator names and/or patchcore")
@@ -94,7 +102,6 @@ def run_benchmark(data: Path, out: Path, methods: list[str], category: str | Non
 
     Returns the results document also written to `<out>/results.json`.
     """
-    from anomalyforge.data import few_shot_split, fit_data, load_dataset
 
     prof = get_profile(profile)
     runs = {k: Path(v) for k, v in (runs or {}).items()}
@@ -127,7 +134,7 @@ def run_benchmark(data: Path, out: Path, methods: list[str], category: str | Non
         "split": {"train_defects": {t: len(v) for t, v in sorted(split.train_defects.items())},
                   "test_defects": {t: len(v) for t, v in sorted(split.test_defects.items())},
                   "train_good": len(split.train_good), "test_good": len(split.test_good)},
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "version": __version__,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"), "version": __version__,
     }
     results = _open_results(out, header)
     out.mkdir(parents=True, exist_ok=True)
@@ -153,19 +160,11 @@ def run_benchmark(data: Path, out: Path, methods: list[str], category: str | Non
         results["methods"][method] = entry
         write_json_atomic(out / RESULTS, results)
 
-    try:
-        from anomalyforge.report.html import write_report
-    except ImportError:
-        write_report = None
-    if write_report is not None:
-        write_report(out)
+    write_report(out)
     return results
 
 
 def _run_patchcore(fit, prof: Profile, seed: int, test_set, out: Path, method: str, progress: bool) -> dict:
-    from anomalyforge.inspect.classify import train_classifier
-    from anomalyforge.inspect.patchcore import PatchCore
-    from anomalyforge.inspect.train import good_images
 
     t0 = time.perf_counter()
     pc = PatchCore(prof.pc_levels, prof.pc_coreset, prof.pc_projection, prof.pc_sigma, seed, prof.device,
@@ -193,13 +192,9 @@ def _run_patchcore(fit, prof: Profile, seed: int, test_set, out: Path, method: s
 def _run_synthetic(data: Path, out: Path, method: str, category: str, data_format: str | None, fit,
                    prof: Profile, seed: int, n: int, run: Path | None, needed: list[str], test_set,
                    progress: bool) -> dict:
-    from anomalyforge.inspect.classify import train_classifier
-    from anomalyforge.inspect.train import train_localizer
-    from anomalyforge.metrics import image_scores_from_maps
 
     t0 = time.perf_counter()
     if run is None:
-        from anomalyforge.synth.run import generate_run
 
         run = out / "runs" / method
         generate_run(data, run, method=method, n=n, category=category, types=None, seed=seed,
@@ -253,7 +248,6 @@ def _classify(cls_model, test: TestSet, trained_on: str) -> tuple[dict | None, d
 def _generation_quality(run: Path, prof: Profile, seed: int, progress: bool) -> dict:
     """IS and IC-LPIPS of the run's kept pairs (default offline models; also written to
     RUN/quality.json), summarised for results.json."""
-    from anomalyforge.quality.generation import QualityConfig, score_run
 
     doc = score_run(run, QualityConfig(size=prof.size, seed=seed, device=prof.device), progress)
     keep = ("n", "is", "is_std", "ic_lpips")

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from anomalyforge.data.fitdata import FitData
 from anomalyforge.inspect.pairs import GeneratedPairs
-from anomalyforge.synth.base import FitData
 
 
 def croppaste(fit: FitData, n_per_type: int, seed: int) -> GeneratedPairs:

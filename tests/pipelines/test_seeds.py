@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from anomalyforge.errors import ConfigError
-from anomalyforge.inspect.seeds import format_seeds_table, run_benchmark_seeds, summarize_seeds
+from anomalyforge.pipelines.seeds import format_seeds_table, run_benchmark_seeds, summarize_seeds
 
 
 def _entry(px_ap: float, acc: float | None, model: str = "feature_head") -> dict:

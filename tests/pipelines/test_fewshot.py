@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from anomalyforge.errors import ConfigError
-from anomalyforge.inspect.fewshot import run_fewshot_benchmark, shot_indices, summarise
+from anomalyforge.pipelines.fewshot import run_fewshot_benchmark, shot_indices, summarise
 
 
 @pytest.fixture(scope="module")
@@ -101,14 +101,14 @@ def test_cli_fewshot_bad_input_is_one_line_and_writes_nothing(small_bottle, tmp_
 
 def test_fewshot_with_diffusion_goods_loads_the_model_once_and_fails_before_output(small_bottle, tmp_path,
                                                                                    monkeypatch):
-    from anomalyforge.diffusion import loading
+    from anomalyforge.pipelines import fewshot as fewshot_mod
     from anomalyforge.diffusion.tiny import make_tiny_model
     from anomalyforge.synth.good import DiffusionGoodConfig
 
     model = make_tiny_model(tmp_path / "tiny")
     loads = []
-    real_load = loading.load_ldm
-    monkeypatch.setattr(loading, "load_ldm", lambda *a, **k: loads.append(a) or real_load(*a, **k))
+    real_load = fewshot_mod.load_ldm
+    monkeypatch.setattr(fewshot_mod, "load_ldm", lambda *a, **k: loads.append(a) or real_load(*a, **k))
     cfg = DiffusionGoodConfig(str(model), strength=0.5, steps=2, device="cpu")
     doc = run_fewshot_benchmark(small_bottle, tmp_path / "fs", shots=(1, 2), generated=2, seeds=(0,),
                                 profile="smoke", diffusion=cfg, progress=False)

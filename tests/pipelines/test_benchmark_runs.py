@@ -3,8 +3,8 @@
 import pytest
 
 from anomalyforge.errors import DataError
-from anomalyforge.inspect.benchmark import run_benchmark
-from anomalyforge.synth.export import read_manifest, write_manifest
+from anomalyforge.formats.manifest import read_manifest, write_manifest
+from anomalyforge.pipelines.benchmark import run_benchmark
 from anomalyforge.synth.run import generate_run
 
 
