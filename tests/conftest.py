@@ -15,6 +15,17 @@ REPO = Path(__file__).resolve().parents[1]
 DATASETS = Path(os.environ.get("ANOMALYFORGE_DATASETS", REPO.parent / "shared" / "datasets"))
 
 
+DATA_FIXTURES = frozenset({"datasets_root", "bottle_dir", "juice_dir", "mtile_dir"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that read ../shared (directly or through a fixture) are `integration`, the rest `unit`:
+    `scripts/test.sh -m unit` runs the fast tests on tiny fixtures alone."""
+    for item in items:
+        uses_data = DATA_FIXTURES & set(getattr(item, "fixturenames", ()))
+        item.add_marker(pytest.mark.integration if uses_data else pytest.mark.unit)
+
+
 def _need(path: Path) -> Path:
     if not DATASETS.is_dir():
         pytest.skip(f"real datasets not found at {DATASETS}")
