@@ -39,11 +39,11 @@ def bottle_pairs64(bottle_fit64: FitData) -> GeneratedPairs:
 
 @pytest.fixture(autouse=True)
 def _one_torch_thread():
-    """One torch thread per test here: on the shared, oversubscribed CI machine two threads
-    spend most of their time waiting for each other. Restored afterwards (not global)."""
-    import torch
+    """The session's torch thread count (1 unless ANOMALYFORGE_TEST_THREADS says otherwise) for every
+    test here, even one that changed it: on the shared, oversubscribed CI machine two threads spend
+    most of their time waiting for each other. Module-scoped fixtures that train use `pinned()`
+    themselves (they run before this function-scoped fixture)."""
+    from afthreads import pinned
 
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+    with pinned():
+        yield

@@ -16,13 +16,11 @@ TYPES = ["broken_large", "broken_small", "contamination"]
 
 @pytest.fixture(scope="module")
 def bench(bottle_dir, tmp_path_factory):
-    import torch
+    from afthreads import pinned
 
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
     out = tmp_path_factory.mktemp("bench")
-    res = run_benchmark(bottle_dir, out, ["croppaste", "patchcore"], profile="smoke", n=4, progress=False)
-    torch.set_num_threads(before)
+    with pinned():  # module-scoped: runs before the function-scoped thread pin
+        res = run_benchmark(bottle_dir, out, ["croppaste", "patchcore"], profile="smoke", n=4, progress=False)
     return out, res
 
 
