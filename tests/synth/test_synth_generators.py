@@ -72,6 +72,31 @@ def test_croppaste_pastes_the_real_defect_shape(bottle_fd, tmp_path):
         assert area <= (p.mask > 0).sum() <= area * 1.6 + 40
 
 
+def test_croppaste_pastes_the_defects_own_pixels_transformed(bottle_fd, tmp_path):
+    """Inside the pasted mask the pixels are the source defect's, warped by the recorded matrix
+    (colour matching off: alpha is 1 there), not the defect at its old place or the good image."""
+    cls = get_generator("croppaste")
+    gen = cls(cls.make_config({"colour_match": False}))
+    gen.fit(bottle_fd, tmp_path)
+    checked = 0
+    for p in gen.generate("broken_small", [1, 2, 3, 4]):
+        mat = np.array(p.params["matrix"], np.float64)
+        assert not p.params["kept_position"] and np.abs(mat[:, 2]).max() > 2  # it really moved
+        d_img = read_image(p.params["defect"], SIZE)
+        expected = cv2.warpAffine(d_img, mat, (SIZE, SIZE), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+        inner = cv2.erode((p.mask > 0).astype(np.uint8), np.ones((5, 5), np.uint8)) > 0  # off the feathered rim
+        if inner.sum() < 5:
+            continue
+        got = p.image[inner].astype(int)
+        err = np.abs(got - expected[inner].astype(int))
+        assert np.median(err) <= 2 and err.mean() < 4  # the warped defect (matrix rounded to 4 places)
+        unmoved = np.abs(got - d_img[inner].astype(int)).mean()
+        good = np.abs(got - read_image(p.source, SIZE)[inner].astype(int)).mean()
+        assert min(unmoved, good) > err.mean() + 5  # clearly not the defect left in place, nor the good image
+        checked += 1
+    assert checked >= 2
+
+
 def test_croppaste_on_a_texture_and_mask_variation(mtile_dir, tmp_path):
     fd = _fit_data(mtile_dir, size=64, n_good=8)
     fd.defects = {"crack": fd.defects["crack"][:3]}
