@@ -116,13 +116,14 @@ MUTANTS: list[Mutant] = [
            ("tests/metrics/test_pro.py",), "PRO area stops at the last vertex below the limit"),
     # --- thresholds ------------------------------------------------------------------------------
     Mutant("mask-threshold-strict", "src/anomalyforge/data/io.py",
-           "return np.where(arr > 0, 255, 0).astype(np.uint8)\n    return np.where(arr >= threshold, 255, 0)",
-           "return np.where(arr > 0, 255, 0).astype(np.uint8)\n    return np.where(arr > threshold, 255, 0)",
+           "return np.where(arr >= min(threshold, 64), 255, 0).astype(np.uint8)\n    return np.where(arr >= threshold,",
+           "return np.where(arr >= min(threshold, 64), 255, 0).astype(np.uint8)\n    return np.where(arr > threshold,",
            ("tests/data/test_data_io.py",), "soft mask binarised at > instead of >= threshold"),
     Mutant("changed-pixel-threshold-ignored", "src/anomalyforge/synth/mf_base.py",
            "changed = np.abs(img.astype(np.int16) - src.astype(np.int16)).max(axis=2) > cfg.diff_threshold",
            "changed = np.abs(img.astype(np.int16) - src.astype(np.int16)).max(axis=2) > 0",
-           ("tests/synth/test_synth_generators.py::test_pairs_mark_exactly_the_changed_region",),
+           ("tests/synth/test_synth_generators.py::test_pairs_mark_exactly_the_changed_region",
+            "tests/synth/test_synth_generators.py::test_mask_grows_only_over_pixels_changed_beyond_the_threshold"),
            "any 1-level change counts as a changed pixel"),
     # --- ARS and filtering -----------------------------------------------------------------------
     Mutant("ars-mean-over-whole-map", "src/anomalyforge/quality/ars.py",

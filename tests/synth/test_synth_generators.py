@@ -60,6 +60,32 @@ def test_pairs_mark_exactly_the_changed_region(method, bottle_fd, tmp_path):
     assert not np.array_equal(other.image, pairs[0].image)
 
 
+def test_mask_grows_only_over_pixels_changed_beyond_the_threshold(bottle_fd, tmp_path):
+    """A draft's feathered rim joins the mask where it changed by more than `diff_threshold` (and
+    within `grow` px); fainter changes are reverted to the good image, never masked."""
+    from anomalyforge.synth.mf_base import Draft
+
+    cls = get_generator("cutpaste")
+    gen = cls(cls.make_config())
+    gen.fit(bottle_fd, tmp_path)
+    src = gen.data.image(gen.data.good[0])
+    fg = cv2.erode(gen.fg[0], np.ones((25, 25), np.uint8)) > 0
+    ys, xs = np.nonzero(fg)
+    cy, cx = int(np.median(ys)), int(np.median(xs))
+    prop = np.zeros(src.shape[:2], np.uint8)
+    prop[cy - 4:cy + 4, cx - 4:cx + 4] = 255
+    inner = cv2.dilate(prop, np.ones((3, 3), np.uint8)) > 0  # 1 px ring
+    outer = (cv2.dilate(prop, np.ones((5, 5), np.uint8)) > 0) & ~inner  # the next 1 px ring
+    t = gen.config.diff_threshold
+    img = src.astype(int)
+    img[prop > 0] = 255 - img[prop > 0]
+    img[inner & (prop == 0)] += np.where(img[inner & (prop == 0)] > 127, -(t + 6), t + 6)  # clearly changed
+    img[outer] += np.where(img[outer] > 127, -t, t)  # changed by exactly the threshold: not "changed"
+    out, mask = gen._finalize(Draft(np.clip(img, 0, 255).astype(np.uint8), 0, prop, grow=3))
+    assert np.array_equal(mask > 0, inner)  # proposal + the clearly changed ring, not the faint one
+    assert np.array_equal(out[~inner], src[~inner])  # the faint ring is reverted
+
+
 def test_croppaste_pastes_the_real_defect_shape(bottle_fd, tmp_path):
     cls = get_generator("croppaste")
     gen = cls(cls.make_config({"rotation": 0.0, "flip": False, "scale": [1.0, 1.0]}))
