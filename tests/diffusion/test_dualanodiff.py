@@ -53,8 +53,13 @@ def test_fit_trains_only_the_branch_adapters(dual, tiny_model):
     assert not any(p.requires_grad for p in gen.ldm.unet.parameters())
     # the UNet's own processors are back after fitting
     assert all(type(p).__name__ != "DualAttnProcessor" for p in gen.ldm.unet.attn_processors.values())
-    for t in gen.types:  # LoRA up-projections and interaction outputs left zero
+    # LoRA up-projections and interaction outputs start at zero (adapters = the pretrained UNet) ...
+    fresh = gen._new_adapters(0).state_dict()
+    zero_init = [k for k in fresh if k.endswith("up.weight") or k.endswith("interaction.out.weight")]
+    assert zero_init and all(fresh[k].abs().sum() == 0 for k in zero_init)
+    for t in gen.types:  # ... and fitting moved them away from zero, for every type
         sd = gen.adapters[t].state_dict()
+        assert set(sd) == set(fresh)
         assert any(sd[k].abs().sum() > 0 for k in sd if k.endswith("up.weight"))
         assert any(sd[k].abs().sum() > 0 for k in sd if k.endswith("interaction.out.weight"))
         assert all(np.isfinite(gen.losses[t]))
