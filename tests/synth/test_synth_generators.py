@@ -130,16 +130,36 @@ def test_croppaste_on_a_texture_and_mask_variation(mtile_dir, tmp_path):
     gen = cls(cls.make_config({"mask_variation": True}))
     gen.fit(fd, tmp_path)
     assert gen.texture
-    p = gen.generate("crack", [5])[0]
-    assert p.mask.any() and p.params["mask_variation"] is True
+    plain = cls(cls.make_config({"mask_variation": False}))
+    plain.fit(fd, tmp_path / "plain")
+    for p, q in zip(gen.generate("crack", [5, 6]), plain.generate("crack", [5, 6])):
+        assert p.params["mask_variation"] is True and q.params["mask_variation"] is False
+        src = read_image(p.source, 64)
+        diff = np.abs(p.image.astype(int) - src.astype(int)).max(axis=2)
+        m = p.mask > 0
+        assert m.sum() >= 4 and not diff[~m].any()  # a real crack pasted: only the mask changed ...
+        assert (diff[m] > gen.config.diff_threshold).mean() >= gen.config.min_changed  # ... and it did change
+        assert not np.array_equal(p.mask, q.mask)  # the varied outline is not the plain paste
 
 
-def test_perlin_texture_folder(bottle_fd, mtile_dir, tmp_path):
+def test_perlin_texture_folder(bottle_fd, mtile_dir, tmp_path, monkeypatch):
+    import anomalyforge.synth.perlin as perlin
+
     cls = get_generator("perlin")
     gen = cls(cls.make_config({"texture_dir": str(mtile_dir / "MT_Free" / "Imgs")}))
     gen.fit(bottle_fd, tmp_path)
     p = gen.generate("contamination", [3])[0]
     assert p.params["texture"].startswith(str(mtile_dir))
+    # the pixels: with the colour augmentation switched off, inside the mask the pair is the
+    # documented blend (1 - beta) * texture + beta * good image, of the texture it names
+    monkeypatch.setattr(perlin, "draem_augment", lambda a, rng: (a, []))
+    for p in gen.generate("contamination", [3, 4]):
+        tex = read_image(p.params["texture"], SIZE).astype(float)
+        good = read_image(p.source, SIZE).astype(float)
+        beta, m = p.params["beta"], p.mask > 0
+        blend = (1 - beta) * tex + beta * good
+        assert np.abs(p.image[m] - blend[m]).max() <= 1.5  # rounding and beta's 4 recorded decimals
+        assert np.abs(p.image[m] - good[m]).mean() > 5  # and it is not the good image
     with pytest.raises(DataError, match="texture folder not found"):
         cls(cls.make_config({"texture_dir": str(tmp_path / "nope")})).fit(bottle_fd, tmp_path / "s")
 
