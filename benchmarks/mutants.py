@@ -176,7 +176,7 @@ def run_one(m: Mutant, python: str, timeout: float) -> dict:
         target.write_text(text.replace(m.original, m.replacement))
         env = dict(os.environ, PYTHONPATH=str(root / "src"), OMP_NUM_THREADS="1", ANOMALYFORGE_TEST_THREADS="1",
                    ANOMALYFORGE_DATASETS=str(datasets()), PYTHONDONTWRITEBYTECODE="1")
-        cmd = [python, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", "--require-data", "-o", "addopts=", "-rf",
+        cmd = [python, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", "--require-data", "-o", "addopts=", "-rfE",
                *m.tests]
         t0 = time.perf_counter()
         try:
@@ -186,7 +186,8 @@ def run_one(m: Mutant, python: str, timeout: float) -> dict:
             rc, out = -1, "timeout"
         secs = time.perf_counter() - t0
     lines = [ln for ln in out.splitlines() if ln.strip()]
-    failed = next((ln.split(" - ")[0].removeprefix("FAILED ") for ln in lines if ln.startswith("FAILED ")), "")
+    failed = next((ln.split(" - ")[0].split(" ", 1)[1] + (" (error)" if ln.startswith("ERROR") else "")
+                   for ln in lines if ln.startswith(("FAILED ", "ERROR "))), "")
     if rc == 0:
         status = "SURVIVED"
     elif rc == 1:
