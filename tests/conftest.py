@@ -1,7 +1,17 @@
 """Shared fixtures: the real datasets in ../shared/datasets (never copied into the repo).
 
-When the folder exists, tests must use it; a test that needs data skips only when the whole
-folder is absent (for example in a user's own checkout), and then says so.
+When the folder exists, tests must use it. When the whole folder is absent (for example in a
+user's own checkout) a test that needs it skips and says so -- unless missing data is declared an
+error: in CI (`CI=true`), with `ANOMALYFORGE_REQUIRE_DATA=1` or with `pytest --require-data`,
+the run stops before any test with one line naming the missing folder (a green run without
+the end-to-end tests would prove nothing).
+
+Every test that reads the real data (through the fixtures below) is marked `integration`, so
+`-m "not integration"` (or `-m unit`) selects the unit tests that need no data.
+
+Threads: torch runs `ANOMALYFORGE_TEST_THREADS` threads (default 1) for the whole session,
+set before any fixture -- module- and session-scoped fixtures that train included -- so
+results and timings do not depend on the machine's core count. The suite must pass at 1 and 2.
 """
 
 from __future__ import annotations
@@ -13,17 +23,40 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 DATASETS = Path(os.environ.get("ANOMALYFORGE_DATASETS", REPO.parent / "shared" / "datasets"))
-
-
 DATA_FIXTURES = frozenset({"datasets_root", "bottle_dir", "juice_dir", "mtile_dir"})
+_TRUE = {"1", "true", "yes", "on"}
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests that read ../shared (directly or through a fixture) are `integration`, the rest `unit`:
-    `scripts/test.sh -m unit` runs the fast tests on tiny fixtures alone."""
-    for item in items:
-        uses_data = DATA_FIXTURES & set(getattr(item, "fixturenames", ()))
-        item.add_marker(pytest.mark.integration if uses_data else pytest.mark.unit)
+def pytest_addoption(parser):
+    parser.addoption("--require-data", action="store_true", default=False,
+                     help="missing real datasets (../shared/datasets) are an error, not a skip "
+                          "(default in CI=true or with ANOMALYFORGE_REQUIRE_DATA=1)")
+
+
+def data_required(config) -> bool:
+    """Whether missing real data is an error (CI, env switch or --require-data)."""
+    return bool(config.getoption("--require-data")
+                or os.environ.get("CI", "").strip().lower() in _TRUE
+                or os.environ.get("ANOMALYFORGE_REQUIRE_DATA", "").strip().lower() in _TRUE)
+
+
+def pytest_collection_modifyitems(config, items):
+    needs_data = [it for it in items if DATA_FIXTURES & set(getattr(it, "fixturenames", ()))]
+    for it in items:
+        it.add_marker(pytest.mark.integration if it in needs_data else pytest.mark.unit)
+    if needs_data and not DATASETS.is_dir() and data_required(config):
+        pytest.exit(f"ERROR: real datasets not found at {DATASETS}: {len(needs_data)} selected tests need them "
+                    f"(missing data is an error in CI / with --require-data; set ANOMALYFORGE_DATASETS)",
+                    returncode=4)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _pin_torch_threads():
+    """Session-wide torch thread count (see the module docstring); restored at the end."""
+    from afthreads import pinned
+
+    with pinned():
+        yield
 
 
 def _need(path: Path) -> Path:
@@ -58,14 +91,11 @@ def mtile_dir() -> Path:
 
 @pytest.fixture
 def one_torch_thread():
-    """One torch thread for the test: on the shared, oversubscribed CI machine two threads
-    spend most of their time waiting for each other. Restored afterwards (not global)."""
-    import torch
+    """The session's thread count for this test, even if an earlier test changed it."""
+    from afthreads import pinned
 
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+    with pinned():
+        yield
 
 
 @pytest.fixture(scope="session")

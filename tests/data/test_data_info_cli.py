@@ -6,6 +6,7 @@ import json
 import math
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -204,14 +205,64 @@ def test_bad_options(capsys, tmp_path: Path):
     expect_error(capsys, root, "--mask-threshold", "300", names="threshold", problem="1..255")
 
 
+_WRITES: list[str] | None = None  # while a list: every write-like file operation under _WATCHED
+_WATCHED: list[Path] = []
+
+
+def _audit(event: str, args: tuple) -> None:
+    """sys.audit hook (installed once, active only while _WRITES is a list): records opens for
+    writing and renames / removals / mkdirs / chmods under the watched folder. chmod alone proves
+    nothing when the tests run as root (root writes into 0o555 folders)."""
+    if _WRITES is None:
+        return
+    if event == "open":
+        path, mode, flags = (list(args) + [None, None])[:3]
+        writing = (isinstance(mode, str) and any(c in mode for c in "wax+")) or (
+            isinstance(flags, int) and flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND))
+        paths = [path] if writing else []
+    elif event in ("os.rename", "os.replace", "os.remove", "os.unlink", "os.rmdir", "os.mkdir", "os.chmod",
+                   "os.truncate", "os.link", "os.symlink", "shutil.copyfile", "shutil.move", "shutil.rmtree"):
+        paths = [a for a in args[:2] if isinstance(a, (str, bytes, os.PathLike))]
+    else:
+        return
+    for a in paths:
+        if isinstance(a, (str, os.PathLike)) and any(Path(os.path.abspath(a)).is_relative_to(w) for w in _WATCHED):
+            _WRITES.append(f"{event} {a}")
+
+
+sys.addaudithook(_audit)
+
+
 def test_read_only_dataset_is_never_written(tmp_path: Path, capsys):
+    global _WRITES
     root = make_mvtec(tmp_path / "w")
-    before = tree(root)
+    before = {p: p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
     os.chmod(root, 0o555)
+    _WATCHED[:] = [root.resolve()]
+    _WRITES = []
     try:
         assert main(["info", str(root), "--json", "--no-progress"]) == 0
+        writes, _WRITES = _WRITES, None
     finally:
+        _WRITES = None
         os.chmod(root, 0o755)
     capsys.readouterr()
-    assert tree(root) == before
+    assert writes == []  # nothing opened for writing, renamed, removed or created under the dataset
+    assert {p: p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()} == before
     shutil.rmtree(root)
+
+
+def test_the_write_watch_sees_writes(tmp_path: Path):
+    """The watch above is not vacuous: a write, a rename and a mkdir under the folder are seen."""
+    global _WRITES
+    _WATCHED[:] = [tmp_path.resolve()]
+    _WRITES = []
+    try:
+        (tmp_path / "a.txt").write_text("x")
+        os.replace(tmp_path / "a.txt", tmp_path / "b.txt")
+        (tmp_path / "d").mkdir()
+        (tmp_path / "b.txt").read_text()  # reading is fine
+        seen, _WRITES = _WRITES, None
+    finally:
+        _WRITES = None
+    assert {e.split()[0] for e in seen} == {"open", "os.rename", "os.mkdir"}  # os.replace audits as os.rename

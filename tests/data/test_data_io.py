@@ -43,6 +43,7 @@ def test_soft_mask_threshold(tmp_path):
     Image.fromarray(arr, "L").save(p)
     assert (read_mask(p, threshold=128) > 0).sum() == 4 * 12  # 130..240
     assert (read_mask(p, threshold=200) > 0).sum() == 4 * 5
+    assert (read_mask(p, threshold=130) > 0).sum() == 4 * 12  # a pixel exactly at the threshold is defect
 
 
 def test_label_map_mask_counts_every_labelled_pixel(tmp_path):

@@ -75,8 +75,10 @@ def test_processor_reweights_anomaly_tokens_inside_the_mask_only(ldm):
     factor = w.reshape(1, 16, 1).expand(heads, 16, 2)
     assert torch.allclose(probs[:, :, [1, 2]], base[:, :, [1, 2]] * factor, atol=1e-6)
     others = [i for i in range(77) if i not in (1, 2)]
-    assert torch.equal(probs[:, :, others], base[:, :, others])  # other tokens untouched
+    # other tokens and pixels outside the mask untouched (up to float rounding: the reweighted
+    # pass may use other kernels; the reweighting itself changes probabilities by up to 80 %)
+    assert torch.allclose(probs[:, :, others], base[:, :, others], rtol=1e-5, atol=1e-7)
     outside = (w.reshape(16) == 1)
-    assert torch.equal(probs[:, outside], base[:, outside])  # pixels outside the mask untouched
+    assert torch.allclose(probs[:, outside], base[:, outside], rtol=1e-5, atol=1e-7)
     assert all(isinstance(p, AttnProcessor) or p.__class__.__name__.startswith("AttnProcessor")
                for p in unet.attn_processors.values())

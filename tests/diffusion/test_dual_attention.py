@@ -51,8 +51,12 @@ def test_interaction_couples_the_two_rows_of_a_pair_only(ldm):
     x2 = x.clone()
     x2[1] = torch.randn(x2[1].shape, generator=torch.Generator().manual_seed(9))  # part of pair 0
     moved = _run(ldm, adapters, x2, c, t)
-    assert (moved[0] - base[0]).abs().max() > 1e-4  # the whole image of pair 0 sees its part
-    assert torch.equal(moved[2], base[2]) and torch.equal(moved[3], base[3])  # pair 1 is independent
+    coupled = (moved[0] - base[0]).abs().max()
+    assert coupled > 1e-4  # the whole image of pair 0 sees its part
+    # pair 1 is independent: it changes only by float rounding (other batch content may pick
+    # other kernels), far below the coupling within a pair
+    leak = max((moved[2] - base[2]).abs().max(), (moved[3] - base[3]).abs().max())
+    assert leak <= 1e-5 and leak < coupled / 100
 
     separate = DualAdapters.for_unet(ldm.unet, rank=4, interaction=False)
     _randomise(separate, 1)

@@ -54,8 +54,13 @@ def test_fit_trains_only_the_branch_adapters(dual, tiny_model):
     assert not any(p.requires_grad for p in gen.ldm.unet.parameters())
     # the UNet's own processors are back after fitting
     assert all(type(p).__name__ != "DualAttnProcessor" for p in gen.ldm.unet.attn_processors.values())
-    for t in gen.types:  # LoRA up-projections and interaction outputs left zero
+    # LoRA up-projections and interaction outputs start at zero (adapters = the pretrained UNet) ...
+    fresh = gen._new_adapters(0).state_dict()
+    zero_init = [k for k in fresh if k.endswith("up.weight") or k.endswith("interaction.out.weight")]
+    assert zero_init and all(fresh[k].abs().sum() == 0 for k in zero_init)
+    for t in gen.types:  # ... and fitting moved them away from zero, for every type
         sd = gen.adapters[t].state_dict()
+        assert set(sd) == set(fresh)
         assert any(sd[k].abs().sum() > 0 for k in sd if k.endswith("up.weight"))
         assert any(sd[k].abs().sum() > 0 for k in sd if k.endswith("interaction.out.weight"))
         assert all(np.isfinite(gen.losses[t]))
@@ -188,12 +193,13 @@ def test_fitting_lowers_the_dual_loss_on_its_defect(tiny_model, bottle_data, tmp
         finally:
             ldm.unet.set_attn_processor(previous)
 
-    # zero adapters are the pretrained UNet; 60 steps on the one defect take its loss down by about 9 %
-    assert loss(gen.adapters["contamination"]) < 0.95 * loss(gen._new_adapters(0))
+    # zero adapters are the pretrained UNet; 60 steps on the one defect take its loss down by about
+    # 9 % (the exact drop follows float rounding through 60 steps of training: assert a clear 3 %)
+    assert loss(gen.adapters["contamination"]) < 0.97 * loss(gen._new_adapters(0))
 
 
 def test_background_compensation_fits_and_generates_from_a_good_images_background(tiny_model, bottle_data,
-                                                                                  tmp_path):
+                                                                                  tmp_path, monkeypatch):
     gen = DualAnoDiff(_config(tiny_model, background_compensation=True, bcm_dim=8, fit_steps=4, lr=1e-2))
     gen.fit(bottle_data, tmp_path / "state")
     sd = gen.adapters["contamination"].state_dict()
@@ -202,17 +208,35 @@ def test_background_compensation_fits_and_generates_from_a_good_images_backgroun
     pairs = gen.generate("contamination", [1, 2, 3])
     goods = {str(s.image) for s in bottle_data.good}
     assert all(p.source in goods and p.params["background_from"] == p.source for p in pairs)
-    # the whole image depends on the background it was given; the part branch hears of it via the interaction
     src, back = gen._good_background(1)
     assert src == pairs[0].source
     wholes, _ = gen._sample("contamination", [1], 0, [back])
-    other, _ = gen._sample("contamination", [1], 0, [np.zeros_like(back)])
-    assert np.array_equal(wholes[0], pairs[0].image) and not np.array_equal(wholes[0], other[0])
+    assert np.array_equal(wholes[0], pairs[0].image)
     again = DualAnoDiff(dataclasses.replace(gen.config))
     again.load(bottle_data, tmp_path / "state")
-    assert all(np.array_equal(a.image, b.image) for a, b in zip(pairs, again.generate("contamination", [1, 2, 3]), strict=False))
+    regenerated = again.generate("contamination", [1, 2, 3])
+    assert all(np.array_equal(a.image, b.image) for a, b in zip(pairs, regenerated, strict=True))
     with pytest.raises(ConfigError, match="fitted with background_compensation=True"):
         DualAnoDiff(_config(tiny_model)).load(bottle_data, tmp_path / "state")
+    # the whole image depends on the background it was given. Four steps leave the gates near 0.03:
+    # the image then changes by ~1e-5, float-rounding size, and after uint8 quantisation the change
+    # rounds away on some CPUs. So: gates at a known 1 (keys/values from the background alone), and
+    # the decoded float images compared before quantisation (2e-4 to 1.4e-3 measured; rounding ~1e-6)
+    import anomalyforge.diffusion.blended as blended
+
+    decoded: list[torch.Tensor] = []
+    quantise = blended.from_model_images
+    monkeypatch.setattr(dual_mod, "from_model_images", lambda x: decoded.append(x.detach().clone()) or quantise(x))
+    with torch.no_grad():
+        for name, p in gen.adapters["contamination"].named_parameters():
+            if name.endswith("background.gate"):
+                p.fill_(1.0)
+    noise = np.random.default_rng(0).integers(0, 256, back.shape).astype(np.uint8)
+    for b in (back, back, noise):
+        gen._sample("contamination", [1], 0, [b])
+    whole_a, _, whole_b, _, whole_noise, _ = decoded
+    assert torch.allclose(whole_a, whole_b, rtol=0, atol=1e-6)  # same background, same image
+    assert (whole_a - whole_noise).abs().max() > 2e-5  # another background, another image (>= 20x rounding)
 
 
 def test_background_images_black_out_the_object_on_real_data(bottle_dir, mtile_dir):

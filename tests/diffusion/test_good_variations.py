@@ -43,16 +43,26 @@ def goods(bottle_dir):
     return np.stack([read_image(p, 32) for p in paths])
 
 
+def _max_diff(a: np.ndarray, b: np.ndarray) -> int:
+    return int(np.abs(a.astype(int) - b.astype(int)).max())
+
+
+def _mean_diff(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.abs(a.astype(int) - b.astype(int)).mean())
+
+
 def test_diffusion_goods_are_seeded_nested_and_batch_independent(tiny_model, ldm, goods):
     cfg = DiffusionGoodConfig(str(tiny_model), strength=0.5, steps=4, batch_size=4, device="cpu")
     a = diffuse_goods(goods, 3, seed=0, config=cfg, ldm=ldm)
     assert a.shape == (3, 32, 32, 3) and a.dtype == np.uint8
+    # batch size and the batch's other members change float rounding only (kernels differ by
+    # batch shape and CPU), so after uint8 quantisation a pixel may move by a level or two
     one_by_one = DiffusionGoodConfig(str(tiny_model), strength=0.5, steps=4, batch_size=1, device="cpu")
-    np.testing.assert_array_equal(a, diffuse_goods(goods, 3, seed=0, config=one_by_one, ldm=ldm))
-    np.testing.assert_array_equal(a[:2], diffuse_goods(goods, 2, seed=0, config=cfg))  # loads the model itself
-    assert not np.array_equal(a, diffuse_goods(goods, 3, seed=1, config=cfg, ldm=ldm))
-    # variants 0 and 2 come from the same good image with different seeds: different images
-    assert not np.array_equal(a[0], a[2])
+    assert _max_diff(a, diffuse_goods(goods, 3, seed=0, config=one_by_one, ldm=ldm)) <= 2
+    assert _max_diff(a[:2], diffuse_goods(goods, 2, seed=0, config=cfg)) <= 2  # loads the model itself
+    # another seed, or another variant of the same good image, is a different image (far beyond rounding)
+    assert _mean_diff(a, diffuse_goods(goods, 3, seed=1, config=cfg, ldm=ldm)) > 2
+    assert _mean_diff(a[0], a[2]) > 2  # variants 0 and 2: the same good image, different seeds
 
 
 def test_diffusion_goods_bad_input(tiny_model, ldm, goods):

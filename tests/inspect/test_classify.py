@@ -7,6 +7,11 @@ from anomalyforge.inspect.pairs import GeneratedPairs
 from anomalyforge.inspect.profiles import get_profile
 
 
+def _hits(pred, true) -> int:
+    assert len(pred) == len(true)
+    return sum(p == t for p, t in zip(pred, true, strict=True))
+
+
 @pytest.mark.parametrize("finetune_from", [4, 0])
 def test_classifier_trains_deterministically_over_the_pair_types(bottle_pairs64, finetune_from):
     prof = get_profile("smoke", cls_finetune_from=finetune_from)
@@ -25,7 +30,8 @@ def test_classifier_learns_separable_types():
     masks = np.zeros((24, 64, 64), np.uint8)
     pairs = GeneratedPairs(imgs, masks, ["dark"] * 12 + ["red"] * 12)
     clf = train_classifier(pairs, get_profile("smoke", cls_steps=15, cls_lr=1e-3), seed=0, progress=False)
-    assert clf.predict(imgs) == pairs.types
+    # 15 steps: all 24 right on most machines; a margin for float rounding, far above chance (12)
+    assert _hits(clf.predict(imgs), pairs.types) >= 21
 
 
 def test_one_type_is_config_error(bottle_pairs64):
@@ -56,8 +62,8 @@ def test_real_share_decides_which_pairs_teach_the_classifier():
     swapped = GeneratedPairs(imgs, masks, ["red"] * 12 + ["dark"] * 12)  # generated pairs that lie
     prof = get_profile("smoke", cls_steps=15, cls_lr=1e-3)
     only_real = train_classifier(swapped, prof, seed=0, progress=False, real=real, real_share=1.0)
-    assert only_real.predict(imgs) == real.types
+    assert _hits(only_real.predict(imgs), real.types) >= 21  # the real labels (swapped ones would give ~0)
     only_generated = train_classifier(swapped, prof, seed=0, progress=False, real=real, real_share=0.0)
-    assert only_generated.predict(imgs) == swapped.types
+    assert _hits(only_generated.predict(imgs), swapped.types) >= 21
     with pytest.raises(ConfigError, match="real_share must be in"):
         train_classifier(swapped, prof, progress=False, real=real, real_share=1.5)

@@ -68,6 +68,19 @@ def test_perfect_and_inverted_ranking():
     assert auroc(np.zeros(6), y) == 0.5  # all tied
 
 
+def test_f1_max_takes_the_highest_threshold_among_equal_f1():
+    # F1 = 2/3 at threshold 4 (1 TP) and again at threshold 1 (2 TP, 2 FP): the documented tie
+    # rule picks 4, the stricter threshold
+    f1, thr = f1_max(np.array([4.0, 3.0, 2.0, 1.0]), np.array([1, 0, 0, 1]))
+    assert f1 == pytest.approx(2 / 3) and thr == 4.0
+    # and the threshold is one that attains the best F1 when applied (score >= thr is positive)
+    rng = np.random.default_rng(5)
+    s, y = rng.integers(0, 6, 300).astype(float), rng.random(300) < 0.3
+    f1, thr = f1_max(s, y)
+    pred = s >= thr
+    assert f1 == pytest.approx(2 * (pred & y).sum() / (pred.sum() + y.sum()))
+
+
 def test_binned_auroc_within_documented_bound():
     s, y = _data(11, 20000, None)
     s = s**3  # skewed, so some bins are crowded

@@ -1,4 +1,4 @@
-"""The pipeline tests run with one torch thread (see `one_torch_thread`)."""
+"""The pipeline tests run at the session's thread count (see `one_torch_thread`)."""
 
 from __future__ import annotations
 

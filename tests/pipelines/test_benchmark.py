@@ -16,13 +16,11 @@ TYPES = ["broken_large", "broken_small", "contamination"]
 
 @pytest.fixture(scope="module")
 def bench(bottle_dir, tmp_path_factory):
-    import torch
+    from afthreads import pinned
 
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
     out = tmp_path_factory.mktemp("bench")
-    res = run_benchmark(bottle_dir, out, ["croppaste", "patchcore"], profile="smoke", n=4, progress=False)
-    torch.set_num_threads(before)
+    with pinned():  # module-scoped: runs before the function-scoped thread pin
+        res = run_benchmark(bottle_dir, out, ["croppaste", "patchcore"], profile="smoke", n=4, progress=False)
     return out, res
 
 
@@ -50,7 +48,8 @@ def test_results_follow_the_schema(bench):
         assert set(e["timings"]) == {"generate_s", "quality_s", "train_s", "eval_s", "total_s"}
         assert e["artifacts"] == {"maps": f"methods/{name}/maps.npz"}
     syn, base = doc["methods"]["croppaste"], doc["methods"]["patchcore"]
-    assert (syn["kind"], syn["model"], syn["n_pairs"], syn["run"]) == ("synthetic", "feature_head", 12, "runs/croppaste")
+    assert (syn["kind"], syn["model"], syn["n_pairs"], syn["run"]) == \
+        ("synthetic", "feature_head", 12, "runs/croppaste")
     assert (base["kind"], base["model"], base["generation"]) == ("baseline", "patchcore", None)
     # the no-synthesis classifier: trained on the 22 real few-shot defects, tested on the same 41
     assert base["classification"]["trained_on"] == "real few-shot defects"

@@ -50,9 +50,12 @@ def test_summary_refuses_unfinished_seeds():
 
 @pytest.fixture(scope="module")
 def over_seeds(bottle_dir, tmp_path_factory):
+    from afthreads import pinned
+
     out = tmp_path_factory.mktemp("seeds") / "b"
-    summary = run_benchmark_seeds(bottle_dir, out, ["croppaste", "patchcore"], [0, 1], profile="smoke", n=4,
-                                  progress=False)
+    with pinned():  # module-scoped: runs before the function-scoped thread pin (113 s unpinned at 2 threads)
+        summary = run_benchmark_seeds(bottle_dir, out, ["croppaste", "patchcore"], [0, 1], profile="smoke", n=4,
+                                      progress=False)
     return out, summary
 
 

@@ -7,7 +7,6 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from anomalyforge.quality.ars import ARSConfig
 
@@ -17,18 +16,14 @@ SMALL_ARS = ARSConfig(size=128, steps=100, hidden=256, batch_features=512, max_i
 
 @contextlib.contextmanager
 def one_thread():
-    """Run torch and OpenMP/BLAS single-threaded, then restore. On the shared 2-core test machine,
+    """Run torch and OpenMP/BLAS at the session's thread count (1 by default), then restore. On the
+    shared 2-core test machine,
     two-thread ops stall whenever another process holds a core (measured: the small ARS training
     loop took 15-30 s instead of 0.5 s); one thread is faster here and fairer to the others."""
-    from threadpoolctl import threadpool_limits
+    from afthreads import pinned
 
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with threadpool_limits(limits=1):  # OpenMP/BLAS pools (scikit-learn KMeans) too
-            yield
-    finally:
-        torch.set_num_threads(before)
+    with pinned():  # ANOMALYFORGE_TEST_THREADS (default 1); OpenMP/BLAS pools (scikit-learn KMeans) too
+        yield
 
 
 def shifted(mask: np.ndarray) -> np.ndarray:

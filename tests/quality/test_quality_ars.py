@@ -41,7 +41,8 @@ def test_saved_state_reloads_identically_and_cache_is_reused(ars_cache, ars_scor
     before = (ars_cache / "state.pt").stat().st_mtime_ns
     train_or_load(paths, ars_cache, SMALL_ARS, seed=0, progress=False)  # same fingerprint: no retraining
     assert (ars_cache / "state.pt").stat().st_mtime_ns == before
-    assert fingerprint(training_subset(paths, 12), SMALL_ARS, 0) != fingerprint(training_subset(paths, 12), SMALL_ARS, 1)
+    subset = training_subset(paths, 12)
+    assert fingerprint(subset, SMALL_ARS, 0) != fingerprint(subset, SMALL_ARS, 1)
 
 
 def test_missing_state_is_a_clear_error(tmp_path):

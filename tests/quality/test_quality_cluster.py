@@ -122,8 +122,8 @@ def test_generate_run_with_subtypes(small_bottle, tmp_path):
     fd = FitData(split.category, 64, dict(split.train_defects), list(split.train_good))
     write_clusters(tmp_path / "given", fd, clusters, {}, ClusterConfig(size=64), 0)
     run = tmp_path / "run"
-    generate_run(small_bottle, run, method="croppaste", n=2, size=64, subtypes=str(tmp_path / "given" / "clusters.json"),
-                 progress=False)
+    generate_run(small_bottle, run, method="croppaste", n=2, size=64,
+                 subtypes=str(tmp_path / "given" / "clusters.json"), progress=False)
     cfg = json.loads((run / "run.json").read_text())
     assert cfg["types"] == sorted(c["name"] for cs in clusters.values() for c in cs)
     assert {r["defect_type"] for r in read_manifest(run)} == set(cfg["types"])

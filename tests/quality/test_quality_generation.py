@@ -134,6 +134,20 @@ def test_score_run_writes_quality_json_and_is_deterministic(small_run):
     assert doc["config"] == FAST.identity() and "device" not in doc["config"]
     b = score_run(small_run, FAST, progress=False)
     assert (a["types"], a["all"]) == (b["types"], b["all"])
+    # the values: those of the kept pairs' images against the run's own few-shot defects
+    from anomalyforge.data import few_shot_split, load_dataset
+    from anomalyforge.formats.manifest import read_manifest
+
+    split = few_shot_split(load_dataset(json.loads((small_run / "run.json").read_text())["data"]), progress=False)
+    gen: dict[str, list[Path]] = {}
+    for r in read_manifest(small_run):
+        gen.setdefault(r["defect_type"], []).append(small_run / r["image"])
+    expect = generation_quality(gen, {t: [s.image for s in split.train_defects[t]] for t in gen}, FAST, progress=False)
+    for t, e in doc["types"].items():
+        assert e["is"] == pytest.approx(expect["types"][t]["is"], rel=1e-4)
+        assert e["ic_lpips"] == pytest.approx(expect["types"][t]["ic_lpips"], rel=1e-4)
+        assert 1.0 <= e["is"] <= 6 and e["ic_lpips"] > 0.005  # 6 pasted pairs: some variety, never zero
+    assert doc["all"]["is"] == pytest.approx(expect["all"]["is"], rel=1e-4) and doc["all"]["n"] == 12
 
 
 def test_cli_quality_prints_a_table_and_bad_input_leaves_nothing(small_run, tmp_path, capsys):

@@ -62,6 +62,32 @@ def test_pairs_mark_exactly_the_changed_region(method, bottle_fd, tmp_path):
     assert not np.array_equal(other.image, pairs[0].image)
 
 
+def test_mask_grows_only_over_pixels_changed_beyond_the_threshold(bottle_fd, tmp_path):
+    """A draft's feathered rim joins the mask where it changed by more than `diff_threshold` (and
+    within `grow` px); fainter changes are reverted to the good image, never masked."""
+    from anomalyforge.synth.mf_base import Draft
+
+    cls = get_generator("cutpaste")
+    gen = cls(cls.make_config())
+    gen.fit(bottle_fd, tmp_path)
+    src = gen.data.image(gen.data.good[0])
+    fg = cv2.erode(gen.fg[0], np.ones((25, 25), np.uint8)) > 0
+    ys, xs = np.nonzero(fg)
+    cy, cx = int(np.median(ys)), int(np.median(xs))
+    prop = np.zeros(src.shape[:2], np.uint8)
+    prop[cy - 4:cy + 4, cx - 4:cx + 4] = 255
+    inner = cv2.dilate(prop, np.ones((3, 3), np.uint8)) > 0  # 1 px ring
+    outer = (cv2.dilate(prop, np.ones((5, 5), np.uint8)) > 0) & ~inner  # the next 1 px ring
+    t = gen.config.diff_threshold
+    img = src.astype(int)
+    img[prop > 0] = 255 - img[prop > 0]
+    img[inner & (prop == 0)] += np.where(img[inner & (prop == 0)] > 127, -(t + 6), t + 6)  # clearly changed
+    img[outer] += np.where(img[outer] > 127, -t, t)  # changed by exactly the threshold: not "changed"
+    out, mask = gen._finalize(Draft(np.clip(img, 0, 255).astype(np.uint8), 0, prop, grow=3))
+    assert np.array_equal(mask > 0, inner)  # proposal + the clearly changed ring, not the faint one
+    assert np.array_equal(out[~inner], src[~inner])  # the faint ring is reverted
+
+
 def test_croppaste_pastes_the_real_defect_shape(bottle_fd, tmp_path):
     cls = get_generator("croppaste")
     gen = cls(cls.make_config({"rotation": 0.0, "flip": False, "scale": [1.0, 1.0]}))
@@ -74,6 +100,31 @@ def test_croppaste_pastes_the_real_defect_shape(bottle_fd, tmp_path):
         assert area <= (p.mask > 0).sum() <= area * 1.6 + 40
 
 
+def test_croppaste_pastes_the_defects_own_pixels_transformed(bottle_fd, tmp_path):
+    """Inside the pasted mask the pixels are the source defect's, warped by the recorded matrix
+    (colour matching off: alpha is 1 there), not the defect at its old place or the good image."""
+    cls = get_generator("croppaste")
+    gen = cls(cls.make_config({"colour_match": False}))
+    gen.fit(bottle_fd, tmp_path)
+    checked = 0
+    for p in gen.generate("broken_small", [1, 2, 3, 4]):
+        mat = np.array(p.params["matrix"], np.float64)
+        assert not p.params["kept_position"] and np.abs(mat[:, 2]).max() > 2  # it really moved
+        d_img = read_image(p.params["defect"], SIZE)
+        expected = cv2.warpAffine(d_img, mat, (SIZE, SIZE), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+        inner = cv2.erode((p.mask > 0).astype(np.uint8), np.ones((5, 5), np.uint8)) > 0  # off the feathered rim
+        if inner.sum() < 5:
+            continue
+        got = p.image[inner].astype(int)
+        err = np.abs(got - expected[inner].astype(int))
+        assert np.median(err) <= 2 and err.mean() < 4  # the warped defect (matrix rounded to 4 places)
+        unmoved = np.abs(got - d_img[inner].astype(int)).mean()
+        good = np.abs(got - read_image(p.source, SIZE)[inner].astype(int)).mean()
+        assert min(unmoved, good) > err.mean() + 5  # clearly not the defect left in place, nor the good image
+        checked += 1
+    assert checked >= 2
+
+
 def test_croppaste_on_a_texture_and_mask_variation(mtile_dir, tmp_path):
     fd = _fit_data(mtile_dir, size=64, n_good=8)
     fd.defects = {"crack": fd.defects["crack"][:3]}
@@ -81,16 +132,36 @@ def test_croppaste_on_a_texture_and_mask_variation(mtile_dir, tmp_path):
     gen = cls(cls.make_config({"mask_variation": True}))
     gen.fit(fd, tmp_path)
     assert gen.texture
-    p = gen.generate("crack", [5])[0]
-    assert p.mask.any() and p.params["mask_variation"] is True
+    plain = cls(cls.make_config({"mask_variation": False}))
+    plain.fit(fd, tmp_path / "plain")
+    for p, q in zip(gen.generate("crack", [5, 6]), plain.generate("crack", [5, 6]), strict=True):
+        assert p.params["mask_variation"] is True and q.params["mask_variation"] is False
+        src = read_image(p.source, 64)
+        diff = np.abs(p.image.astype(int) - src.astype(int)).max(axis=2)
+        m = p.mask > 0
+        assert m.sum() >= 4 and not diff[~m].any()  # a real crack pasted: only the mask changed ...
+        assert (diff[m] > gen.config.diff_threshold).mean() >= gen.config.min_changed  # ... and it did change
+        assert not np.array_equal(p.mask, q.mask)  # the varied outline is not the plain paste
 
 
-def test_perlin_texture_folder(bottle_fd, mtile_dir, tmp_path):
+def test_perlin_texture_folder(bottle_fd, mtile_dir, tmp_path, monkeypatch):
+    import anomalyforge.synth.perlin as perlin
+
     cls = get_generator("perlin")
     gen = cls(cls.make_config({"texture_dir": str(mtile_dir / "MT_Free" / "Imgs")}))
     gen.fit(bottle_fd, tmp_path)
     p = gen.generate("contamination", [3])[0]
     assert p.params["texture"].startswith(str(mtile_dir))
+    # the pixels: with the colour augmentation switched off, inside the mask the pair is the
+    # documented blend (1 - beta) * texture + beta * good image, of the texture it names
+    monkeypatch.setattr(perlin, "draem_augment", lambda a, rng: (a, []))
+    for p in gen.generate("contamination", [3, 4]):
+        tex = read_image(p.params["texture"], SIZE).astype(float)
+        good = read_image(p.source, SIZE).astype(float)
+        beta, m = p.params["beta"], p.mask > 0
+        blend = (1 - beta) * tex + beta * good
+        assert np.abs(p.image[m] - blend[m]).max() <= 1.5  # rounding and beta's 4 recorded decimals
+        assert np.abs(p.image[m] - good[m]).mean() > 5  # and it is not the good image
     with pytest.raises(DataError, match="texture folder not found"):
         cls(cls.make_config({"texture_dir": str(tmp_path / "nope")})).fit(bottle_fd, tmp_path / "s")
 

@@ -189,19 +189,13 @@ def test_subtypes_share_the_pairs_of_their_defect_type():
 def test_keep_ratio_generates_more_and_keeps_the_best_by_ars(small_bottle, tmp_path):
     """`keep_ratio` (gaa's default 0.5): n / ratio pairs per type, every one ARS-scored, the best n
     kept; the rejected stay in the manifest. 0 turns filtering off."""
-    import torch
-
     from anomalyforge.quality.ars import ARSConfig
+    from anomalyforge.quality.filter import source_defect
     from anomalyforge.synth.base import get_generator
 
     assert get_generator("gaa").keep_ratio == 0.5 and get_generator("croppaste").keep_ratio is None
     small = ARSConfig(size=64, steps=20, hidden=64, batch_features=256, max_images=8)
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        s = generate_run(small_bottle, tmp_path / "r", seed=1, keep_ratio=0.5, filter_config=small, **KW)
-    finally:
-        torch.set_num_threads(before)
+    s = generate_run(small_bottle, tmp_path / "r", seed=1, keep_ratio=0.5, filter_config=small, **KW)
     assert s["pairs"] == {t: 6 for t in TYPES} and s["kept"] == {t: 3 for t in TYPES}
     recs = read_manifest(tmp_path / "r", include_rejected=True)
     assert len(recs) == 18 and all(isinstance(r["scores"]["ars"], float) for r in recs)
@@ -211,7 +205,23 @@ def test_keep_ratio_generates_more_and_keeps_the_best_by_ars(small_bottle, tmp_p
         kept = [r["scores"]["ars"] for r in recs if r["defect_type"] == t and not r["rejected"]]
         dropped = [r["scores"]["ars"] for r in recs if r["defect_type"] == t and r["rejected"]]
         assert len(kept) == 3 and len(dropped) == 3
+        # "the best": croppaste records its source defect, and within each source the kept pairs
+        # out-score the dropped ones (select's default stratify="source")
+        by_src: dict[str, tuple[list, list]] = {}
+        for r in recs:
+            if r["defect_type"] == t:
+                by_src.setdefault(source_defect(r), ([], []))[bool(r["rejected"])].append(r["scores"]["ars"])
+        for k_scores, d_scores in by_src.values():
+            if k_scores and d_scores:
+                assert min(k_scores) >= max(d_scores)
+        assert any(k and d for k, d in by_src.values())
     assert len(read_manifest(tmp_path / "r")) == 9  # later steps see the kept pairs only
+    # resuming the finished, filtered run adds nothing: the rejected pairs count as done
+    again = generate_run(small_bottle, tmp_path / "r", seed=1, keep_ratio=0.5, filter_config=small, **KW)
+    assert again["new"] == 0 and again["pairs"] == s["pairs"] and again["kept"] == s["kept"]
+    assert len(read_manifest(tmp_path / "r", include_rejected=True)) == 18
+    again_ids = sorted(r["id"] for r in read_manifest(tmp_path / "r", include_rejected=True))
+    assert again_ids == sorted(r["id"] for r in recs)
     off = generate_run(small_bottle, tmp_path / "off", seed=1, keep_ratio=0, **KW)
     assert off["pairs"] == off["kept"] == {t: 3 for t in TYPES}
     with pytest.raises(ConfigError, match="keep_ratio"):
