@@ -10,14 +10,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import cv2
 import numpy as np
 
-from anomalyforge.errors import DataError
+from anomalyforge.errors import ConfigError, DataError
 
 
 def temp_path(path: str | Path) -> Path:
@@ -73,3 +73,51 @@ def copy_atomic(src: str | Path, dest: str | Path) -> Path:
     """Copy the file `src` to `dest` atomically."""
     with open(src, "rb") as fin:
         return write_with(dest, lambda fh: shutil.copyfileobj(fin, fh))
+
+
+# ---- output folders: checked before anything is written, removed again when a fresh one fails -----
+def check_output_dir(out: str | Path, inputs: Sequence[str | Path] = (), flag: str = "--out") -> Path:
+    """Refuse an output folder that cannot be one or that lies inside an input folder (ConfigError).
+
+    `out` (existing or not) must not be a file nor lie below one, and must not be, or lie inside,
+    any of `inputs` (dataset folders): writing there would change the data every later command
+    reads. Returns `out`. Nothing is created.
+    """
+    out = Path(out)
+    for p in (out, *out.parents):
+        if p.exists():
+            if not p.is_dir():
+                where = "exists and is not a folder" if p == out else f"cannot be a folder: {p} is a file"
+                raise ConfigError(f"{out}: {flag} {where}")
+            break
+    real = out.resolve()
+    for d in inputs:
+        dr = Path(d).resolve()
+        if real == dr or dr in real.parents:
+            raise ConfigError(f"{out}: {flag} is inside the dataset {d}; writing there would change the data "
+                              f"every later command reads; pick a folder outside it")
+    return out
+
+
+def first_missing(path: str | Path) -> Path | None:
+    """The topmost folder that creating `path` would create (`path` itself or a parent), or None
+    when `path` already exists. Record it before writing, to remove only what a failed call made."""
+    path = Path(path)
+    if path.exists():
+        return None
+    top = path
+    for p in path.parents:
+        if p.exists():
+            break
+        top = p
+    return top
+
+
+def remove_created(top: Path | None, only_if_empty: bool = False) -> None:
+    """Remove the folder `top` that a failed call created (see `first_missing`); with
+    `only_if_empty`, only when no file was written under it. A pre-existing folder is never given here."""
+    if top is None or not top.is_dir() or top.is_symlink():
+        return
+    if only_if_empty and any(not p.is_dir() for p in top.rglob("*")):
+        return
+    shutil.rmtree(top, ignore_errors=True)

@@ -1,24 +1,30 @@
 """Command-line interface: a thin layer over documented Python functions.
 
 Every sub-command parses its options and calls one library function; any `AnomalyForgeError`
-becomes a one-line message on stderr and exit status 2. Each command owns one `_add_*` /
-`_run_*` pair below, so concerns stay separate.
+or `OSError` (a read-only folder, a path below a file) becomes a one-line message on stderr,
+``anomalyforge: error: PATH: problem``, and exit status 2; data warnings print as one line each,
+``warning: FILE: problem``; a folder the failed command created and left empty is removed again.
+Each command owns one `_add_*` / `_run_*` pair below, so concerns stay separate.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from anomalyforge import __version__
+from anomalyforge.atomic import first_missing, remove_created
+from anomalyforge.data import DataWarning
 from anomalyforge.data.info import dataset_info, format_info_table
 from anomalyforge.diffusion.tiny import make_tiny_model
 from anomalyforge.errors import AnomalyForgeError
 from anomalyforge.inspect.profiles import get_profile
-from anomalyforge.pipelines.benchmark import format_results_table, run_benchmark
+from anomalyforge.pipelines.benchmark import BASELINES, format_results_table, run_benchmark
 from anomalyforge.pipelines.fewshot import format_fewshot_table, run_fewshot_benchmark
 from anomalyforge.pipelines.seeds import format_seeds_table, run_benchmark_seeds
 from anomalyforge.quality.ars import ARSConfig
@@ -27,6 +33,7 @@ from anomalyforge.quality.filter import filter_run, format_summary
 from anomalyforge.quality.generation import QualityConfig, format_quality_comparison, format_quality_table, score_run
 from anomalyforge.report.html import write_report
 from anomalyforge.report.preview import contact_sheet
+from anomalyforge.synth.base import available
 from anomalyforge.synth.export import export_run
 from anomalyforge.synth.good import DiffusionGoodConfig, GoodAugmentConfig
 from anomalyforge.synth.run import generate_run
@@ -59,8 +66,9 @@ def _parse_params(items: Sequence[str] | None, flag: str = "--param") -> dict:
 def _add_info(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("info", help="counts per split and defect type, few-shot split sizes, data warnings")
     p.add_argument("path", type=Path, help="dataset root or one category's folder")
-    p.add_argument("--category", default=None)
-    p.add_argument("--format", dest="data_format", default=None)
+    p.add_argument("--category", default=None, help="category to use when PATH holds several")
+    p.add_argument("--format", dest="data_format", default=None,
+                   help="force the layout (mvtec, mvtec_loco, mvtec3d, visa, btad, magnetic_tile, folder)")
     p.add_argument("--ratio", type=float, default=1 / 3, help="few-shot training fraction per defect type")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--holdout", type=float, default=0.2,
@@ -109,11 +117,11 @@ def _run_report(args: argparse.Namespace) -> int:
 def _add_generate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("generate", help="fit a synthesis method on the few-shot split and write defect pairs")
     _data_args(p)
-    p.add_argument("--method", default="croppaste", help="synthesis method (croppaste, cutpaste, perlin, ...)")
+    p.add_argument("--method", default="croppaste", help=f"synthesis method: {', '.join(available())}")
     p.add_argument("--n", type=int, default=100, help="pairs per defect type")
     p.add_argument("--out", type=Path, required=True, help="run folder (resumed/extended when it holds the same run)")
     p.add_argument("--types", default=None, help="comma-separated defect types (default: all with masks)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="run seed; every pair's seed derives from it")
     p.add_argument("--size", type=int, default=256, help="side of the generated square images")
     p.add_argument("--param", action="append", default=None, metavar="KEY=VALUE", help="method parameter")
     p.add_argument("--base-model", default=None, help="diffusion methods: base model folder")
@@ -136,7 +144,11 @@ def _run_generate(args: argparse.Namespace) -> int:
     for key in ("base_model", "fit_steps", "sampler_steps", "device"):
         if getattr(args, key) is not None:
             params[key] = getattr(args, key)
-    types = [t.strip() for t in args.types.split(",") if t.strip()] if args.types else None
+    types = None
+    if args.types is not None:
+        types = [t.strip() for t in args.types.split(",") if t.strip()]
+        if not types:
+            raise AnomalyForgeError(f"--types {args.types!r}: no defect type named; leave --types out to use all")
     s = generate_run(args.data, args.out, method=args.method, n=args.n, category=args.category, types=types,
                      seed=args.seed, size=args.size, params=params, data_format=args.data_format,
                      progress=not args.no_progress, subtypes=args.subtypes, keep_ratio=args.keep_ratio)
@@ -169,7 +181,7 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     p.add_argument("out", type=Path, help="dataset root to write (OUT/<category>/...)")
     p.add_argument("--format", default="mvtec", help="output layout (mvtec)")
     p.add_argument("--test-good", type=float, default=0.1,
-                   help="share of the good images written to test/good instead of train/good (default 0.1)")
+                   help="share of the good images written to test/good instead of train/good")
     p.set_defaults(func=_run_export)
 
 
@@ -201,7 +213,7 @@ def _add_cluster(sub: argparse._SubParsersAction) -> None:
     _data_args(p)
     p.add_argument("--out", type=Path, default=None, help="folder for clusters.json and a contact sheet per cluster")
     p.add_argument("--size", type=int, default=256, help="side the images are resized to")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the clustering")
     p.add_argument("--ratio", type=float, default=1 / 3, help="few-shot training fraction per defect type")
     p.add_argument("--extractor", default="cnn", help="deep features: cnn (EfficientNet-Lite0) or vit")
     p.add_argument("--extractor-weights", default=None, help="weights file for --extractor vit")
@@ -233,7 +245,7 @@ def _add_filter(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--keep-ratio", type=float, default=None, help="fraction kept per defect type")
     p.add_argument("--data", type=Path, default=None, help="dataset whose good training images train the "
                                                            "discriminator (default: from the run's run.json)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the discriminator training")
     p.add_argument("--steps", type=int, default=None, help="discriminator training steps")
     p.add_argument("--stratify", choices=("source", "type"), default="source",
                    help="source (default): share each defect type's budget over the real defects its pairs "
@@ -269,7 +281,7 @@ def _add_quality(sub: argparse._SubParsersAction) -> None:
                         "alex, squeeze")
     p.add_argument("--lpips-weights", default="imagenet", help="imagenet (default) or none (random)")
     p.add_argument("--per-cluster", type=int, default=50, help="images per cluster for pairwise LPIPS")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the LPIPS pair sampling")
     p.add_argument("--device", default=None, help="cpu, cuda, ... (default: CUDA when available)")
     p.add_argument("--json", action="store_true", help="print the quality.json document")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -302,15 +314,16 @@ def _add_benchmark(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("benchmark", help="train inspection models on generated data, test on real defects")
     _data_args(p)
     p.add_argument("--methods", required=True,
-                   help="comma-separated generator names and/or patchcore (the no-synthesis baseline)")
+                   help=f"comma-separated generator names and/or patchcore (the no-synthesis baseline): "
+                        f"{', '.join(available() + list(BASELINES))}; also the labels of --run folders")
     p.add_argument("--profile", default="cpu", help="smoke, cpu or paper")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of generation and training")
     p.add_argument("--seeds", default=None, metavar="S1,S2,...",
                    help="run once per seed (OUT/seed-S/) and summarise the spread (OUT/summary.html)")
     p.add_argument("--n", type=int, default=None, help="generated pairs per defect type (default: profile's)")
     p.add_argument("--out", type=Path, required=True, help="benchmark folder (results.json, runs/, methods/)")
     p.add_argument("--run", action="append", default=[], metavar="METHOD=RUNDIR",
-                   help="reuse an existing generated run for METHOD (repeatable)")
+                   help="reuse an existing generated run for METHOD, one of --methods (repeatable)")
     p.add_argument("--no-quality", action="store_true",
                    help="skip the generation-quality scores (IS, IC-LPIPS) of each method's pairs")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -331,7 +344,11 @@ def _run_benchmark(args: argparse.Namespace) -> int:
             raise AnomalyForgeError(f"--run {item!r}: expected method=RUNDIR")
         k, v = item.split("=", 1)
         runs[k.strip()] = Path(v)
-    methods = [m for m in args.methods.split(",") if m.strip()]
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    for k, v in runs.items():
+        if k not in methods:
+            raise AnomalyForgeError(f"--run {k}={v}: {k!r} is not in --methods {args.methods!r}; "
+                                    f"add it there to benchmark this run")
     if args.seeds is not None:
 
         if runs:
@@ -408,29 +425,93 @@ _COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_filter, _add_quality, _add_benchmark, _add_fewshot]
 
 
+class _HelpFormatter(argparse.HelpFormatter):
+    """Appends each option's default to its help ("(default: 0.2)"), unless the help already
+    speaks of the default or there is nothing to show (None, flags, empty lists)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text, d = action.help or "", action.default
+        if (not text or "default" in text or d is None or d is argparse.SUPPRESS or isinstance(d, bool)
+                or d == [] or not action.option_strings):
+            return text
+        shown = f"{d:.4g}" if isinstance(d, float) else str(d)
+        return f"{text} (default: {shown.replace('%', '%%')})"
+
+
+class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="anomalyforge",
         description="Few-shot defect image–mask synthesis and an honest downstream benchmark.")
     parser.add_argument("--version", action="version", version=f"anomalyforge {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     for add in _COMMANDS:
         add(sub)
     return parser
 
 
+def os_error_line(exc: OSError) -> str:
+    """``PATH: problem`` for an OSError: the file being written (not its hidden ``.NAME.tmp``), and
+    for a path below a regular file, that file."""
+    problem = (exc.strerror or str(exc) or exc.__class__.__name__).rstrip(".")
+    problem = problem[:1].lower() + problem[1:]
+    if exc.filename is None:
+        return problem
+    path = Path(exc.filename)
+    m = re.fullmatch(r"\.(.+)\.tmp", path.name)
+    if m:
+        path = path.with_name(m.group(1))
+    if isinstance(exc, NotADirectoryError):
+        blocker = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+        if blocker is not None:
+            problem = f"cannot create a folder there: {blocker} is a file"
+    return f"{path}: {problem}"
+
+
+def _data_warnings_as_lines(previous: Callable) -> Callable:
+    """A `warnings.showwarning` printing data warnings as ``warning: FILE: problem`` (one line,
+    stderr) and passing every other warning to `previous`."""
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        if issubclass(category, DataWarning):
+            print(f"warning: {str(message).splitlines()[0]}", file=file or sys.stderr)
+        else:
+            previous(message, category, filename, lineno, file, line)
+    return show
+
+
+def _output_path(args: argparse.Namespace) -> Path | None:
+    """The folder a command writes into (for file outputs, the file's folder)."""
+    out = getattr(args, "out", None) or getattr(args, "dir", None)
+    if not isinstance(out, Path):
+        return None
+    return out.parent if args.command in ("report", "preview") else out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except AnomalyForgeError as exc:
-        msg = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
-        print(f"anomalyforge: error: {msg}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("anomalyforge: interrupted (the run can be resumed with the same command)", file=sys.stderr)
-        return 130
+    out = _output_path(args)
+    created = first_missing(out) if out is not None else None
+    with warnings.catch_warnings():
+        warnings.showwarning = _data_warnings_as_lines(warnings.showwarning)
+        try:
+            return int(args.func(args) or 0)
+        except (AnomalyForgeError, OSError) as exc:
+            if isinstance(exc, AnomalyForgeError):
+                msg = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
+            else:
+                msg = os_error_line(exc)
+            print(f"anomalyforge: error: {msg}", file=sys.stderr)
+            remove_created(created, only_if_empty=True)  # what this command made and left empty
+            return 2
+        except KeyboardInterrupt:
+            print("anomalyforge: interrupted (the run can be resumed with the same command)", file=sys.stderr)
+            return 130
 
 
 if __name__ == "__main__":

@@ -79,7 +79,10 @@ def test_magnetic_tile_protocol(mtile):
         assert len(split.train_defects[t]) + len(split.test_defects[t]) == n
     empty = [w for w in caught if "empty mask" in w]
     assert len(empty) == MTILE_EMPTY_UNEVEN and all("uneven" in w for w in empty)
-    assert split.warnings == [w.split(": ", 1)[1] for w in caught]
+    assert len(split.warnings) == len(caught)
+    # emitted as `FILE: problem`: the empty mask, then what it means
+    assert all(Path(w.split(": ", 1)[0]).is_file() and w.split(": ")[1].startswith("magnetic_tile/")
+               for w in caught)
     # empty-mask images are never training examples, only test examples
     for s in (x for v in split.train_defects.values() for x in v):
         assert read_mask(s.mask).any()
@@ -108,7 +111,7 @@ def test_ratio_rule_counts_only_non_empty_masks(tmp_path: Path):
     for i in (0, 3):
         write_mask(root / "ground_truth" / "scratch" / f"{i:03d}_mask.png", box=None)
     ds = load_dataset(root)
-    with pytest.warns(DataWarning, match="000.png has an empty mask"):
+    with pytest.warns(DataWarning, match=r"000_mask\.png: w/scratch: defect image 000.png has an empty mask"):
         split = few_shot_split(ds)
     assert [s.id for s in split.train_defects["scratch"]] == ["001", "002"]  # ceil(5/3) of the 5 usable
     assert [s.id for s in split.test_defects["scratch"]] == ["000", "003", "004", "005", "006"]

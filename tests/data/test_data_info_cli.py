@@ -9,8 +9,10 @@ import shutil
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
-from datalayouts import make_mvtec, tree, write_image, write_mask
+from datalayouts import H, W, make_mvtec, tree, write_image, write_mask
+from PIL import Image
 
 from anomalyforge.cli import main
 from anomalyforge.data import load_dataset
@@ -266,3 +268,60 @@ def test_the_write_watch_sees_writes(tmp_path: Path):
     finally:
         _WRITES = None
     assert {e.split()[0] for e in seen} == {"open", "os.rename", "os.mkdir"}  # os.replace audits as os.rename
+
+
+# ---- silent acceptance: what info now warns about (issue 14, item 8) --------------------------
+def info_warnings(capsys, root: Path) -> tuple[list[str], str, str]:
+    rc, out, err = run(capsys, str(root))
+    assert rc == 0, err
+    return [ln for ln in err.splitlines() if ln.startswith("warning: ")], out, err
+
+
+def test_grey_mask_is_reported_with_how_it_is_binarised(capsys, tmp_path: Path):
+    root = make_mvtec(tmp_path / "w")
+    grey = root / "ground_truth" / "scratch" / "001_mask.png"
+    ramp = np.tile(np.linspace(0, 255, W, dtype=np.uint8), (H, 1))  # 0..255: a soft mask
+    Image.fromarray(ramp, "L").save(grey)
+    labels = root / "ground_truth" / "dent" / "002_mask.png"
+    lab = np.zeros((H, W), np.uint8)
+    lab[2:8, 2:8], lab[10:20, 10:20] = 1, 2  # class ids 0, 1, 2 (VisA style)
+    Image.fromarray(lab, "L").save(labels)
+    warned, out, _ = info_warnings(capsys, root)
+    assert "warnings: 2" in out
+    soft = next(w for w in warned if "not binary" in w)
+    assert str(grey) in soft and "binarised at grey level 128" in soft and "pixels >= 128 are defect" in soft
+    label = next(w for w in warned if "label map" in w)
+    assert str(labels) in label and "every non-zero pixel is defect" in label
+    rc, out, err = run(capsys, str(root), "--mask-threshold", "200")
+    assert rc == 0 and "binarised at grey level 200" in err
+
+
+def test_masks_without_images_are_reported(capsys, tmp_path: Path):
+    root = make_mvtec(tmp_path / "w")
+    orphan = write_mask(root / "ground_truth" / "scratch" / "009_mask.png")
+    stray = write_mask(root / "ground_truth" / "hole" / "000_mask.png")  # no test/hole at all
+    warned, out, _ = info_warnings(capsys, root)
+    assert "warnings: 2" in out
+    assert any(f"mask without image: {orphan}" in w for w in warned), warned
+    assert any("no test/hole" in w and str(stray.parent) in w for w in warned), warned
+
+
+def test_data_without_defects_is_reported(capsys, tmp_path: Path):
+    root = tmp_path / "w"
+    for i in range(3):
+        write_image(root / "train" / "good" / f"{i:03d}.png", seed=i)
+    write_image(root / "test" / "good" / "000.png", seed=9)
+    warned, out, _ = info_warnings(capsys, root)
+    assert "warnings: 1" in out
+    assert len(warned) == 1 and "no defect images" in warned[0] and str(root) in warned[0]
+
+
+def test_magnetic_tile_soft_masks_are_reported(capsys, tmp_path: Path):
+    root = tmp_path / "mt"
+    write_image(root / "MT_Free" / "Imgs" / "exp1_num_1.jpg", mode="L")
+    write_image(root / "MT_Free" / "Imgs" / "exp1_num_2.jpg", mode="L", seed=2)
+    write_image(root / "MT_Crack" / "Imgs" / "exp1_num_3.jpg", mode="L", seed=3)
+    write_mask(root / "MT_Crack" / "Imgs" / "exp1_num_3.png")
+    orphan = write_mask(root / "MT_Crack" / "Imgs" / "exp1_num_4.png")  # its .jpg is missing
+    warned, _, _ = info_warnings(capsys, root)
+    assert any(f"mask without image: {orphan}" in w for w in warned), warned

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import warnings as _warnings
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -16,12 +17,16 @@ from tqdm import tqdm
 from anomalyforge.data.fitdata import FitData
 from anomalyforge.data.io import read_mask
 from anomalyforge.data.natsort import natural_key
+from anomalyforge.data.scan import raise_bad_files
 from anomalyforge.data.types import Dataset, FewShotSplit, Sample
-from anomalyforge.errors import ConfigError
+from anomalyforge.errors import ConfigError, DataError
 
 
 class DataWarning(UserWarning):
-    """Something in the data a user should know about (e.g. a defect image with an empty mask)."""
+    """Something in the data a user should know about (e.g. a defect image with an empty mask).
+
+    The message is one line, ``FILE: problem``; the command line prints it as ``warning: FILE: problem``.
+    Filter the category to silence them (``warnings.simplefilter("ignore", DataWarning)``)."""
 
 
 def sample_order(sample: Sample) -> tuple:
@@ -64,13 +69,19 @@ def few_shot_split(dataset: Dataset, ratio: float = 1 / 3, *, holdout: float = 0
     _check_fraction("ratio", ratio)
     _check_fraction("holdout", holdout, allow_zero=True)
     notes: list[str] = []
+    alerts: list[str] = []  # the same, as `FILE: problem` lines (emitted as DataWarnings)
     train_defects: dict[str, list[Sample]] = {}
     test_defects: dict[str, list[Sample]] = {}
     defects = sorted(dataset.select(label="defect"), key=sample_order)
     usable: dict[Sample, bool] = {}
+    bad: list[tuple[Path, str]] = []
     for s in tqdm(defects, desc=f"{dataset.category}: checking masks", unit="mask", leave=False,
                   disable=(not progress) if progress is not None else None):
-        usable[s] = has_mask(s, dataset.mask_threshold)
+        try:
+            usable[s] = has_mask(s, dataset.mask_threshold)
+        except DataError as exc:  # every bad mask in one error, not the first alone
+            bad.append((exc.path or s.mask, exc.problem))
+    raise_bad_files(bad, "masks")
     for dtype in dataset.defect_types:
         items = [s for s in defects if s.defect_type == dtype]
         ok = [s for s in items if usable[s]]
@@ -78,12 +89,16 @@ def few_shot_split(dataset: Dataset, ratio: float = 1 / 3, *, holdout: float = 0
             if not usable[s]:
                 why = "has no mask" if s.mask is None else f"has an empty mask ({s.mask.name})"
                 notes.append(f"{dtype}: defect image {s.image.name} {why}; kept for testing only")
+                alerts.append(f"{s.mask or s.image}: {dataset.category}/{dtype}: defect image {s.image.name} "
+                              f"{'has an empty mask' if s.mask is not None else 'has no mask'}; kept for testing only")
         train = ok[:n_train(len(ok), ratio)]
         chosen = set(train)
         if train:
             train_defects[dtype] = train
         else:
             notes.append(f"{dtype}: no defect image with a non-empty mask; no few-shot training examples")
+            alerts.append(f"{dataset.root}: {dataset.category}/{dtype}: no defect image with a non-empty mask; "
+                          f"no few-shot training examples")
         test_defects[dtype] = [s for s in items if s not in chosen]
     goods = sorted(dataset.select(label="good"), key=sample_order)
     train_good = [s for s in goods if s.split == "train"]
@@ -94,8 +109,8 @@ def few_shot_split(dataset: Dataset, ratio: float = 1 / 3, *, holdout: float = 0
         picked = set(rng.choice(len(train_good), size=k, replace=False).tolist())
         test_good = [s for i, s in enumerate(train_good) if i in picked]
         train_good = [s for i, s in enumerate(train_good) if i not in picked]
-    for note in notes:
-        _warnings.warn(f"{dataset.category}: {note}", DataWarning, stacklevel=2)
+    for alert in alerts:
+        _warnings.warn(alert, DataWarning, stacklevel=2)
     split = FewShotSplit(category=dataset.category, train_defects=train_defects, test_defects=test_defects,
                          train_good=train_good, test_good=test_good, ratio=ratio, warnings=notes,
                          mask_threshold=dataset.mask_threshold)

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from anomalyforge.data.io import read_image, read_mask
+from anomalyforge.data.scan import verify_samples
 from anomalyforge.data.types import Sample
 from anomalyforge.errors import ConfigError
 
@@ -51,6 +52,13 @@ class FitData:
         if sample.mask is None:
             raise ConfigError(f"{sample.image}: defect image has no mask")
         return self._mask(str(sample.mask))
+
+    def verify(self) -> None:
+        """Decode every few-shot defect (image and mask) and good training image, and check each
+        mask's size against its image: one DataError naming every bad file (see `verify_samples`).
+        Call it before writing anything, so a bad file never surfaces half-way through a run."""
+        verify_samples([*(s for v in self.defects.values() for s in v), *self.good],
+                       what="few-shot training files")
 
     @property
     def defect_types(self) -> list[str]:

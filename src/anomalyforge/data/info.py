@@ -13,7 +13,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from anomalyforge.data.fewshot import few_shot_split
-from anomalyforge.data.io import verify_image
+from anomalyforge.data.io import is_label_map, mask_levels, verify_image
 from anomalyforge.data.load import load_dataset, load_datasets
 from anomalyforge.data.natsort import natural_key
 from anomalyforge.data.types import GOOD, Dataset, FewShotSplit
@@ -32,19 +32,40 @@ def _counts(dataset: Dataset) -> dict[str, int]:
 
 
 def _verify(dataset: Dataset, progress: bool | None) -> list[str]:
-    """Decode every image and mask (DataError on the first bad file); note varying image sizes."""
+    """Decode every image and mask (DataError on the first bad file); note varying image sizes and
+    masks that are not binary (how they are binarised)."""
     sizes: Counter = Counter()
+    soft: list[tuple[Path, int]] = []
+    labels: list[tuple[Path, int]] = []
+    t = dataset.mask_threshold
     files = [(s.image, s.mask) for s in dataset.samples]
     for image, mask in tqdm(files, desc=f"{dataset.category}: verifying files", unit="image", leave=False,
                             disable=(not progress) if progress is not None else None):
         sizes[verify_image(image)] += 1
         if mask is not None:
-            verify_image(mask)
+            _, levels, top = mask_levels(mask)
+            if levels > 2:
+                (labels if is_label_map(levels, top, t) else soft).append((mask, levels))
+    notes = []
     if len(sizes) > 1:
         lo, hi = min(sizes, key=lambda wh: wh[0] * wh[1]), max(sizes, key=lambda wh: wh[0] * wh[1])
-        return [f"images have {len(sizes)} different sizes (smallest {lo[0]}x{lo[1]}, largest "
-                f"{hi[0]}x{hi[1]}); they are resized to a square working size"]
-    return []
+        notes.append(f"images have {len(sizes)} different sizes (smallest {lo[0]}x{lo[1]}, largest "
+                     f"{hi[0]}x{hi[1]}); they are resized to a square working size")
+    if soft:
+        notes.append(f"{len(soft)} mask(s) are not binary (more than two grey levels, e.g. {soft[0][0]}: "
+                     f"{soft[0][1]} levels); they are binarised at grey level {t}: pixels >= {t} are defect "
+                     f"(--mask-threshold)")
+    if labels:
+        notes.append(f"{len(labels)} mask(s) are label maps with several class ids (e.g. {labels[0][0]}: "
+                     f"{labels[0][1]} levels); every non-zero pixel is defect")
+    return notes
+
+
+def _no_defects(dataset: Dataset) -> list[str]:
+    if dataset.defect_types:
+        return []
+    return [f"no defect images in {dataset.root}: only good images; generate, cluster and benchmark need "
+            f"defect images with masks"]
 
 
 def _test_good_source(dataset: Dataset, split: FewShotSplit, holdout: float, seed: int) -> str:
@@ -76,7 +97,7 @@ def category_info(dataset: Dataset, ratio: float = 1 / 3, *, verify: bool = True
         "ratio": ratio,
         "mask_threshold": dataset.mask_threshold,
         "verified": verify,
-        "warnings": list(dataset.warnings) + list(split.warnings) + verify_notes,
+        "warnings": list(dataset.warnings) + list(split.warnings) + verify_notes + _no_defects(dataset),
     }
 
 

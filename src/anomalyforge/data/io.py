@@ -136,9 +136,27 @@ def _mask_levels(path: Path) -> np.ndarray:
 def _binary_levels(arr: np.ndarray, threshold: int) -> np.ndarray:
     """Soft mask -> {0, 255} at `threshold`; a class-id label map (values 0..k, k small) -> non-zero."""
     top = int(arr.max(initial=0))
-    if 0 < top < threshold and top <= LABEL_MAP_MAX and np.unique(arr).size <= 16:
+    if is_label_map(np.unique(arr).size, top, threshold):
         return np.where(arr > 0, 255, 0).astype(np.uint8)
     return np.where(arr >= threshold, 255, 0).astype(np.uint8)
+
+
+def mask_levels(path: str | Path) -> tuple[tuple[int, int], int, int]:
+    """((width, height), distinct grey levels, highest level) of a mask, decoded as `read_mask`
+    reduces it (one 8-bit channel); a mask folder gives the most levels of its parts. More than
+    two levels means a soft or multi-class mask that `read_mask` binarises."""
+    path = Path(path)
+    if path.is_dir():
+        infos = [mask_levels(p) for p in mask_parts(path)]
+        return image_size(path), max(i[1] for i in infos), max(i[2] for i in infos)
+    arr = _mask_levels(path)
+    hist = np.bincount(arr.ravel(), minlength=256)
+    return (arr.shape[1], arr.shape[0]), int(np.count_nonzero(hist)), int(arr.max(initial=0))
+
+
+def is_label_map(levels: int, top: int, threshold: int) -> bool:
+    """True for a class-id label map (values 0..k, k small): `read_mask` counts every non-zero pixel."""
+    return 0 < top < threshold and top <= LABEL_MAP_MAX and levels <= 16
 
 
 def read_mask(path: str | Path, size: Size = None, threshold: int = 128,

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from anomalyforge.data.io import IMAGE_EXTENSIONS, image_size, is_image_file
+from anomalyforge.data.io import IMAGE_EXTENSIONS, image_size, is_image_file, verify_image
 from anomalyforge.data.natsort import natural_sorted
 from anomalyforge.data.types import GOOD, Sample, SplitName
 from anomalyforge.errors import DataError
@@ -96,3 +96,66 @@ def check_images(samples: Iterable[Sample]) -> None:
     for s in samples:
         if s.label == "good":
             image_size(s.image)
+
+
+MAX_LISTED = 10  # bad files named in one error; the rest are counted
+
+
+def verify_samples(samples: Iterable[Sample], what: str = "training images") -> None:
+    """Decode every image and mask of `samples` and check each mask's size against its image.
+
+    Collects every bad file and raises one DataError naming them all (the first MAX_LISTED, then a
+    count), so a run fails before it writes anything instead of when it first draws a bad file.
+    """
+    bad: list[tuple[Path, str]] = []
+    for s in samples:
+        try:
+            wh = verify_image(s.image)
+        except DataError as exc:
+            bad.append((exc.path or s.image, exc.problem))
+            continue
+        if s.mask is None:
+            continue
+        try:
+            mwh = verify_image(s.mask)
+        except DataError as exc:
+            bad.append((exc.path or s.mask, exc.problem))
+            continue
+        if mwh != wh:
+            bad.append((s.mask, f"mask is {mwh[0]}x{mwh[1]} but its image {s.image.name} is {wh[0]}x{wh[1]}"))
+    raise_bad_files(bad, what)
+
+
+def raise_bad_files(bad: Sequence[tuple[Path, str]], what: str) -> None:
+    """One DataError for every (file, problem) in `bad`: the file itself when there is one, else
+    the count and the first MAX_LISTED files with their problems. Nothing when `bad` is empty."""
+    if len(bad) == 1:
+        raise DataError(*bad[0])
+    if bad:
+        listed = "; ".join(f"{p}: {why}" for p, why in bad[:MAX_LISTED])
+        more = f"; and {len(bad) - MAX_LISTED} more" if len(bad) > MAX_LISTED else ""
+        raise DataError(None, f"{len(bad)} bad {what}: {listed}{more}")
+
+
+def orphan_masks(folder: Path, used: Iterable[Path | None], warnings: list[str]) -> None:
+    """Warn about masks in `folder` (files or LOCO per-image mask folders) that no image uses."""
+    if not folder.is_dir():
+        return
+    used_set = {Path(p) for p in used if p is not None}
+    for p in natural_sorted(folder.iterdir(), key=lambda p: p.name):
+        if p.name.startswith(".") or p in used_set or not (p.is_dir() or is_image_file(p)):
+            continue
+        warnings.append(f"mask without image: {p}; it is not used")
+
+
+def unused_masks(path: Path, samples: list[Sample], warnings: list[str]) -> None:
+    """Warn about masks under `ground_truth/` that no defect image uses (orphans, or a whole
+    `ground_truth/<type>` without a `test/<type>`): they are silently ignored otherwise."""
+    gt = path / "ground_truth"
+    for folder in subdirs(gt) if gt.is_dir() else []:
+        if not (path / "test" / folder.name).is_dir():
+            warnings.append(f"mask folder without a defect image folder (no test/{folder.name}): {folder}; "
+                            f"its masks are not used")
+            continue
+        orphan_masks(folder, [s.mask for s in samples if s.defect_type == folder.name], warnings)
+

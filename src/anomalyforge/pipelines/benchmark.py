@@ -22,8 +22,9 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from anomalyforge import __version__
-from anomalyforge.atomic import write_json_atomic
+from anomalyforge.atomic import check_output_dir, first_missing, remove_created, write_json_atomic
 from anomalyforge.data import few_shot_split, fit_data, load_dataset
+from anomalyforge.data.scan import verify_samples
 from anomalyforge.errors import ConfigError, DataError
 from anomalyforge.inspect.classify import train_classifier
 from anomalyforge.inspect.evaluate import TestSet, classification_metrics, localization_metrics
@@ -100,8 +101,22 @@ def run_benchmark(data: Path, out: Path, methods: list[str], category: str | Non
                   runs: dict[str, Path] | None = None, progress: bool = True) -> dict:
     """Benchmark synthesis methods (and the PatchCore baseline) on one category; see module doc.
 
-    Returns the results document also written to `<out>/results.json`.
+    Returns the results document also written to `<out>/results.json`. Every option and input file is
+    checked before anything is written; a benchmark that fails before finishing any method removes
+    the folders it created (never a folder that existed before; an interrupt keeps them to resume).
     """
+    created = first_missing(out)
+    try:
+        return _benchmark(data, out, methods, category, profile, seed, n, data_format, runs, progress)
+    except Exception:
+        if not (Path(out) / RESULTS).is_file():
+            remove_created(created)
+        raise
+
+
+def _benchmark(data: Path, out: Path, methods: list[str], category: str | None, profile: str | Profile,
+               seed: int, n: int | None, data_format: str | None, runs: dict[str, Path] | None,
+               progress: bool) -> dict:
 
     prof = get_profile(profile)
     runs = {k: Path(v) for k, v in (runs or {}).items()}
@@ -124,6 +139,7 @@ def run_benchmark(data: Path, out: Path, methods: list[str], category: str | Non
         raise ConfigError(f"seed must be a non-negative integer, got {seed}")
     n = int(n) if n is not None else prof.n_per_type
     data, out = Path(data), Path(out)
+    check_output_dir(out, [data])  # never inside the dataset, never below a file
 
     ds = load_dataset(data, category=category, data_format=data_format)
     split = few_shot_split(ds, progress=progress)
@@ -137,8 +153,10 @@ def run_benchmark(data: Path, out: Path, methods: list[str], category: str | Non
         "created": datetime.now(UTC).isoformat(timespec="seconds"), "version": __version__,
     }
     results = _open_results(out, header)
-    out.mkdir(parents=True, exist_ok=True)
     fit = fit_data(split, size=prof.size)
+    fit.verify()  # every training and test file decodes, before anything is written
+    verify_samples([*(x for v in split.test_defects.values() for x in v), *split.test_good], what="test files")
+    out.mkdir(parents=True, exist_ok=True)
     needed = [t for t in sorted(split.train_defects) if split.test_defects.get(t)]
     test: list[TestSet] = []  # read once, after the first model is trained
 

@@ -25,6 +25,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from anomalyforge import __version__
+from anomalyforge.atomic import check_output_dir
 from anomalyforge.data import few_shot_split, load_dataset
 from anomalyforge.data.io import read_image
 from anomalyforge.diffusion.loading import load_ldm
@@ -88,6 +89,7 @@ def run_fewshot_benchmark(data: Path, out: Path, shots: Sequence[int] = (1, 2, 4
     variants = (0, int(generated)) if generated else (0,)
     aug = augment or GoodAugmentConfig()
     data, out = Path(data), Path(out)
+    check_output_dir(out, [data])  # never inside the dataset, never below a file
     ds = load_dataset(data, category=category, data_format=data_format)
     split = few_shot_split(ds, progress=progress)
     split.check_disjoint()

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from anomalyforge import __version__
-from anomalyforge.atomic import write_json_atomic
+from anomalyforge.atomic import check_output_dir, write_json_atomic
 from anomalyforge.errors import ConfigError
 from anomalyforge.inspect.profiles import Profile, get_profile
 from anomalyforge.pipelines.benchmark import BASELINES, run_benchmark
@@ -125,6 +125,7 @@ def run_benchmark_seeds(data: Path, out: Path, methods: list[str], seeds: list[i
     An interrupted call resumes: finished seeds and methods are skipped."""
     seeds = _check_seeds(seeds)
     prof = get_profile(profile)
+    check_output_dir(out, [data])
     docs = {}
     for s in seeds:
         docs[s] = run_benchmark(data, seed_dir(out, s), methods, category=category, profile=prof, seed=s, n=n,

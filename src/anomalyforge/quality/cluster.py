@@ -37,7 +37,7 @@ from sklearn.cluster import KMeans
 from sklearn.metrics import calinski_harabasz_score, davies_bouldin_score
 from tqdm import tqdm
 
-from anomalyforge.atomic import write_png_atomic
+from anomalyforge.atomic import check_output_dir, write_png_atomic
 from anomalyforge.data import few_shot_split, load_dataset
 from anomalyforge.data.fitdata import FitData
 from anomalyforge.data.types import FewShotSplit, Sample
@@ -290,6 +290,8 @@ def cluster_category(data: str | Path | FitData | FewShotSplit, category: str | 
     """
     cfg = config or ClusterConfig(size=size)
     source: dict[str, Any] = {}
+    if out is not None:  # never inside the dataset, never below a file
+        check_output_dir(out, [data] if isinstance(data, (str, Path)) else [])
     if isinstance(data, (str, Path)):
 
         ds = load_dataset(Path(data), category=category, data_format=data_format)

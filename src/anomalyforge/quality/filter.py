@@ -151,8 +151,8 @@ def filter_run(run: str | Path, keep: int | None = None, keep_ratio: float | Non
         raise DataError(run, "run folder not found")
     if keep is not None and keep_ratio is not None:
         raise ConfigError("give --keep or --keep-ratio, not both")
-    if keep is not None and keep < 0:
-        raise ConfigError(f"--keep must be >= 0, got {keep}")
+    if keep is not None and keep < 1:
+        raise ConfigError(f"--keep must be at least 1 pair per defect type (0 would reject every pair), got {keep}")
     if keep_ratio is not None and not 0 < keep_ratio <= 1:
         raise ConfigError(f"--keep-ratio must be in (0, 1], got {keep_ratio}")
     if stratify not in STRATIFY:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from anomalyforge.atomic import write_png_atomic
+from anomalyforge.atomic import check_output_dir, write_png_atomic
 from anomalyforge.data.io import read_image
 from anomalyforge.errors import ConfigError, DataError
 from anomalyforge.formats.manifest import read_manifest, read_run_config, write_manifest
@@ -40,6 +40,7 @@ def export_run(run: Path, out: Path, format: str = "mvtec", test_good: float = 0
         raise ConfigError(f"test_good must be a fraction in [0, 1), got {test_good!r}")
     run, out = Path(run), Path(out)
     cfg = read_run_config(run)
+    check_output_dir(out, [cfg["data"]] if cfg.get("data") else [], flag="export folder")
     recs = read_manifest(run)
     if not recs:
         raise DataError(run, "run holds no generated pairs to export")

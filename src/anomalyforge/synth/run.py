@@ -24,7 +24,7 @@ import numpy as np
 from tqdm import tqdm
 
 from anomalyforge import __version__
-from anomalyforge.atomic import write_png_atomic
+from anomalyforge.atomic import check_output_dir, write_png_atomic
 from anomalyforge.data import few_shot_split, fit_data, load_dataset
 from anomalyforge.errors import ConfigError, DataError
 from anomalyforge.formats.manifest import RUN_JSON, append_records, read_manifest, read_run_config, repair_manifest
@@ -73,6 +73,8 @@ def _write_json_atomic(path: Path, obj: dict) -> None:
 
 def _select_types(ds, split, types: list[str] | None, data: Path) -> list[str]:
     known = ds.defect_types
+    if types is not None and not types:
+        raise ConfigError("no defect type given (types is empty); leave it out to use every type")
     if not known:
         raise DataError(data, f"category {ds.category!r} has no defect images; nothing to learn defects from")
     if types:
@@ -151,6 +153,7 @@ def generate_run(data: Path, out: Path, method: str = "croppaste", n: int = 100,
         raise ConfigError(f"seed must be a non-negative integer, got {seed}")
     if not isinstance(size, (int, np.integer)) or size < 16:
         raise ConfigError(f"size must be an integer of at least 16, got {size}")
+    check_output_dir(out, [data])  # never inside the dataset, never below a file
     cls = get_generator(method)
     gen = cls(cls.make_config(params))
     if keep_ratio is None:
@@ -165,6 +168,7 @@ def generate_run(data: Path, out: Path, method: str = "croppaste", n: int = 100,
     types = _select_types(ds, split, types, data)
     fd = fit_data(split, size=int(size), extra={"progress": bool(progress)})
     fd.defects = {t: fd.defects[t] for t in types}
+    fd.verify()  # every training file decodes and matches its mask, before anything is written
     clusters = None
     if subtypes:  # GAA anomaly concepts: fit and generate per sub-type <type>@<k>
 

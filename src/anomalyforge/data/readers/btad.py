@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from anomalyforge.data.readers.base import Reader, ReadResult
-from anomalyforge.data.scan import defect_sample, find_mask, good_samples, list_images, subdirs
+from anomalyforge.data.scan import defect_sample, find_mask, good_samples, list_images, subdirs, unused_masks
 from anomalyforge.data.types import Sample
 
 OK = "ok"
@@ -32,6 +32,7 @@ def read(path: Path, category: str) -> ReadResult:
         for image in list_images(folder, required=True, what="defect type folder"):
             mask = find_mask(path / "ground_truth" / folder.name, image.stem, ("", "_mask"))
             samples.append(defect_sample(image, mask, folder.name, category, "test", warnings))
+    unused_masks(path, samples, warnings)
     return samples, warnings
 
 

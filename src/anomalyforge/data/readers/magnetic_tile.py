@@ -43,6 +43,9 @@ def read(path: Path, category: str) -> ReadResult:
         raise DataError(path / FREE, "folder of good images not found")
     for folder in classes:
         imgs = folder / "Imgs"
+        stems = {p.stem for p in _images(imgs)}
+        warnings.extend(f"mask without image: {p}; it is not used" for p in list_images(imgs)
+                        if p.suffix.lower() == MASK_EXT and p.stem not in stems)
         if folder.name == FREE:
             samples += good_samples(_images(imgs), category, "train")
             continue

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from anomalyforge.data.readers.base import Reader, ReadResult
-from anomalyforge.data.scan import defect_sample, find_mask, good_samples, list_images, subdirs
+from anomalyforge.data.scan import defect_sample, find_mask, good_samples, list_images, subdirs, unused_masks
 from anomalyforge.data.types import GOOD, Sample
 
 
@@ -31,6 +31,7 @@ def read_mvtec_like(path: Path, category: str, mask_suffixes: Sequence[str]) -> 
         for image in list_images(folder, required=True, what="defect type folder"):
             mask = find_mask(gt, image.stem, mask_suffixes)
             samples.append(defect_sample(image, mask, folder.name, category, "test", warnings))
+    unused_masks(path, samples, warnings)
     return samples, warnings
 
 
