@@ -241,7 +241,7 @@ class GAA(AnomalyDiffusion):
                 new = enhance_mask(src, rng, mean_area=mean_area)
                 if not new.any():
                     new = src
-                fg = cv2.resize(self._foreground(good), (c.resolution, c.resolution), interpolation=cv2.INTER_NEAREST)
+                fg = cv2.resize(self._foreground(good), (self.res, self.res), interpolation=cv2.INTER_NEAREST)
                 try:
                     m, _, _ = place_mask(new, fg, rng, "inside", rotation=c.place_rotation,
                                          scale=tuple(c.place_scale), flip=True)
@@ -251,7 +251,7 @@ class GAA(AnomalyDiffusion):
                     how.append("in_place")
                 if not m.any():
                     m, how[-1] = new, "in_place"
-            m = cv2.resize(m, (c.resolution, c.resolution), interpolation=cv2.INTER_NEAREST)
+            m = cv2.resize(m, (self.res, self.res), interpolation=cv2.INTER_NEAREST)
             out.append(np.where(m > 0, 255, 0).astype(np.uint8))
         return out, how
 
