@@ -28,8 +28,20 @@ def test_registered_with_paper_defaults():
     cls = get_generator("anomalydiffusion")
     c = cls.Config()
     assert cls is AnomalyDiffusion and cls.batch_size > 1
-    assert (c.anomaly_tokens, c.spatial_tokens, c.resolution, c.train_batch, c.lr) == (8, 4, 256, 4, 5e-3)
-    assert (c.mask_guidance, c.sampler, c.mask_source, c.reweight) == (5.0, "ddim", "textual_inversion", True)
+    assert (c.anomaly_tokens, c.spatial_tokens, c.resolution, c.train_batch, c.lr) == (8, 4, None, 4, 5e-3)
+    assert (c.mask_guidance, c.sampler, c.mask_source, c.reweight) == (5.0, "ddim", "textual_inversion", "texture")
+    assert (c.preset, c.fit_steps, c.sampler_steps) == ("smoke", 5000, 50)  # cheap budgets, labelled
+    assert (c.mask_tokens, c.mask_init_word, c.mask_threshold, c.mask_eta, c.eta) == (16, "crack", 0.8, 1.0, 1.0)
+    # the published settings as a preset; explicit parameters still win
+    p = cls.make_config({"preset": "paper"})
+    assert (p.preset, p.fit_steps, p.mask_fit_steps, p.sampler_steps, p.eta, p.resolution) == \
+        ("paper", 300_000, 30_000, 200, 1.0, 256)
+    assert (p.mask_sampler_steps, p.mask_eta, p.mask_guidance, p.mask_tokens) == (100, 1.0, 5.0, 16)
+    assert (p.augment, p.augment_p, p.max_rotation, p.templates) == (True, 0.5, 20.0, True)
+    assert cls.make_config({"preset": "paper", "fit_steps": 7}).fit_steps == 7
+    with pytest.raises(ConfigError, match="no preset 'fast'"):
+        cls.make_config({"preset": "fast"})
+    assert cls.make_config({"reweight": True}).reweight == "always"
     with pytest.raises(ConfigError, match="has no parameter"):
         cls.make_config({"fit_stepz": 3})
 
@@ -73,6 +85,7 @@ def test_generate_pairs_keep_good_pixels_outside_dilated_mask(fitted, bottle_dat
         assert np.array_equal(p.image[~outer], good[~outer])
         assert not np.array_equal(p.image[p.mask > 0], good[p.mask > 0])
         assert p.params["mask_from"] in ("textual_inversion", "synthesis")
+        assert p.params["reweight"] is False  # bottle is an object: AAR off ("texture", as the official code)
 
 
 def test_save_load_generate_is_identical(fitted, bottle_data):
@@ -88,7 +101,7 @@ def test_save_load_generate_is_identical(fitted, bottle_data):
 
 def test_synthesis_masks_without_reweighting(fitted, bottle_data, ad_config):
     gen, state = fitted
-    other = AnomalyDiffusion(ad_config(mask_source="synthesis", reweight=False))
+    other = AnomalyDiffusion(ad_config(mask_source="synthesis", reweight="never"))
     other.load(bottle_data, state)
     (p,) = other.generate("broken_large", [5])
     assert p.params["mask_from"] == "synthesis" and p.mask.any()
@@ -116,3 +129,12 @@ def test_bad_inputs(fitted, bottle_data, ad_config, tmp_path):
     with pytest.raises(ConfigError, match="resolution 36 must be a multiple of 8"):
         AnomalyDiffusion(ad_config(resolution=36)).fit(bottle_data, tmp_path / "s")
     assert not (tmp_path / "s").exists()  # nothing half-written by the failed fits
+
+
+def test_generate_with_attention_reweighting(fitted, bottle_data, ad_config):
+    gen, state = fitted
+    other = AnomalyDiffusion(ad_config(reweight="always", mask_source="synthesis"))
+    other.load(bottle_data, state)
+    (p,) = other.generate("broken_large", [7])
+    assert p.params["reweight"] is True and p.params["eta"] == 1.0 and p.mask.any()
+    assert all(not type(v).__name__.startswith("Reweighting") for v in other.ldm.unet.attn_processors.values())

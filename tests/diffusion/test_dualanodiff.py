@@ -41,6 +41,11 @@ def test_registered_with_official_defaults():
     assert cls is DualAnoDiff and cls.batch_size > 1
     assert (c.rank, c.lr, c.fit_steps, c.train_batch, c.resolution) == (32, 2e-5, 5000, 4, 512)
     assert (c.whole_prompt, c.part_prompt, c.sampler_steps, c.guidance) == ("a vfx with sks", "sks", 100, 2.5)
+    # the defaults are the official settings, named "paper"; cable is never flipped (official)
+    assert c.preset == "paper" and DualAnoDiff.make_config({}).fit_steps == 5000
+    assert c.flip and "cable" in c.no_flip_categories
+    smoke = DualAnoDiff.make_config({"preset": "smoke"})
+    assert (smoke.preset, smoke.fit_steps, smoke.sampler_steps) == ("smoke", 500, 50)
 
 
 def test_fit_trains_only_the_branch_adapters(dual, tiny_model):

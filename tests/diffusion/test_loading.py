@@ -23,8 +23,13 @@ def test_tiny_model_loads_frozen_fp32_on_cpu(ldm):
         ldm.make_scheduler("euler-magic")
 
 
-def test_precision_rules():
-    assert pick_dtype(torch.device("cuda"), "auto") == torch.float16
+def test_precision_rules(monkeypatch):
+    # auto never picks fp16 (fitting through an fp16 model without loss scaling does not learn)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert pick_dtype(torch.device("cuda"), "auto") == torch.bfloat16
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    assert pick_dtype(torch.device("cuda"), "auto") == torch.float32
+    assert pick_dtype(torch.device("cuda"), "fp16") == torch.float16
     assert pick_dtype(torch.device("cpu"), "auto") == torch.float32
     assert pick_dtype(torch.device("cuda"), "bf16") == torch.bfloat16
     with pytest.raises(ConfigError):

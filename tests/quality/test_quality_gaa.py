@@ -69,7 +69,8 @@ def test_fit_clusters_subtypes_and_generates_inside_masks(fitted, bottle_small):
     pairs = gen.generate("contamination", [1, 2, 3])
     c = gen.config
     for p in pairs:
-        assert p.params["subtype"].startswith("contamination@") and p.params["mask_from"] in ("foreground", "in_place")
+        assert p.params["subtype"].startswith("contamination@")
+        assert p.params["mask_from"] in ("foreground", "edge", "in_place")
         good = _good(bottle_small, p.source)
         outer = feather_mask(p.mask, c.dilate_px + c.feather_px, 0) > 0
         assert np.array_equal(p.image[~outer], good[~outer])  # outside the mask: the good image
@@ -142,3 +143,21 @@ def test_generate_run_keeps_the_better_half_of_gaa_pairs_by_default(tiny_model, 
     assert all(isinstance(r["scores"]["ars"], float) for r in recs)
     best = sorted((r["scores"]["ars"] for r in recs), reverse=True)[:2]
     assert sorted(r["scores"]["ars"] for r in recs if not r["rejected"]) == sorted(best)
+
+
+def test_paper_preset_and_edge_and_combined_masks(fitted):
+    p = GAA.make_config({"preset": "paper"})
+    assert (p.fit_steps, p.sampler_steps, p.eta, p.resolution, p.place_mode) == (310_000, 200, 1.0, 256, "random")
+    gen, _ = fitted
+    sub = next(t for t in gen.types if t.startswith("contamination@"))
+    seeds = list(range(12))
+    old = (gen.config.place_mode, gen.config.combined_types)
+    try:
+        _, how = gen._masks_for(sub, seeds)
+        assert {"foreground", "edge"} <= set(how) | {"in_place"} and "edge" in how  # random: inside or edge
+        gen.config.place_mode, gen.config.combined_types = "edge", ("contamination",)
+        masks, how = gen._masks_for(sub, seeds[:4])
+        assert all(h in ("combined_edge", "in_place") for h in how) and "combined_edge" in how
+        assert all(m.any() for m in masks)
+    finally:
+        gen.config.place_mode, gen.config.combined_types = old

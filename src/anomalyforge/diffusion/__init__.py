@@ -12,17 +12,17 @@ Modules (each usable on its own; nothing heavy is imported until used):
                  text encoder runs; nothing in the encoder changes), `encode_prompts`, `token_positions`.
 * `spatial_encoder`    `SpatialEncoder(n_tokens, dim, backbone="resnet50"|"tiny"|resnet*, weights)` —
                  mask -> n text tokens (ResNet + FPN + one FC head per token).
-* `masked_loss`  `masked_mse`, `mask_to_latent`, `masked_diffusion_loss` (||m ⊙ (ε − ε_θ)||²),
-                 `train_params` (AdamW on a given parameter list only, optional decay / clipping).
+* `masked_loss`  `masked_mse`, `loss_mask_to_latent`, `mask_to_latent`, `masked_diffusion_loss`
+                 (||m ⊙ (ε − ε_θ)||²), `train_params` (AdamW on fp32 master weights, autocast / GradScaler).
 * `blended`      `blended_sample` (Blended Latent Diffusion, DDIM/DDPM, per-seed generators, a
                  `before_step` hook; no mask = free sampling; `strength` < 1 = SDEdit),
                  `feather_mask`, `composite` (exact good pixels outside the
                  dilated mask), image <-> tensor helpers.
-* `attention`    `AttentionController`, `ReweightingAttnProcessor`, `install_processors`,
-                 `region_weights` / `weight_map` (AnomalyDiffusion eq. 7), `make_reweight_hook`.
-* `mask_generation`  mask textual-inversion helpers (`sample_masks` with CFG, `acceptable` border /
-                 area rejection) and `synthesize_mask` (shared `anomalyforge.masks` enhance + place).
-* `augment`      `augment_pair` — joint crop / translation / rotation keeping the defect inside;
+* `attention`    `AttentionController`, `ReweightingAttnProcessor` (pre-softmax AAR), `install_processors`,
+                 `aar_weights`, `dilation_radius` / `blend_mask_schedule`, `make_reweight_hook`.
+* `mask_generation`  mask textual-inversion helpers (`sample_masks` with CFG, `threshold_mask`,
+                 `border_ok` / `acceptable`) and `synthesize_mask` (shared `anomalyforge.masks` enhance + place).
+* `augment`      `augment_pair` — the official joint flips / rotation / crop keeping the defect box;
                  `flip_pair`, `to_resolution`.
 * `dual_attention`  `DualAdapters` (per-branch LoRA + branch interaction for every attention layer,
                  `install(unet)`), `DualAttnProcessor`, `interleave` / `deinterleave` (DualAnoDiff).

@@ -1,20 +1,27 @@
-"""Cross-attention processors for the UNet, and AnomalyDiffusion's adaptive attention re-weighting.
+"""Cross-attention processors for the UNet, and AnomalyDiffusion's Adaptive Attention Re-weighting (AAR).
 
-Adaptive Attention Re-weighting (Hu et al. 2024, eq. 7–8): at each denoising step the current
-clean estimate x̂_0 is compared with the good image y inside each connected region m_i of the mask
-M = {m_1..m_N}:
+AAR as the official code does it (Hu et al. 2024, sec. 3.3; `ldm/models/diffusion/ddim.py` and
+`ldm/modules/attention.py` of sjtuplayer/anomalydiffusion), per denoising step at timestep t:
 
-    d_i = ||m_i ⊙ y − m_i ⊙ x̂_0||²,    w_i = ||M||_1 · Softmax_i(f(d_i)),    f(x) = 1/x  (−∞ if x = 0)
+1. The latent mask M is dilated by r(t) = ⌊(t + 100)·8 / 1000⌋ latent cells (a (2r+1)² square
+   max filter): M′ = dilate(M, r(t)). The same M′ is the blending mask of that step.
+2. Per latent cell, d = mean_c (M′ ⊙ (x_t − y_0))², x_t the current noisy latent, y_0 the good
+   image's clean latent.
+3. w = ‖M′‖₁ · (1/d) / Σ_{M′} (1/d) inside M′ (so the weights average 1 over M′), then cells
+   with w < 1 (and every cell outside M′) get 1 and w is clipped to 1.5: W ∈ [1, 1.5]. The cells
+   still closest to the good image — where the defect has not appeared yet — get the most weight.
+4. In every cross-attention layer the pre-softmax logits q·kᵀ/√d of the anomaly-embedding tokens
+   are multiplied by W (resized bilinearly to the layer's grid), per query pixel; then softmax.
 
-Here ||M||_1 is the number of regions N, so the weights average 1 and a single region keeps weight
-1 (our reading of the paper; with f = 1/x the region whose content is still closest to the good
-image — the least "filled" defect — gets the largest weight). The weight map W is w_i inside
-region i and 1 elsewhere; the cross-attention probabilities of the anomaly-embedding tokens are
-multiplied by W (per query pixel, no renormalisation), every other token and pixel is untouched.
+Differences, on purpose: a masked cell with d = 0 exactly (it never happens while x_t is noisy)
+gets weight 1 and does not enter the sum (the official code lets it enter as −1). The official
+code turns AAR on for texture categories only; `AnomalyDiffusionConfig.reweight` = "texture" does
+the same, "always" / "never" override it.
 
-`ReweightingAttnProcessor` implements this with diffusers' attention-processor API; install it with
-`install_processors(unet, controller)`; the `AttentionController` carries the weight map and the
-anomaly tokens' positions between the sampler and the processors.
+`ReweightingAttnProcessor` implements step 4 with diffusers' attention-processor API; install it
+with `install_processors(unet, controller)`; the `AttentionController` carries the weight map and
+the anomaly tokens' positions between the sampler and the processors. `make_reweight_hook` is the
+sampler hook doing steps 1–3.
 """
 
 from __future__ import annotations
@@ -22,50 +29,38 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-import cv2
-import numpy as np
 import torch
 import torch.nn.functional as F
 
-from anomalyforge.diffusion.masked_loss import mask_to_latent
+AAR_MAX_WEIGHT = 1.5  # official clip
+AAR_MIN_WEIGHT = 1.0
 
 
-def mask_regions(mask: np.ndarray) -> list[np.ndarray]:
-    """Boolean masks of the 8-connected regions of `mask` (H, W), largest first."""
-    n, labels = cv2.connectedComponents((mask > 0).astype(np.uint8), connectivity=8)
-    regions = [labels == i for i in range(1, n)]
-    return sorted(regions, key=lambda r: -int(r.sum()))
+def dilation_radius(t: int, num_train_timesteps: int = 1000) -> int:
+    """r(t) = ⌊(t + 100)·8 / 1000⌋ latent cells (official, 200-step DDIM; 0 at t < 25, 8 at t = 999)."""
+    return int((int(t) + 100) * 8 // num_train_timesteps)
 
 
-def region_weights(differences: torch.Tensor) -> torch.Tensor:
-    """Eq. 7 for one mask: (N,) squared differences d_i -> (N,) weights N · softmax(1/d_i), 1/0 = −∞."""
-    d = differences.double()
-    f = torch.where(d > 0, 1.0 / d.clamp_min(1e-300), torch.full_like(d, -math.inf))
-    n = d.numel()
-    if n == 0:
-        return d.float()
-    if bool(torch.isinf(f).all()):  # every region identical to y: nothing to prefer
-        return torch.ones_like(d).float()
-    return (n * torch.softmax(f, dim=0)).float()
+def dilate_latent_mask(mask: torch.Tensor, radius: int) -> torch.Tensor:
+    """(B, 1, h, w) mask dilated by a (2·radius+1)² square max filter (zero padding at the border)."""
+    if radius <= 0:
+        return mask
+    return F.max_pool2d(mask.float(), kernel_size=2 * radius + 1, stride=1, padding=radius)
 
 
-def weight_map(masks: list[np.ndarray], good: torch.Tensor, x0_hat: torch.Tensor) -> torch.Tensor:
-    """(B, 1, H, W) weight map W of eq. 7–8 for a batch.
+def aar_weights(x_t: torch.Tensor, y0: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The AAR weight map W (B, 1, h, w) in [1, 1.5] (steps 2–3 of the module doc).
 
-    masks: B masks (H, W) at the resolution of `good` / `x0_hat` (B, C, H, W) (pixels or latents).
+    x_t, y0: (B, C, h, w) latents; mask: (B, 1, h, w) dilated mask M′ in {0, 1}.
     """
-    b, _, h, w = good.shape
-    out = torch.ones(b, 1, h, w, dtype=torch.float32, device=good.device)
-    for i in range(b):
-        regions = mask_regions(masks[i])
-        if not regions:
-            continue
-        diffs = torch.stack([((good[i] - x0_hat[i]) ** 2)[:, torch.from_numpy(r).to(good.device)].sum()
-                             for r in regions])
-        ws = region_weights(diffs)
-        for r, wt in zip(regions, ws, strict=False):
-            out[i, 0][torch.from_numpy(r).to(good.device)] = wt.to(out.device)
-    return out
+    m = mask.float()
+    d = ((m * (x_t.float() - y0.float())) ** 2).mean(dim=1, keepdim=True)
+    inside = (m > 0) & (d > 0)
+    inv = torch.where(inside, 1.0 / d.clamp_min(1e-30), torch.zeros_like(d))
+    total = inv.sum(dim=(1, 2, 3), keepdim=True)
+    n = m.sum(dim=(1, 2, 3), keepdim=True)
+    w = torch.where(total > 0, n * inv / total.clamp_min(1e-30), torch.zeros_like(inv))
+    return w.clamp(AAR_MIN_WEIGHT, AAR_MAX_WEIGHT)
 
 
 def attention_input(attn, hidden_states: torch.Tensor, temb: torch.Tensor | None
@@ -97,12 +92,12 @@ def attention_output(attn, hidden_states: torch.Tensor, residual: torch.Tensor,
 class AttentionController:
     """State shared by the re-weighting processors during one sampling run.
 
-    weights: (B, 1, h, w) map (any resolution; resized per layer) or None (= plain attention).
+    weights: (B, 1, h, w) map W (any resolution; resized per layer) or None (= plain attention).
     token_positions: sequence positions of the anomaly-embedding tokens in the text conditioning.
     cond_offset: index of the first conditioned sample in the UNet batch (B when the batch is
     [unconditional; conditional] for classifier-free guidance, else 0).
-    store: when True, the last re-weighted attention probabilities are kept in `last_probs`
-    (for tests and visualisation).
+    store: when True, the last attention probabilities are kept in `last_probs` and the last
+    (re-weighted) pre-softmax logits in `last_logits` (for tests and visualisation).
     """
 
     weights: torch.Tensor | None = None
@@ -110,10 +105,12 @@ class AttentionController:
     cond_offset: int = 0
     store: bool = False
     last_probs: dict[str, torch.Tensor] = field(default_factory=dict)
+    last_logits: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 class ReweightingAttnProcessor:
-    """diffusers attention processor: standard attention, plus eq. 8 on cross-attention layers."""
+    """diffusers attention processor: standard attention, plus AAR (logits of the anomaly tokens
+    times W before the softmax) on cross-attention layers."""
 
     def __init__(self, controller: AttentionController, name: str = "") -> None:
         self.controller = controller
@@ -135,34 +132,51 @@ class ReweightingAttnProcessor:
         key = attn.head_to_batch_dim(attn.to_k(encoder_hidden_states))
         value = attn.head_to_batch_dim(attn.to_v(encoder_hidden_states))
         query = attn.head_to_batch_dim(query)
-        probs = attn.get_attention_scores(query, key, attention_mask)
-        if is_cross:
-            probs = self._reweight(probs, batch, attn.heads)
+        probs = self._probs(attn, query, key, attention_mask, batch, is_cross)
         hidden_states = attn.batch_to_head_dim(torch.bmm(probs, value))
         hidden_states = attn.to_out[1](attn.to_out[0](hidden_states))
         return attention_output(attn, hidden_states, residual, grid)
 
-    def _reweight(self, probs: torch.Tensor, batch: int, heads: int) -> torch.Tensor:
+    def _probs(self, attn, query: torch.Tensor, key: torch.Tensor, attention_mask: torch.Tensor | None,
+               batch: int, is_cross: bool) -> torch.Tensor:
+        """softmax(W ⊙ q·kᵀ·scale + mask) — what `attn.get_attention_scores` does, with the AAR factor
+        on the anomaly tokens' logits in between (diffusers' upcast rules kept)."""
         c = self.controller
-        if c.weights is None or not c.token_positions:
-            if c.store:
-                c.last_probs[self.name] = probs.detach()
-            return probs
-        n_query = probs.shape[1]
+        dtype = query.dtype
+        if attn.upcast_attention:
+            query, key = query.float(), key.float()
+        logits = torch.bmm(query, key.transpose(-1, -2)) * attn.scale
+        if is_cross and c.weights is not None and c.token_positions:
+            logits = logits * self._factor(logits, batch, attn.heads)
+        if attention_mask is not None:
+            logits = logits + attention_mask
+        if c.store and is_cross:
+            c.last_logits[self.name] = logits.detach()
+        if attn.upcast_softmax:
+            logits = logits.float()
+        probs = logits.softmax(dim=-1).to(dtype)
+        if c.store and is_cross:
+            c.last_probs[self.name] = probs.detach()
+        return probs
+
+    def _factor(self, logits: torch.Tensor, batch: int, heads: int) -> torch.Tensor:
+        """(batch·heads, queries, tokens) multiplier: W on the anomaly tokens' columns, 1 elsewhere."""
+        c = self.controller
+        n_query = logits.shape[1]
         wb, _, wh, ww = c.weights.shape
         # this layer's query grid has the weight map's aspect ratio
         scale = math.sqrt(wh * ww / n_query)
         h, w = max(1, round(wh / scale)), max(1, round(ww / scale))
-        wmap = F.interpolate(c.weights.float(), size=(h, w), mode="area").reshape(wb, h * w)
-        full = torch.ones(batch, h * w, device=probs.device, dtype=probs.dtype)
-        full[c.cond_offset:c.cond_offset + wb] = wmap.to(probs.device, probs.dtype)
+        wmap = c.weights.float()
+        if (h, w) != (wh, ww):  # official: torchvision Resize (bilinear, antialiased)
+            wmap = F.interpolate(wmap, size=(h, w), mode="bilinear", align_corners=False, antialias=h < wh)
+        wmap = wmap.reshape(wb, h * w)
+        full = torch.ones(batch, h * w, device=logits.device, dtype=logits.dtype)
+        full[c.cond_offset:c.cond_offset + wb] = wmap.to(logits.device, logits.dtype)
         full = full.repeat_interleave(heads, dim=0)  # head_to_batch_dim order: batch-major
-        factor = torch.ones_like(probs)
+        factor = torch.ones_like(logits)
         factor[:, :, c.token_positions] = full.unsqueeze(-1).expand(-1, -1, len(c.token_positions))
-        out = probs * factor
-        if c.store:
-            c.last_probs[self.name] = out.detach()
-        return out
+        return factor
 
 
 def install_processors(unet, controller: AttentionController) -> dict:
@@ -173,26 +187,26 @@ def install_processors(unet, controller: AttentionController) -> dict:
     return previous
 
 
-def make_reweight_hook(ldm, controller: AttentionController, masks: list[np.ndarray], good_images: torch.Tensor,
-                       good_latents: torch.Tensor, space: str = "pixel"):
-    """The `before_step` hook for `blended_sample` that updates `controller.weights` from the
-    previous step's clean estimate x̂_0 (eq. 7): in pixel space (decode x̂_0 with the VAE, as the
-    paper) or in latent space (cheaper: masks max-pooled to the latent grid). No weights at the
-    first step (no x̂_0 yet)."""
+def blend_mask_schedule(mask_latent: torch.Tensor, num_train_timesteps: int = 1000):
+    """t -> M′(t) = dilate(M, r(t)): the blending mask of each step (and AAR's region)."""
+    cache: dict[int, torch.Tensor] = {}
 
-    hw = tuple(good_latents.shape[-2:])
-    lat_masks = [(mask_to_latent(torch.from_numpy(m > 0).float()[None, None], hw)[0, 0] > 0).numpy()
-                 for m in masks]
-    y_cpu, y0_cpu = good_images.float().cpu(), good_latents.float().cpu()
+    def at(t) -> torch.Tensor:
+        r = dilation_radius(int(t), num_train_timesteps)
+        if r not in cache:
+            cache[r] = dilate_latent_mask(mask_latent, r)
+        return cache[r]
+
+    return at
+
+
+def make_reweight_hook(controller: AttentionController, good_latents: torch.Tensor, mask_at):
+    """The `before_step` hook for `blended_sample`: sets `controller.weights` = W(x_t, y_0, M′(t))
+    (steps 1–3 of the module doc) before every UNet call, from the current latent x_t."""
+    y0 = good_latents.float()
 
     def hook(i: int, t, x_t: torch.Tensor, x0_hat: torch.Tensor | None) -> None:
-        if x0_hat is None:
-            controller.weights = None
-        elif space == "pixel":
-            with torch.no_grad():
-                x0_img = ldm.decode_latents(x0_hat).cpu()
-            controller.weights = weight_map(masks, y_cpu, x0_img)
-        else:
-            controller.weights = weight_map(lat_masks, y0_cpu, x0_hat.float().cpu())
+        m = mask_at(t).to(x_t.device)
+        controller.weights = aar_weights(x_t, y0.to(x_t.device), m)
 
     return hook

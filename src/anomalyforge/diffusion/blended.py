@@ -36,7 +36,8 @@ def blended_sample(ldm: LDM, cond: torch.Tensor, good_latents: torch.Tensor, mas
                    generators: Sequence[torch.Generator], steps: int = 50, sampler: str = "ddim",
                    uncond: torch.Tensor | None = None, guidance_scale: float = 1.0,
                    before_step: StepHook | None = None, progress: bool = False,
-                   strength: float = 1.0) -> torch.Tensor:
+                   strength: float = 1.0, eta: float = 0.0,
+                   mask_schedule: Callable[[int], torch.Tensor] | None = None) -> torch.Tensor:
     """Blended denoising from pure noise; returns the final latents (B, C, h, w), float32.
 
     strength < 1 starts instead from the good latents noised to that fraction of the schedule and
@@ -46,24 +47,40 @@ def blended_sample(ldm: LDM, cond: torch.Tensor, good_latents: torch.Tensor, mas
     cond / uncond: (B, 77, dim) text conditioning (uncond only used when guidance_scale != 1).
     good_latents: the good images' scaled latents y_0. mask_latent: (B, 1, h, w) in [0, 1]; None
     samples freely (no blending: with strength 1 `good_latents` only gives the latent shape).
-    before_step(i, t, x_t, x0_hat_prev) is called before each UNet call (used by the attention
-    re-weighting, which needs the previous step's clean estimate; None at the first step).
+    before_step(i, t, x_t, x0_hat_prev) is called before each UNet call (the attention
+    re-weighting reads x_t there; x0_hat_prev is the previous step's clean estimate, None at first).
+    eta: DDIM's stochasticity (0 deterministic, 1 = DDPM-like variance, as AnomalyDiffusion's
+    official sampler); its noise comes from the per-sample generators. mask_schedule(t): the
+    blending mask to use at timestep t instead of the fixed `mask_latent` (AnomalyDiffusion dilates
+    the mask by an amount that shrinks with t). With a mask, the starting noise is blended with the
+    good latent noised to the first timestep by the same noise (no extra draws).
     """
 
     sched = ldm.make_scheduler(sampler)
     sched.set_timesteps(steps, device=ldm.device)
     y0 = good_latents.to(ldm.device).float()
-    m = None if mask_latent is None else mask_latent.to(ldm.device).float()
+    fixed = None if mask_latent is None else mask_latent.to(ldm.device).float()
+
+    def mask_at(t) -> torch.Tensor | None:
+        if mask_schedule is not None:
+            return mask_schedule(int(t)).to(ldm.device).float()
+        return fixed
+
     if not 0.0 <= strength <= 1.0:
         raise ValueError(f"strength must be in [0, 1], got {strength}")
     timesteps = list(sched.timesteps)
     noise = per_sample_randn(y0.shape, generators).to(ldm.device)
+    blending = fixed is not None or mask_schedule is not None
+    m = mask_at(timesteps[0]) if blending else None
     if strength >= 1.0:
         x = noise * float(sched.init_noise_sigma)
+        if m is not None:  # outside the mask the walk starts on the good latent, noised to t_0
+            x = x * m + sched.add_noise(y0, noise, timesteps[0].reshape(1)) * (1 - m)
     else:
         timesteps = timesteps[len(timesteps) - int(round(steps * strength)):]
         if not timesteps:
             return y0
+        m = mask_at(timesteps[0]) if blending else None
         x = sched.add_noise(y0, noise, timesteps[0].reshape(1))
     use_cfg = uncond is not None and guidance_scale != 1.0
     x0_hat: torch.Tensor | None = None
@@ -78,27 +95,32 @@ def blended_sample(ldm: LDM, cond: torch.Tensor, good_latents: torch.Tensor, mas
             eps = eps_u + guidance_scale * (eps_c - eps_u)
         else:
             eps = ldm.unet(inp.to(ldm.dtype), t, encoder_hidden_states=cond.to(ldm.dtype)).sample.float()
-        x_prev, x0_hat = _step(sched, eps, t, x, generators)
+        x_prev, x0_hat = _step(sched, eps, t, x, generators, eta)
         if m is None:
             x = x_prev
             continue
         if i + 1 < len(timesteps):
             y_prev = sched.add_noise(y0, per_sample_randn(y0.shape, generators).to(ldm.device),
                                      timesteps[i + 1].reshape(1))
+            m = mask_at(timesteps[i + 1])
         else:
             y_prev = y0
         x = x_prev * m + y_prev * (1 - m)
     return x
 
 
-def _step(sched, eps: torch.Tensor, t, x: torch.Tensor,
-          generators: Sequence[torch.Generator]) -> tuple[torch.Tensor, torch.Tensor]:
-    """One scheduler step; returns (x_{t-1}, x̂_0). DDIM runs with eta = 0 (no noise); DDPM draws its
-    variance noise from the per-sample generators (diffusers' randn_tensor takes a list)."""
+def _step(sched, eps: torch.Tensor, t, x: torch.Tensor, generators: Sequence[torch.Generator],
+          eta: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """One scheduler step; returns (x_{t-1}, x̂_0). DDIM with `eta` (its variance noise, when eta > 0,
+    drawn from the per-sample generators); DDPM draws its variance noise from the per-sample
+    generators (diffusers' randn_tensor takes a list)."""
     from diffusers import DDPMScheduler  # lazy: diffusers is heavy to import
 
     if isinstance(sched, DDPMScheduler):
         res = sched.step(eps, t, x, generator=list(generators), return_dict=True)
+    elif eta > 0:
+        noise = per_sample_randn(x.shape, generators).to(x.device, x.dtype)
+        res = sched.step(eps, t, x, eta=float(eta), variance_noise=noise, return_dict=True)
     else:
         res = sched.step(eps, t, x, eta=0.0, return_dict=True)
     return res.prev_sample.float(), res.pred_original_sample.float()

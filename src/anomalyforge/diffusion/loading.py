@@ -98,10 +98,19 @@ def pick_diffusion_device(device: str | None = None) -> torch.device:
 
 
 def pick_dtype(device: torch.device, precision: str = "auto") -> torch.dtype:
-    """fp16 on CUDA (bf16 if asked), fp32 on CPU/MPS; `precision` in auto|fp32|fp16|bf16."""
+    """`precision` in auto|fp32|fp16|bf16. auto: bf16 on CUDA devices that support it (fp32 on older
+    ones), fp32 on CPU/MPS. Not fp16: the generators fit embeddings and adapters through the frozen
+    model, and fp16 gradients underflow without loss scaling (fp16 on request still works: fitting
+    then scales the loss, see `masked_loss.train_params`)."""
     table = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
     if precision == "auto":
-        return torch.float16 if device.type == "cuda" else torch.float32
+        if device.type == "cuda":
+            try:
+                bf16 = bool(torch.cuda.is_bf16_supported())
+            except (RuntimeError, AssertionError):  # no driver: the load fails later with its own error
+                bf16 = False
+            return torch.bfloat16 if bf16 else torch.float32
+        return torch.float32
     if precision not in table:
         raise ConfigError(f"unknown precision {precision!r}; choose auto, fp32, fp16 or bf16")
     if device.type == "cpu" and precision == "fp16":
@@ -171,7 +180,8 @@ def load_ldm(base_model: str | Path | None, device: str | None = None, precision
     """Load UNet, VAE, CLIP text encoder + tokenizer and the noise schedule of `base_model`.
 
     All weights are frozen (requires_grad False) and in eval mode; anomalyforge only trains new
-    embeddings and small encoders on top. fp16 on CUDA, fp32 on CPU unless `precision` says otherwise.
+    embeddings and small encoders on top. bf16 on CUDA (fp32 where bf16 is unsupported), fp32 on CPU
+    unless `precision` says otherwise.
     """
     folder = resolve_base_model(base_model)
     check_ldm_folder(folder)

@@ -1,10 +1,15 @@
 """The spatial encoder E of AnomalyDiffusion: a mask -> n text-embedding tokens (e_s = E(m)).
 
-ResNet + Feature Pyramid Network (torchvision), each pyramid level average-pooled, concatenated,
-and one fully-connected head per output token. The paper uses ResNet-50; `backbone` also takes
-other torchvision ResNets and "tiny" (a four-stage conv stack, for tests). Pretrained weights are
-optional (`weights=None` offline; "DEFAULT" or a local .pth file otherwise). One encoder is shared
-by all defect types.
+ResNet + Feature Pyramid Network (torchvision), then one head per output token on the finest
+pyramid level (stride 4): two stride-2 3×3 convolutions (LeakyReLU), an average pool to a fixed
+`grid`×`grid` map and one fully-connected layer from the flattened map to the token. Flattening
+the map (not pooling it to a vector) keeps *where* the mask is in every token. This follows the
+official code's pSp GradualStyleEncoder (per-token strided convolutions on the finest level) and
+the paper's "ResNet-50 + FPN + one FC per token"; the official blocks stride down to 1×1 with
+more convolutions, ours stop at a 4×4 grid so any input size works with two convolutions.
+The paper uses ResNet-50; `backbone` also takes other torchvision ResNets and "tiny" (a
+four-stage conv stack, for tests). Pretrained weights are optional (`weights=None` offline;
+"DEFAULT" or a local .pth file otherwise). One encoder is shared by all defect types.
 """
 
 from __future__ import annotations
@@ -76,11 +81,28 @@ class _ResNetStages(nn.Module):
         return self.body(x)
 
 
+class TokenHead(nn.Module):
+    """One token from a (B, C, H, W) map: stride-2 convs, pool to grid×grid, flatten, linear."""
+
+    def __init__(self, channels: int, dim: int, grid: int = 4, n_down: int = 2) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        for _ in range(n_down):
+            layers += [nn.Conv2d(channels, channels, 3, 2, 1), nn.LeakyReLU(0.2)]
+        self.convs = nn.Sequential(*layers)
+        self.grid = grid
+        self.fc = nn.Linear(channels * grid * grid, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.nn.functional.adaptive_avg_pool2d(self.convs(x), self.grid)
+        return self.fc(x.flatten(1))
+
+
 class SpatialEncoder(nn.Module):
     """Mask (B, 1, H, W) in {0, 1} -> spatial embedding (B, n_tokens, dim)."""
 
     def __init__(self, n_tokens: int = 4, dim: int = 768, backbone: str = "resnet50",
-                 weights: str | None = None, fpn_channels: int = 256) -> None:
+                 weights: str | None = None, fpn_channels: int = 256, grid: int = 4) -> None:
         super().__init__()
         from torchvision.ops import FeaturePyramidNetwork  # lazy: torchvision is heavy to import
 
@@ -92,14 +114,12 @@ class SpatialEncoder(nn.Module):
             raise ConfigError(f"unknown spatial encoder backbone {backbone!r}; choose tiny or one of "
                               f"{', '.join(RESNETS)}")
         self.fpn = FeaturePyramidNetwork(list(self.body.out_channels), fpn_channels)
-        feat = fpn_channels * len(self.body.out_channels)
-        self.heads = nn.ModuleList(nn.Linear(feat, dim) for _ in range(n_tokens))
+        self.heads = nn.ModuleList(TokenHead(fpn_channels, dim, grid) for _ in range(n_tokens))
         self.n_tokens = n_tokens
         self.dim = dim
 
     def forward(self, mask: torch.Tensor) -> torch.Tensor:
         x = mask.float() * 2 - 1
         x = x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x
-        levels = self.fpn(self.body(x))
-        pooled = torch.cat([v.mean(dim=(2, 3)) for v in levels.values()], dim=1)
-        return torch.stack([h(pooled) for h in self.heads], dim=1)
+        finest = next(iter(self.fpn(self.body(x)).values()))  # stride 4
+        return torch.stack([h(finest) for h in self.heads], dim=1)

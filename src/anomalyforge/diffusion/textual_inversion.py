@@ -15,6 +15,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
@@ -174,3 +175,28 @@ def token_positions(tokenizer, prompt: str, names: list[str]) -> list[int]:
                     truncation=True).input_ids
     wanted = set(tokenizer.convert_tokens_to_ids(names))
     return [i for i, t in enumerate(ids) if t in wanted]
+
+
+# Textual inversion's prompt templates (Gal et al. 2023; the official AnomalyDiffusion code trains with
+# them, `ldm/data/personalized.py`): 27 "photo" phrasings, then the same with "a photo of" read as
+# "an illustration of" and "a depiction of" — 81 in all, drawn uniformly for every training sample.
+_PHOTO_TEMPLATES = (
+    "a photo of a {}", "a rendering of a {}", "a cropped photo of the {}", "the photo of a {}",
+    "a photo of a clean {}", "a photo of a dirty {}", "a dark photo of the {}", "a photo of my {}",
+    "a photo of the cool {}", "a close-up photo of a {}", "a bright photo of the {}", "a cropped photo of a {}",
+    "a photo of the {}", "a good photo of the {}", "a photo of one {}", "a close-up photo of the {}",
+    "a rendition of the {}", "a photo of the clean {}", "a rendition of a {}", "a photo of a nice {}",
+    "a good photo of a {}", "a photo of the nice {}", "a photo of the small {}", "a photo of the weird {}",
+    "a photo of the large {}", "a photo of a cool {}", "a photo of a small {}",
+)
+PROMPT_TEMPLATES: tuple[str, ...] = tuple(
+    t.replace("a photo of", alt, 1) if t.startswith("a photo of") else t
+    for alt in ("a photo of", "an illustration of", "a depiction of") for t in _PHOTO_TEMPLATES)
+GENERATION_TEMPLATE = PROMPT_TEMPLATES[0]  # "a photo of a {}": the fixed prompt at generation
+
+
+def template_prompt(tokens: str, rng: np.random.Generator | None = None) -> str:
+    """`tokens` (the placeholder string) in a template drawn from `rng`; the generation template if None."""
+    if rng is None:
+        return GENERATION_TEMPLATE.format(tokens)
+    return PROMPT_TEMPLATES[int(rng.integers(len(PROMPT_TEMPLATES)))].format(tokens)

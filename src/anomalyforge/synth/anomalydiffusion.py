@@ -3,13 +3,31 @@
 Fit (few-shot training split only), all diffusion weights frozen:
   * Spatial Anomaly Embedding: per defect type k = 8 learned anomaly tokens e_a, plus n = 4 spatial
     tokens e_s = E(mask) from a ResNet-50 + FPN spatial encoder shared by all types; trained jointly
-    with the masked diffusion loss ||m ⊙ (ε − ε_θ(z_t, t, {e_a, e_s}))||², batch 4, lr 5e-3, with
-    joint crop / translation / rotation augmentation keeping the defect inside.
-  * Mask embedding e_m (k' tokens per type) by textual inversion on the few-shot masks
-    (mask_source="textual_inversion"), or no mask model (mask_source="synthesis").
-Generate (per seed): a mask, a good training image, then blended latent sampling conditioned on
-{e_a, E(mask)} with Adaptive Attention Re-weighting, decoded and composited so pixels outside the
-dilated, feathered mask are exactly the good image's.
+    with the masked diffusion loss ||m ⊙ (ε − ε_θ(z_t, t, {e_a, e_s}))||², batch 4, lr 5e-3, prompts
+    from textual inversion's templates ("a photo of a <tokens>", ...), with the official
+    augmentation (p = 1/2: flips, 0–20° rotation, crop keeping the defect box).
+  * Mask embedding e_m (k′ = 16 tokens per type, initialised from "crack", as the official code) by
+    textual inversion on the few-shot masks (mask_source="textual_inversion"), or no mask model
+    (mask_source="synthesis").
+Generate (per seed): a mask (sampled from e_m: DDIM, η = 1, guidance 5, official threshold and
+border rule), a good training image, then blended latent sampling conditioned on {e_a, E(mask)}
+with Adaptive Attention Re-weighting (`anomalyforge.diffusion.attention`), decoded and composited
+so pixels outside the dilated, feathered mask are exactly the good image's.
+
+Presets: `make_config({"preset": "paper", ...})` gives the published settings (300 k steps for
+e_a + E, 30 k for e_m as the official config, DDIM 200 steps with η = 1 and no guidance, 256 px);
+the default "smoke" preset keeps the same method with cheap budgets (5 k fitting steps, 50
+sampling steps) for trials and tests — it is not the paper's budget.
+
+Deliberate differences from the published method (see docs/fidelity.md):
+  * Base model: the paper fine-tunes embeddings on the 256-px LDM of Rombach et al. (BERT-like text
+    encoder); here any SD 1.x/2.x checkpoint (CLIP text encoder) stands in. SD 1.x is trained at
+    512 px, so by default the resolution follows the model (512 on SD 1.x); the paper preset uses
+    256 as published, which SD 1.5 renders worse than 512.
+  * AAR is on for texture categories only ("texture", as the official code), decided from the good
+    images' foregrounds (`masks.foreground.category_foregrounds`).
+  * The final composite keeps the good image's exact pixels outside the dilated mask (the official
+    code keeps the decoded image); the blending mask uses max-pooling so thin defects keep cells.
 
 State folder: `anomalydiffusion.json` (config, category, defect types, tokens, base model),
 `embeddings.safetensors` (e_a and e_m), `spatial_encoder.safetensors`.
@@ -29,7 +47,12 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from anomalyforge.data.fitdata import FitData
-from anomalyforge.diffusion.attention import AttentionController, install_processors, make_reweight_hook
+from anomalyforge.diffusion.attention import (
+    AttentionController,
+    blend_mask_schedule,
+    install_processors,
+    make_reweight_hook,
+)
 from anomalyforge.diffusion.augment import augment_pair, to_resolution
 from anomalyforge.diffusion.blended import (
     blended_sample,
@@ -40,7 +63,7 @@ from anomalyforge.diffusion.blended import (
 )
 from anomalyforge.diffusion.loading import load_ldm
 from anomalyforge.diffusion.mask_generation import acceptable, mask_to_rgb, sample_masks, synthesize_mask
-from anomalyforge.diffusion.masked_loss import mask_to_latent, masked_diffusion_loss, train_params
+from anomalyforge.diffusion.masked_loss import loss_mask_to_latent, mask_to_latent, masked_diffusion_loss, train_params
 from anomalyforge.diffusion.spatial_encoder import SpatialEncoder
 from anomalyforge.diffusion.textual_inversion import (
     EmbeddingInjector,
@@ -49,9 +72,11 @@ from anomalyforge.diffusion.textual_inversion import (
     encode_prompts,
     init_vectors,
     placeholder_names,
+    template_prompt,
     token_positions,
 )
 from anomalyforge.errors import ConfigError
+from anomalyforge.masks.foreground import category_foregrounds
 from anomalyforge.seeds import Stream, numpy_rng, torch_generator
 from anomalyforge.synth.base import Generator, Pair, register
 from anomalyforge.synth.state import read_state_meta, write_state_meta
@@ -62,46 +87,81 @@ ENC_FILE = "spatial_encoder.safetensors"
 SPATIAL_GROUP = "spatial"
 
 
+REWEIGHT_MODES = ("texture", "always", "never")
+
+
 @dataclass
 class AnomalyDiffusionConfig:
-    """AnomalyDiffusion parameters; defaults are the paper's (see each comment).
+    """AnomalyDiffusion parameters: the method's settings are the published ones; the budgets
+    (fit_steps, sampler_steps, ...) are cheap "smoke" values unless `preset` is "paper"
+    (`AnomalyDiffusion.make_config({"preset": "paper"})`, see `PRESETS`).
 
     fit_steps / sampler_steps are what `anomalyforge generate --fit-steps/--sampler-steps` override
     (a smoke run on the tiny model takes seconds with 2–3 / 2–4).
     """
 
+    preset: str = "smoke"  # "smoke" (cheap budgets, for trials and tests) or "paper" (published settings)
     base_model: str | None = None  # diffusers folder or hub id of an SD 1.x/2.x checkpoint (required)
     device: str | None = None  # None: CUDA if available, else CPU
-    precision: str = "auto"  # auto = fp16 on CUDA, fp32 on CPU; or fp32 / fp16 / bf16
-    resolution: int = 256  # paper: 256x256
+    precision: str = "auto"  # auto = bf16 on CUDA (fp32 if unsupported), fp32 on CPU; or fp32 / fp16 / bf16
+    resolution: int | None = None  # None: the base model's native size (512 on SD 1.x); paper: 256 (LDM)
     anomaly_tokens: int = 8  # paper: k = 8 anomaly-embedding tokens per type
     spatial_tokens: int = 4  # paper: n = 4 spatial-embedding tokens
-    mask_tokens: int = 4  # k' mask-embedding tokens per type (not stated in the paper text we had)
-    init_word: str = "anomaly"  # official code initialises the embeddings from "anomaly"
-    fit_steps: int = 5000  # joint training steps; the official config caps at 1e6 (see report)
-    mask_fit_steps: int | None = None  # mask-embedding steps; None = same as fit_steps
+    mask_tokens: int = 16  # k′ mask-embedding tokens per type (official code: 16)
+    init_word: str = "anomaly"  # official code initialises the anomaly embedding from "anomaly"
+    mask_init_word: str = "crack"  # ... and the mask embedding from "crack"
+    templates: bool = True  # official: textual-inversion prompt templates ("a photo of a {}", ...)
+    fit_steps: int = 5000  # smoke budget; paper: 300 k steps for e_a + E
+    mask_fit_steps: int | None = None  # mask-embedding steps; None = same as fit_steps; official: 30 k
     train_batch: int = 4  # paper: batch size 4
     lr: float = 5e-3  # paper / official config: 5e-3
-    augment: bool = True  # supplement: joint random crop, translation, rotation
-    max_rotation: float = 30.0  # augmentation rotation range (degrees)
-    min_crop: float = 0.8  # augmentation crop side, fraction of the image
+    augment: bool = True  # official: random flips, rotation, crop keeping the defect box ...
+    augment_p: float = 0.5  # ... applied to a training pair with probability 1/2
+    max_rotation: float = 20.0  # official: a whole number of degrees in [0, 20]
     spatial_backbone: str = "resnet50"  # paper: ResNet-50 + FPN; "tiny" or resnet18 for tests
     spatial_backbone_weights: str | None = None  # None offline; "DEFAULT" or a local .pth
     spatial_fpn_channels: int = 256
     mask_source: str = "textual_inversion"  # paper; or "synthesis" (GAA-style enhance + place)
-    mask_guidance: float = 5.0  # paper: classifier-free guidance s = 5 for mask generation
-    mask_threshold: float = 0.5  # decoded mask image binarised at half intensity
-    mask_max_border: float = 0.05  # reject sampled masks covering > 5 % of the image frame
-    mask_max_area: float = 0.5  # reject sampled masks covering > half the image
+    mask_guidance: float = 5.0  # official: classifier-free guidance 5 for mask generation
+    mask_sampler_steps: int | None = None  # DDIM steps per mask; None = sampler_steps; official: 100
+    mask_eta: float = 1.0  # official: DDIM η = 1 for masks
+    mask_threshold: float = 0.8  # official: channel mean > 0.8 on [-1, 1]
+    mask_border_share: float = 1 / 3  # official: reject when one border line has > w/3 mask pixels
+    mask_max_area: float = 1.0  # reject masks covering more than this share (1.0: no rule, official)
     mask_tries: int = 3  # sampled-mask attempts per seed before falling back to synthesis
     sampler: str = "ddim"  # ddim (paper) or ddpm
-    sampler_steps: int = 50  # DDIM steps at generation
-    reweight: bool = True  # Adaptive Attention Re-weighting (paper)
-    reweight_space: str = "pixel"  # compare x̂_0 with y after decoding (paper) or "latent" (faster)
+    sampler_steps: int = 50  # smoke budget; official: DDIM 200 steps
+    eta: float = 1.0  # official: DDIM η = 1; no classifier-free guidance at generation (official)
+    reweight: str = "texture"  # AAR: "texture" categories only (official code), "always" or "never"
     dilate_px: int = 2  # final composite: generated pixels kept on the mask dilated by this
     feather_px: int = 3  # ... and blended into the good image over this many more pixels
     seed: int = 0  # training randomness (batches, augmentation, noise, timesteps)
     progress: bool = True  # tqdm bars on stderr (also off when the run is, FitData.extra["progress"])
+
+    def __post_init__(self) -> None:
+        if self.reweight is True or self.reweight is False:  # the old boolean switch
+            self.reweight = "always" if self.reweight else "never"
+
+
+# The published settings (paper + official code). Only keys that differ from the smoke defaults.
+PAPER = {"resolution": 256, "fit_steps": 300_000, "mask_fit_steps": 30_000, "sampler_steps": 200,
+         "mask_sampler_steps": 100, "eta": 1.0, "mask_eta": 1.0}
+PRESETS: dict[str, dict[str, Any]] = {"smoke": {}, "paper": PAPER}
+
+
+def preset_config(config_cls: type, presets: dict[str, dict[str, Any]], overrides: dict[str, Any] | None,
+                  method: str) -> Any:
+    """`config_cls` from the preset named by overrides["preset"] (default "smoke"), then the overrides."""
+    overrides = dict(overrides or {})
+    name = overrides.get("preset", "smoke")
+    if name not in presets:
+        raise ConfigError(f"method {method!r} has no preset {name!r}; choose one of {', '.join(presets)}")
+    names = {f.name for f in dataclasses.fields(config_cls)}
+    unknown = sorted(set(overrides) - names)
+    if unknown:
+        raise ConfigError(f"method {method!r} has no parameter(s) {', '.join(unknown)}; "
+                          f"known: {', '.join(sorted(names))}")
+    return config_cls(**{**presets[name], **overrides, "preset": name})
 
 
 @register
@@ -110,7 +170,13 @@ class AnomalyDiffusion(Generator):
 
     name = "anomalydiffusion"
     Config = AnomalyDiffusionConfig
+    PRESETS = PRESETS
     batch_size = 4
+
+    @classmethod
+    def make_config(cls, overrides: dict[str, Any] | None = None) -> Any:
+        """Defaults of the preset `overrides["preset"]` ("smoke" or "paper"), then `overrides`."""
+        return preset_config(cls.Config, cls.PRESETS, overrides, cls.name)
 
     def __init__(self, config: AnomalyDiffusionConfig | None = None) -> None:
         super().__init__(config)
@@ -122,17 +188,19 @@ class AnomalyDiffusion(Generator):
         self.token_names: dict[str, list[str]] = {}
         self.few_shot_masks: dict[str, list[np.ndarray]] = {}
         self._progress = self.config.progress
+        self._is_texture: bool | None = None
+        self.res = self.config.resolution
 
     # ---- setup ---------------------------------------------------------------------------------
     def _check_config(self) -> None:
         c = self.config
         if c.mask_source not in ("textual_inversion", "synthesis"):
             raise ConfigError(f"mask_source must be textual_inversion or synthesis, not {c.mask_source!r}")
-        if c.reweight_space not in ("pixel", "latent"):
-            raise ConfigError(f"reweight_space must be pixel or latent, not {c.reweight_space!r}")
+        if c.reweight not in REWEIGHT_MODES:
+            raise ConfigError(f"reweight must be one of {', '.join(REWEIGHT_MODES)}, not {c.reweight!r}")
         for name in ("fit_steps", "sampler_steps", "train_batch", "anomaly_tokens", "spatial_tokens",
-                     "mask_tokens", "resolution"):
-            if int(getattr(c, name)) < 1:
+                     "mask_tokens", "resolution", "mask_sampler_steps"):
+            if getattr(c, name) is not None and int(getattr(c, name)) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(c, name)}")
 
     def _load_model(self) -> None:
@@ -143,10 +211,10 @@ class AnomalyDiffusion(Generator):
             return  # fit then load in one process (the run machinery does this): keep the model
         ldm = load_ldm(self.config.base_model, self.config.device, self.config.precision)
         step = ldm.vae_scale_factor * 2 ** (len(ldm.unet.config.block_out_channels) - 1)
-        if self.config.resolution % step:
-            raise ConfigError(f"resolution {self.config.resolution} must be a multiple of {step} for "
-                              f"{self.config.base_model}")
-        self.ldm, self._ldm_key = ldm, key
+        res = self.config.resolution or int(ldm.unet.config.sample_size) * ldm.vae_scale_factor
+        if res % step:
+            raise ConfigError(f"resolution {res} must be a multiple of {step} for {self.config.base_model}")
+        self.ldm, self._ldm_key, self.res = ldm, key, res
         self.injector = EmbeddingInjector(ldm.text_encoder)
 
     def _make_spatial(self):
@@ -184,15 +252,32 @@ class AnomalyDiffusion(Generator):
                 out[tid] = spatial[:, j]
         return out
 
-    def _prompt(self, defect_type: str) -> str:
-        return " ".join(self.token_names[defect_type] + self.token_names[SPATIAL_GROUP])
+    def _template(self, tokens: str, rng: np.random.Generator | None) -> str:
+        if not self.config.templates:
+            return tokens
+        return template_prompt(tokens, rng)
 
-    def _mask_prompt(self, defect_type: str) -> str:
-        return " ".join(self.token_names["mask:" + defect_type])
+    def _prompt(self, defect_type: str, rng: np.random.Generator | None = None) -> str:
+        """The anomaly prompt: a training template drawn from `rng`, or the generation template."""
+        return self._template(" ".join(self.token_names[defect_type] + self.token_names[SPATIAL_GROUP]), rng)
+
+    def _mask_prompt(self, defect_type: str, rng: np.random.Generator | None = None) -> str:
+        return self._template(" ".join(self.token_names["mask:" + defect_type]), rng)
 
     def _resized(self, img: np.ndarray, mask: bool = False) -> np.ndarray:
 
-        return to_resolution(img, self.config.resolution, mask)
+        return to_resolution(img, self.res, mask)
+
+    def _texture(self) -> bool:
+        """Whether the category is a texture (every good image's foreground is the whole frame)."""
+        if getattr(self, "_is_texture", None) is None:
+            goods = [self.data.image(g) for g in self.data.good[:8]]
+            self._is_texture = bool(category_foregrounds(goods)[1]) if goods else False
+        return self._is_texture
+
+    def _reweight_on(self) -> bool:
+        mode = self.config.reweight
+        return mode == "always" or (mode == "texture" and self._texture())
 
     # ---- fit -----------------------------------------------------------------------------------
     def fit(self, data: FitData, state_dir: Path) -> None:
@@ -205,7 +290,7 @@ class AnomalyDiffusion(Generator):
         if not data.good:
             raise ConfigError(f"{data.category}: no good training images to paint defects on")
         self._load_model()
-        self.data, self.types = data, types
+        self.data, self.types, self._is_texture = data, types, None
         self._progress = c.progress and bool(data.extra.get("progress", True))
         self.token_names = self._tokens(types)
         self._register_tokens()
@@ -215,7 +300,7 @@ class AnomalyDiffusion(Generator):
         for g, names in self.token_names.items():
             if g == SPATIAL_GROUP:
                 continue
-            word = c.init_word if not g.startswith("mask:") else "mask"
+            word = c.init_word if not g.startswith("mask:") else c.mask_init_word
             n = len(names)
             self.bank.add_group(g, init_vectors(self.ldm.tokenizer, self.ldm.text_encoder, word, n, torch_gen), names)
         self.bank.to(self.ldm.device)
@@ -224,7 +309,8 @@ class AnomalyDiffusion(Generator):
             self.spatial = self._make_spatial()
         self.spatial.train()
         sched = self.ldm.make_scheduler("ddpm")
-        latent_hw = (c.resolution // self.ldm.vae_scale_factor,) * 2
+        latent_hw = (self.res // self.ldm.vae_scale_factor,) * 2
+        fit_kw = {"dtype": self.ldm.dtype, "device": self.ldm.device, "progress": self._progress}
 
         def draw(with_image: bool = True) -> tuple[str, np.ndarray, np.ndarray]:
             t = types[int(rng.integers(len(types)))]  # types uniformly, then an image of that type
@@ -234,7 +320,7 @@ class AnomalyDiffusion(Generator):
             if img is None:
                 img = mask_to_rgb(m)
             if c.augment:
-                img, m = augment_pair(img, m, rng, c.max_rotation, c.min_crop)
+                img, m = augment_pair(img, m, rng, c.augment_p, c.max_rotation)
             return t, img, m
 
         def anomaly_loss(step: int) -> torch.Tensor:
@@ -242,26 +328,27 @@ class AnomalyDiffusion(Generator):
             lat = self.ldm.encode_images(to_model_images([b[1] for b in batch]))
             m_pix = torch.from_numpy(np.stack([b[2] > 0 for b in batch])).float()[:, None]
             e_s = self.spatial(m_pix.to(self.ldm.device))
-            prompts = [self._prompt(b[0]) for b in batch]
+            prompts = [self._prompt(b[0], rng) for b in batch]
             cond = encode_prompts(self.ldm.text_encoder, self.ldm.tokenizer, self.injector, prompts,
                                   self._overrides(sorted({b[0] for b in batch}), e_s), self.ldm.device)
-            return masked_diffusion_loss(self.ldm, sched, lat, cond, mask_to_latent(m_pix, latent_hw), torch_gen)
+            return masked_diffusion_loss(self.ldm, sched, lat, cond, loss_mask_to_latent(m_pix, latent_hw),
+                                         torch_gen)
 
         params = [self.bank.group(t) for t in types] + list(self.spatial.parameters())
         self.losses = {"anomaly": train_params(params, anomaly_loss, c.fit_steps, c.lr,
-                                               desc=f"{self.name} fit e_a+E", progress=self._progress)}
+                                               desc=f"{self.name} fit e_a+E", **fit_kw)}
         if c.mask_source == "textual_inversion":
             def mask_loss(step: int) -> torch.Tensor:
                 batch = [draw(with_image=False) for _ in range(c.train_batch)]
                 lat = self.ldm.encode_images(to_model_images([mask_to_rgb(b[2]) for b in batch]))
-                prompts = [self._mask_prompt(b[0]) for b in batch]
+                prompts = [self._mask_prompt(b[0], rng) for b in batch]
                 cond = encode_prompts(self.ldm.text_encoder, self.ldm.tokenizer, self.injector, prompts,
                                       self._overrides(sorted({"mask:" + b[0] for b in batch})), self.ldm.device)
                 return masked_diffusion_loss(self.ldm, sched, lat, cond, None, torch_gen)
 
             steps = c.mask_fit_steps if c.mask_fit_steps is not None else c.fit_steps
             self.losses["mask"] = train_params([self.bank.group("mask:" + t) for t in types], mask_loss,
-                                               steps, c.lr, desc=f"{self.name} fit e_m", progress=self._progress)
+                                               steps, c.lr, desc=f"{self.name} fit e_m", **fit_kw)
         self.spatial.eval()
         self._collect_masks()
         self._save(Path(state_dir))
@@ -296,7 +383,7 @@ class AnomalyDiffusion(Generator):
         if meta.get("text_dim") != self.ldm.text_dim:
             raise ConfigError(f"{meta_path}: fitted on a text encoder of width {meta.get('text_dim')}, "
                               f"but {self.config.base_model} has {self.ldm.text_dim}")
-        self.data = data
+        self.data, self._is_texture = data, None
         self._progress = self.config.progress and bool(data.extra.get("progress", True))
         self.types = list(meta["defect_types"])
         self.token_names = {k: list(v) for k, v in meta["token_names"].items()}
@@ -306,7 +393,11 @@ class AnomalyDiffusion(Generator):
         enc_path = state_dir / ENC_FILE
         if not enc_path.is_file():
             raise ConfigError(f"{enc_path}: spatial encoder weights missing (re-run fit)")
-        self.spatial.load_state_dict(load_file(str(enc_path)))
+        try:
+            self.spatial.load_state_dict(load_file(str(enc_path)))
+        except RuntimeError:
+            raise ConfigError(f"{enc_path}: spatial encoder weights of another architecture (fitted with an "
+                              f"older anomalyforge?); re-run fit") from None
         self.spatial.eval()
         missing = [t for t in self.types if not data.defects.get(t)]
         if missing:
@@ -337,11 +428,12 @@ class AnomalyDiffusion(Generator):
                                           self._overrides(["mask:" + defect_type]), self.ldm.device)
                     uncond = encode_prompts(self.ldm.text_encoder, self.ldm.tokenizer, self.injector,
                                             [""] * len(todo), {}, self.ldm.device)
-                got = sample_masks(self.ldm, cond, uncond, [gens[i] for i in todo], c.resolution,
-                                   c.sampler_steps, c.mask_guidance, c.sampler, c.mask_threshold)
+                got = sample_masks(self.ldm, cond, uncond, [gens[i] for i in todo], self.res,
+                                   c.mask_sampler_steps or c.sampler_steps, c.mask_guidance, c.sampler,
+                                   c.mask_threshold, c.mask_eta)
                 left = []
                 for i, m in zip(todo, got, strict=False):
-                    if acceptable(m, c.mask_max_border, c.mask_max_area):
+                    if acceptable(m, c.mask_max_area, border_share=c.mask_border_share):
                         masks[i], how[i] = m, "textual_inversion"
                     else:
                         left.append(i)
@@ -377,11 +469,15 @@ class AnomalyDiffusion(Generator):
                                   self._overrides([defect_type], e_s), ldm.device)
         controller = AttentionController(token_positions=token_positions(ldm.tokenizer, prompt,
                                                                          self.token_names[defect_type]))
-        before_step = make_reweight_hook(ldm, controller, masks, y, y0, c.reweight_space) if c.reweight else None
-        previous = install_processors(ldm.unet, controller) if c.reweight else None
+        reweight = self._reweight_on()
+        schedule = blend_mask_schedule(m_lat, int(ldm.scheduler_config.get("num_train_timesteps", 1000))) \
+            if reweight else None
+        before_step = make_reweight_hook(controller, y0, schedule) if reweight else None
+        previous = install_processors(ldm.unet, controller) if reweight else None
         try:
             lat = blended_sample(ldm, cond, y0, m_lat, gens, steps=c.sampler_steps, sampler=c.sampler,
-                                 before_step=before_step, progress=self._progress)
+                                 before_step=before_step, progress=self._progress, eta=c.eta,
+                                 mask_schedule=schedule)
             with torch.no_grad():
                 decoded = from_model_images(ldm.decode_latents(lat))
         finally:
@@ -389,11 +485,11 @@ class AnomalyDiffusion(Generator):
                 ldm.unet.set_attn_processor(previous)
         pairs = []
         size = data.size
-        scale = size / c.resolution
+        scale = size / self.res
         for i, seed in enumerate(seeds):
             good = data.image(goods[i])
             gen_img, mask = decoded[i], masks[i]
-            if size != c.resolution:
+            if size != self.res:
                 gen_img = cv2.resize(gen_img, (size, size), interpolation=cv2.INTER_CUBIC)
                 mask = np.where(cv2.resize(mask, (size, size), interpolation=cv2.INTER_NEAREST) > 0, 255, 0
                                 ).astype(np.uint8)
@@ -401,5 +497,5 @@ class AnomalyDiffusion(Generator):
             image = composite(np.asarray(good), gen_img, alpha)
             pairs.append(Pair(image=image, mask=mask, source=str(goods[i].image),
                               params={"seed": int(seed), "mask_from": how[i], "sampler": c.sampler,
-                                      "sampler_steps": c.sampler_steps, "reweight": c.reweight}))
+                                      "sampler_steps": c.sampler_steps, "eta": c.eta, "reweight": reweight}))
         return pairs

@@ -12,6 +12,10 @@ branches noised at the same timestep with their own noise, plain ε-MSE over bot
 AdamW on the LoRA and interaction weights only. Defaults are the official code's (LoRA rank 32,
 lr 2e-5, 5000 steps, batch 4, 512 px; sampling 100 steps, guidance 2.5).
 
+Presets: the defaults are the official settings (`make_config({"preset": "paper"})` names them
+explicitly; DualAnoDiff's published budget is itself small). Flips follow the official code: on
+for every category but `cable` (`no_flip_categories`), whose parts have a fixed left-right layout.
+
 Differences from the official code, on purpose: the text encoder stays frozen (the prompts'
 rare token "sks" is learned by the UNet LoRA alone); the part background is chosen per defect
 type from the defects' own colours (`masks.part.choose_background`; the official grey loses
@@ -64,6 +68,7 @@ from anomalyforge.errors import ConfigError
 from anomalyforge.masks.foreground import category_foregrounds, foreground_mask, is_whole_image
 from anomalyforge.masks.part import BACKGROUND_CANDIDATES, background_image, choose_background, part_image, segment_part
 from anomalyforge.seeds import Stream, numpy_rng, torch_generator
+from anomalyforge.synth.anomalydiffusion import preset_config
 from anomalyforge.synth.base import Generator, Pair, register
 from anomalyforge.synth.state import read_state_meta, write_state_meta
 
@@ -76,7 +81,7 @@ class DualAnoDiffConfig:
 
     base_model: str | None = None  # diffusers folder or hub id of an SD 1.x/2.x checkpoint (required)
     device: str | None = None  # None: CUDA if available, else CPU
-    precision: str = "auto"  # auto = fp16 on CUDA, fp32 on CPU; or fp32 / fp16 / bf16
+    precision: str = "auto"  # auto = bf16 on CUDA (fp32 if unsupported), fp32 on CPU; or fp32 / fp16 / bf16
     resolution: int = 512  # official: 512
     rank: int = 32  # official run scripts: LoRA rank 32 (one LoRA per branch)
     interaction: bool = True  # Self-Attention Interaction between the branches
@@ -87,7 +92,8 @@ class DualAnoDiffConfig:
     lr: float = 2e-5  # official: 2e-5, constant
     weight_decay: float = 1e-2  # official AdamW settings
     max_grad_norm: float = 1.0
-    flip: bool = True  # official: random horizontal + vertical flips (turn off for oriented parts)
+    flip: bool = True  # official: random horizontal + vertical flips (turn off for oriented parts) ...
+    no_flip_categories: tuple[str, ...] = ("cable",)  # ... except on these categories (official)
     whole_prompt: str = "a vfx with sks"  # official nested prompts
     part_prompt: str = "sks"
     part_background: str = "auto"  # auto (farthest from the defects' colours) or grey/green/...
@@ -100,6 +106,10 @@ class DualAnoDiffConfig:
     bcm_dim: int = 320  # official: the background MLP's bottleneck width
     seed: int = 0  # training randomness (initialisation, batches, flips, noise, timesteps)
     progress: bool = True  # tqdm bars on stderr (also off when the run is, FitData.extra["progress"])
+    preset: str = "paper"  # the defaults are the official settings; "smoke" only shortens the fit
+
+
+PRESETS: dict[str, dict[str, Any]] = {"paper": {}, "smoke": {"fit_steps": 500, "sampler_steps": 50}}
 
 
 @register
@@ -108,7 +118,13 @@ class DualAnoDiff(Generator):
 
     name = "dualanodiff"
     Config = DualAnoDiffConfig
+    PRESETS = PRESETS
     batch_size = 4
+
+    @classmethod
+    def make_config(cls, overrides: dict[str, Any] | None = None) -> Any:
+        """Defaults of the preset `overrides["preset"]` ("paper" = the defaults, or "smoke"), then `overrides`."""
+        return preset_config(cls.Config, cls.PRESETS, {"preset": "paper", **dict(overrides or {})}, cls.name)
 
     def __init__(self, config: DualAnoDiffConfig | None = None) -> None:
         super().__init__(config)
@@ -252,6 +268,7 @@ class DualAnoDiff(Generator):
         cond = interleave(text[:1].expand(c.train_batch, -1, -1), text[1:].expand(c.train_batch, -1, -1))
 
         backs = [self._background(data.image(s), data.mask(s)) for s in samples] if c.background_compensation else None
+        flip = c.flip and data.category not in tuple(c.no_flip_categories)
 
         def loss_fn(step: int) -> torch.Tensor:
             wholes, parts, bgs = [], [], []
@@ -262,7 +279,7 @@ class DualAnoDiff(Generator):
                 m = to_resolution(data.mask(s), c.resolution, mask=True)
                 if backs is not None:  # the background image takes the same flips
                     img = np.concatenate([img, to_resolution(backs[k], c.resolution)], axis=2)
-                if c.flip:
+                if flip:
                     img, m = flip_pair(img, m, rng)
                 img, back = img[..., :3], img[..., 3:]
                 wholes.append(img)
@@ -280,7 +297,8 @@ class DualAnoDiff(Generator):
         try:
             return train_params(list(adapters.parameters()), loss_fn, c.fit_steps, c.lr,
                                 desc=f"{self.name} fit {defect_type}", progress=self._progress,
-                                weight_decay=c.weight_decay, max_grad_norm=c.max_grad_norm)
+                                weight_decay=c.weight_decay, max_grad_norm=c.max_grad_norm, dtype=ldm.dtype,
+                                device=ldm.device)
         finally:
             adapters.eval()
             self._use(None)

@@ -7,10 +7,13 @@ Built on the AnomalyDiffusion machinery (`anomalyforge.synth.anomalydiffusion`),
   its own feature-focused embedding e_f (8 tokens), all share the position encoder (4 tokens),
   trained jointly with the masked diffusion loss (AnomalyDiffusion's fit on the sub-typed data).
 * Region-guided masks (no mask embedding is learned): for a local defect type, a few-shot mask of
-  the sub-type is reshaped (`enhance_mask`) and placed inside the object's foreground of the good
-  image it is painted on; for a logical defect type (one whose few-shot masks coincide with
-  semantic regions, `masks.regions`), the mask is a whole region of that good image (a missing or
-  changed component), chosen among the regions the type's few-shot masks cover.
+  the sub-type is reshaped (`enhance_mask`) and placed on the object's foreground of the good
+  image it is painted on — anywhere inside it or along its edge, each with probability 1/2
+  (`place_mode` "random", as the paper: structural masks go randomly or along region edges);
+  a combined defect type (`combined_types`, MVTec's "combined") gets 2–3 reshaped few-shot masks
+  placed together without overlapping (`masks.placement.combine_masks`); for a logical defect type
+  (one whose few-shot masks coincide with semantic regions, `masks.regions`), the mask is a whole
+  region of that good image (a missing or changed component), chosen among the regions the type's few-shot masks cover.
 * Generation asks for a defect type; each seed draws the sub-type with probability proportional
   to its cluster size, then blended latent sampling paints inside the mask only.
 * Quality filtering (1000 generated, 500 kept in the paper): a generator returns one pair per
@@ -36,7 +39,7 @@ from anomalyforge.data.fitdata import FitData
 from anomalyforge.errors import ConfigError
 from anomalyforge.masks.enhance import enhance_mask
 from anomalyforge.masks.foreground import foreground_mask
-from anomalyforge.masks.placement import NoPlacement, place_mask
+from anomalyforge.masks.placement import NoPlacement, combine_masks, place_mask
 from anomalyforge.masks.regions import (
     BACKGROUND,
     RegionConfig,
@@ -48,7 +51,7 @@ from anomalyforge.masks.regions import (
 )
 from anomalyforge.quality.cluster import ClusterConfig, apply_subtypes, base_type, cluster_fitdata
 from anomalyforge.seeds import Stream, numpy_rng
-from anomalyforge.synth.anomalydiffusion import AnomalyDiffusion, AnomalyDiffusionConfig
+from anomalyforge.synth.anomalydiffusion import PAPER, AnomalyDiffusion, AnomalyDiffusionConfig
 from anomalyforge.synth.base import Pair, register
 from anomalyforge.synth.state import write_state_meta
 
@@ -72,6 +75,14 @@ class GAAConfig(AnomalyDiffusionConfig):
     # FitData.extra["semantic_regions"] is used when this is not set)
     place_rotation: float = 30.0  # local masks: rotation range when placed in the foreground
     place_scale: tuple[float, float] = (0.8, 1.25)
+    place_mode: str = "random"  # local masks: "random" (inside or along the edge, 1/2 each; paper), "inside", "edge"
+    combined_types: tuple[str, ...] = ("combined",)  # types whose masks combine several few-shot masks
+    combine_max: int = 3  # a combined mask has 2..combine_max parts (pairwise IoU <= 0.1)
+
+
+# GAA's published budget: 310 k steps (the rest as AnomalyDiffusion's paper preset; no mask embedding)
+GAA_PRESETS = {"smoke": {}, "paper": {**{k: v for k, v in PAPER.items() if not k.startswith("mask_")},
+                                      "fit_steps": 310_000}}
 
 
 @register
@@ -81,6 +92,7 @@ class GAA(AnomalyDiffusion):
     name = "gaa"
     keep_ratio = 0.5  # the paper generates 1000 pairs per type and keeps the 500 best by ARS
     Config = GAAConfig
+    PRESETS = GAA_PRESETS
     batch_size = 4
 
     def __init__(self, config: GAAConfig | None = None) -> None:
@@ -94,6 +106,8 @@ class GAA(AnomalyDiffusion):
 
     def _check_config(self) -> None:
         c = self.config
+        if c.place_mode not in ("random", "inside", "edge"):
+            raise ConfigError(f"place_mode must be random, inside or edge, not {c.place_mode!r}")
         if c.mask_source != "region":
             raise ConfigError(f"gaa uses region-guided masks: mask_source must be 'region', not {c.mask_source!r}")
         ok = c.mask_source
@@ -237,21 +251,29 @@ class GAA(AnomalyDiffusion):
                 _, m = logical_mask(rm, rng, region=region)
                 how.append("region")
             else:
-                src = few[int(rng.integers(len(few)))]
-                new = enhance_mask(src, rng, mean_area=mean_area)
-                if not new.any():
-                    new = src
-                fg = cv2.resize(self._foreground(good), (c.resolution, c.resolution), interpolation=cv2.INTER_NEAREST)
+                def reshaped(rng: np.random.Generator = rng) -> np.ndarray:
+                    src = few[int(rng.integers(len(few)))]
+                    new = enhance_mask(src, rng, mean_area=mean_area)
+                    return new if new.any() else src
+
+                new = reshaped()
+                fg = cv2.resize(self._foreground(good), (self.res, self.res), interpolation=cv2.INTER_NEAREST)
+                mode = c.place_mode if c.place_mode != "random" else ("inside", "edge")[int(rng.integers(2))]
+                kw = {"rotation": c.place_rotation, "scale": tuple(c.place_scale), "flip": True}
                 try:
-                    m, _, _ = place_mask(new, fg, rng, "inside", rotation=c.place_rotation,
-                                         scale=tuple(c.place_scale), flip=True)
-                    how.append("foreground")
+                    if base in tuple(c.combined_types):
+                        parts = [new] + [reshaped() for _ in range(int(rng.integers(1, max(2, c.combine_max))))]
+                        m, _ = combine_masks(parts, fg, rng, mode, max_iou=0.1, **kw)
+                        how.append(f"combined_{mode}")
+                    else:
+                        m, _, _ = place_mask(new, fg, rng, mode, **kw)
+                        how.append("foreground" if mode == "inside" else "edge")
                 except NoPlacement:
                     m = new
                     how.append("in_place")
                 if not m.any():
                     m, how[-1] = new, "in_place"
-            m = cv2.resize(m, (c.resolution, c.resolution), interpolation=cv2.INTER_NEAREST)
+            m = cv2.resize(m, (self.res, self.res), interpolation=cv2.INTER_NEAREST)
             out.append(np.where(m > 0, 255, 0).astype(np.uint8))
         return out, how
 
