@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Creates .venv (Python 3.11+) and installs anomalyforge with its test extras. Idempotent:
-# a second call with an unchanged pyproject.toml returns in a second.
+# a second call with unchanged pyproject.toml and constraints.txt returns in a second.
+# Versions are pinned by constraints.txt (the versions the tests run on).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -8,12 +9,12 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
 stamp=.venv/.anomalyforge-installed
-want=$(sha256sum pyproject.toml | cut -c1-16)
+want=$(cat pyproject.toml constraints.txt | sha256sum | cut -c1-16)
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   exit 0
 fi
 .venv/bin/python -m pip install -q --upgrade pip
 # torch first, pinned: on this platform these builds come from the local wheel cache.
-.venv/bin/python -m pip install -q "torch==2.14.1" "torchvision==0.29.1"
-.venv/bin/python -m pip install -q -e ".[test]"
+.venv/bin/python -m pip install -q -c constraints.txt "torch==2.14.1" "torchvision==0.29.1"
+.venv/bin/python -m pip install -q -c constraints.txt -e ".[test]"
 echo "$want" > "$stamp"
