@@ -67,3 +67,42 @@ def test_an_os_error_in_any_command_is_one_line_exit_2(tmp_path, capsys, monkeyp
     err = capsys.readouterr().err
     assert err == f"anomalyforge: error: {target}: no space left on device\n"
     assert not (tmp_path / "bench").exists()  # the folder a failed command created, empty, is gone
+
+
+def _tiny_mvtec(root: Path) -> Path:
+    """A 6-image MVTec AD layout (good, one defect type with masks) for CLI-only tests."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for rel in ("train/good/000.png", "train/good/001.png", "train/good/002.png", "test/good/000.png",
+                "test/dent/000.png", "test/dent/001.png"):
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, (24, 24, 3), dtype=np.uint8)).save(root / rel)
+    for i in ("000", "001"):
+        m = np.zeros((24, 24), np.uint8)
+        m[4:12, 6:14] = 255
+        (root / "ground_truth/dent").mkdir(parents=True, exist_ok=True)
+        Image.fromarray(m).save(root / f"ground_truth/dent/{i}_mask.png")
+    return root
+
+
+def test_progress_bars_only_on_a_terminal_unless_asked(tmp_path, capsys):
+    data = _tiny_mvtec(tmp_path / "cat")
+    assert main(["info", str(data)]) == 0  # capsys: stderr is not a terminal
+    assert "%|" not in capsys.readouterr().err
+    assert main(["info", str(data), "--progress"]) == 0
+    assert "verifying files:" in capsys.readouterr().err  # a tqdm bar: "... 0%|  | 0/6 ..."
+    assert main(["-q", "info", str(data)]) == 0
+    assert "%|" not in capsys.readouterr().err
+
+
+def test_quiet_keeps_results_and_drops_notes(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(cli, "cluster_category", lambda *a, notes, **k: notes.append("only one defect") or {})
+    monkeypatch.setattr(cli, "format_clusters", lambda clusters: "RESULT TABLE")
+    assert main(["cluster", "--data", str(tmp_path), "--no-progress"]) == 0
+    out, err = capsys.readouterr()
+    assert "RESULT TABLE" in out and "note: only one defect" in err
+    assert main(["-q", "cluster", "--data", str(tmp_path), "--no-progress"]) == 0
+    out, err = capsys.readouterr()
+    assert "RESULT TABLE" in out and "note:" not in err

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import re
 import sys
 import warnings
@@ -37,6 +38,8 @@ from anomalyforge.synth.base import available
 from anomalyforge.synth.export import export_run
 from anomalyforge.synth.good import DiffusionGoodConfig, GoodAugmentConfig
 from anomalyforge.synth.run import generate_run
+
+log = logging.getLogger("anomalyforge.cli")
 
 
 def _data_args(p: argparse.ArgumentParser, required: bool = True) -> None:
@@ -77,8 +80,7 @@ def _add_info(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--mask-threshold", type=int, default=128, help="grey level at which masks are binarised")
     p.add_argument("--no-verify", dest="verify", action="store_false",
                    help="skip decoding every image and mask (faster; header checks only)")
-    p.add_argument("--no-progress", dest="progress", action="store_false", default=None,
-                   help="hide progress bars")
+    _add_progress(p)
     p.set_defaults(func=_run_info)
 
 
@@ -102,13 +104,13 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("report", help="(re)write the self-contained HTML report of a finished benchmark")
     p.add_argument("bench_dir", type=Path, help="benchmark folder holding results.json")
     p.add_argument("--out", type=Path, default=None, help="report file (default BENCH_DIR/report.html)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    _add_progress(p)
     p.set_defaults(func=_run_report)
 
 
 def _run_report(args: argparse.Namespace) -> int:
 
-    out = write_report(args.bench_dir, args.out, progress=not args.no_progress)
+    out = write_report(args.bench_dir, args.out, progress=args.progress)
     print(out)
     return 0
 
@@ -134,7 +136,7 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--keep-ratio", type=float, default=None,
                    help="ARS quality filter: generate n / R pairs per type and keep the best n "
                         "(default: the method's, 0.5 for gaa, none otherwise; 0 = no filtering)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_progress(p)
     p.set_defaults(func=_run_generate)
 
 
@@ -151,7 +153,7 @@ def _run_generate(args: argparse.Namespace) -> int:
             raise AnomalyForgeError(f"--types {args.types!r}: no defect type named; leave --types out to use all")
     s = generate_run(args.data, args.out, method=args.method, n=args.n, category=args.category, types=types,
                      seed=args.seed, size=args.size, params=params, data_format=args.data_format,
-                     progress=not args.no_progress, subtypes=args.subtypes, keep_ratio=args.keep_ratio)
+                     progress=args.progress, subtypes=args.subtypes, keep_ratio=args.keep_ratio)
     print(f"{'defect type':<24} {'pairs':>7} {'kept':>7}")
     for t, k in s["pairs"].items():
         print(f"{t:<24} {k:>7} {s['kept'].get(t, k):>7}")
@@ -217,7 +219,7 @@ def _add_cluster(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ratio", type=float, default=1 / 3, help="few-shot training fraction per defect type")
     p.add_argument("--extractor", default="cnn", help="deep features: cnn (EfficientNet-Lite0) or vit")
     p.add_argument("--extractor-weights", default=None, help="weights file for --extractor vit")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_progress(p)
     p.set_defaults(func=_run_cluster)
 
 
@@ -228,12 +230,12 @@ def _run_cluster(args: argparse.Namespace) -> int:
     notes: list[str] = []
     clusters = cluster_category(args.data, category=args.category, data_format=args.data_format, size=args.size,
                                 seed=args.seed, out=args.out, config=cfg, ratio=args.ratio,
-                                progress=not args.no_progress, notes=notes)
+                                progress=args.progress, notes=notes)
     print(format_clusters(clusters))
     for note in notes:
-        print(f"note: {note}", file=sys.stderr)
+        log.info("note: %s", note)
     if args.out is not None:
-        print(f"clusters.json and contact sheets -> {args.out}")
+        log.info("clusters.json and contact sheets -> %s", args.out)
     return 0
 
 
@@ -251,7 +253,7 @@ def _add_filter(sub: argparse._SubParsersAction) -> None:
                    help="source (default): share each defect type's budget over the real defects its pairs "
                         "were made from, keeping every few-shot defect; type: rank a type's pairs together "
                         "(GAA as published)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_progress(p)
     p.set_defaults(func=_run_filter)
 
 
@@ -262,7 +264,7 @@ def _run_filter(args: argparse.Namespace) -> int:
 
         config = ARSConfig(steps=args.steps)
     summary = filter_run(args.run, keep=args.keep, keep_ratio=args.keep_ratio, seed=args.seed, data=args.data,
-                         config=config, progress=not args.no_progress, stratify=args.stratify)
+                         config=config, progress=args.progress, stratify=args.stratify)
     print(format_summary(summary))
     return 0
 
@@ -284,7 +286,7 @@ def _add_quality(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the LPIPS pair sampling")
     p.add_argument("--device", default=None, help="cpu, cuda, ... (default: CUDA when available)")
     p.add_argument("--json", action="store_true", help="print the quality.json document")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_progress(p)
     p.set_defaults(func=_run_quality)
 
 
@@ -299,7 +301,7 @@ def _run_quality(args: argparse.Namespace) -> int:
     for run in args.runs:  # check every folder before scoring any
         if not (run / "manifest.jsonl").is_file():
             raise AnomalyForgeError(f"{run}: not a generation run (no manifest.jsonl)")
-    docs = [score_run(run, cfg, progress=not args.no_progress) for run in args.runs]
+    docs = [score_run(run, cfg, progress=args.progress) for run in args.runs]
     if args.json:
         print(json.dumps(docs[0] if len(docs) == 1 else docs, indent=2))
     elif len(docs) == 1:
@@ -328,7 +330,7 @@ def _add_benchmark(sub: argparse._SubParsersAction) -> None:
                    help="skip the generation-quality scores (IS, IC-LPIPS) of each method's pairs")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a profile setting, e.g. fusion=0 or cls_real_share=0 (saved in results.json)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _add_progress(p)
     p.set_defaults(func=_run_benchmark)
 
 
@@ -357,12 +359,12 @@ def _run_benchmark(args: argparse.Namespace) -> int:
             raise AnomalyForgeError("give --seed or --seeds, not both")
         summary = run_benchmark_seeds(args.data, args.out, methods, _int_list(args.seeds), category=args.category,
                                       profile=profile, n=args.n, data_format=args.data_format,
-                                      progress=not args.no_progress)
+                                      progress=args.progress)
         print(format_seeds_table(summary))
         return 0
     results = run_benchmark(args.data, args.out, methods, category=args.category, profile=profile,
                             seed=args.seed, n=args.n, data_format=args.data_format, runs=runs,
-                            progress=not args.no_progress)
+                            progress=args.progress)
     print(format_results_table(results))
     return 0
 
@@ -394,7 +396,7 @@ def _add_fewshot(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--sampler-steps", type=int, default=50, help="DDIM steps of the full schedule with --base-model")
     p.add_argument("--prompt", default="", help="text prompt of the SDEdit variations")
     p.add_argument("--device", default=None, help="device of the diffusion model (default: CUDA when available)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _add_progress(p)
     p.set_defaults(func=_run_fewshot)
 
 
@@ -415,7 +417,7 @@ def _run_fewshot(args: argparse.Namespace) -> int:
     doc = run_fewshot_benchmark(args.data, args.out, shots=_int_list(args.shots), generated=args.generated,
                                 seeds=_int_list(args.seeds), profile=args.profile, category=args.category,
                                 data_format=args.data_format, augment=augment, diffusion=diffusion,
-                                progress=not args.no_progress)
+                                progress=args.progress)
     print(format_fewshot_table(doc))
     return 0
 
@@ -449,6 +451,10 @@ def build_parser() -> argparse.ArgumentParser:
         prog="anomalyforge",
         description="Few-shot defect image–mask synthesis and an honest downstream benchmark.")
     parser.add_argument("--version", action="version", version=f"anomalyforge {__version__}")
+    verbosity = parser.add_mutually_exclusive_group()
+    verbosity.add_argument("-q", "--quiet", action="store_true",
+                           help="only results, warnings and errors: no notes, no progress bars")
+    verbosity.add_argument("-v", "--verbose", action="store_true", help="also the library's debug log")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     for add in _COMMANDS:
         add(sub)
@@ -473,6 +479,15 @@ def os_error_line(exc: OSError) -> str:
     return f"{path}: {problem}"
 
 
+def _add_progress(p: argparse.ArgumentParser) -> None:
+    """--progress / --no-progress; by default bars are drawn only when stderr is a terminal."""
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--progress", dest="progress", action="store_true", default=None,
+                   help="draw progress bars even when stderr is not a terminal")
+    g.add_argument("--no-progress", dest="progress", action="store_false",
+                   help="no progress bars (the default when stderr is not a terminal)")
+
+
 def _data_warnings_as_lines(previous: Callable) -> Callable:
     """A `warnings.showwarning` printing data warnings as ``warning: FILE: problem`` (one line,
     stderr) and passing every other warning to `previous`."""
@@ -482,6 +497,33 @@ def _data_warnings_as_lines(previous: Callable) -> Callable:
         else:
             previous(message, category, filename, lineno, file, line)
     return show
+
+
+class _StderrHandler(logging.StreamHandler):
+    """A stream handler on whatever `sys.stderr` is when a line is written (not when it was made)."""
+
+    @property  # type: ignore[override]
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value) -> None:
+        pass
+
+
+def _setup_logging(args: argparse.Namespace) -> None:
+    """Log lines of the `anomalyforge` loggers on stderr: notes by default, only warnings with -q,
+    debug with -v; progress bars follow the terminal unless --progress / --no-progress says."""
+    level = logging.WARNING if args.quiet else logging.DEBUG if args.verbose else logging.INFO
+    root = logging.getLogger("anomalyforge")
+    root.setLevel(level)
+    if not any(isinstance(h, _StderrHandler) for h in root.handlers):
+        handler = _StderrHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        root.addHandler(handler)
+        root.propagate = False
+    if getattr(args, "progress", False) is None:
+        args.progress = sys.stderr.isatty() and not args.quiet
 
 
 def _output_path(args: argparse.Namespace) -> Path | None:
@@ -495,6 +537,7 @@ def _output_path(args: argparse.Namespace) -> Path | None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    _setup_logging(args)
     out = _output_path(args)
     created = first_missing(out) if out is not None else None
     with warnings.catch_warnings():
