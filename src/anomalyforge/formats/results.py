@@ -95,9 +95,11 @@ class BenchmarkResults:
         return write_json_atomic(path, self.to_dict())
 
 
-def write_results(path: str | Path, doc: dict) -> Path:
-    """Validate a results document built as a dict and write it atomically."""
-    return BenchmarkResults.from_dict({**doc, "schema_version": SCHEMA_VERSION}, path).write(path)
+def write_results(path: str | Path, doc: dict) -> dict:
+    """Validate a results document built as a dict, write it atomically, and return it as written."""
+    res = BenchmarkResults.from_dict({**doc, "schema_version": SCHEMA_VERSION}, path)
+    res.write(path)
+    return res.to_dict()
 
 
 __all__ = ["IDENTITY_KEYS", "RESULTS_JSON", "SCHEMA_VERSION", "BenchmarkResults", "MethodResult", "write_results"]

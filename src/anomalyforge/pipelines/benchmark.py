@@ -165,7 +165,7 @@ def run_benchmark(data: Path, out: Path, methods: list[str], category: str | Non
         entry["timings"]["total_s"] = round(time.perf_counter() - t0, 2)
         entry["peak_rss_mb"] = round(_peak_rss_mb(), 1)
         results["methods"][method] = entry
-        write_results(out / RESULTS, results)
+        results = write_results(out / RESULTS, results)
 
     write_report(out)
     return results
