@@ -52,7 +52,8 @@ def test_results_follow_the_schema(bench):
         quality = {"quality": f"methods/{name}/quality.json"} if e["generation"] is not None else {}
         assert e["artifacts"] == {"maps": f"methods/{name}/maps.npz", **quality}
     syn, base = doc["methods"]["croppaste"], doc["methods"]["patchcore"]
-    assert (syn["kind"], syn["model"], syn["n_pairs"], syn["run"]) == ("synthetic", "feature_head", 12, "runs/croppaste")
+    assert (syn["kind"], syn["model"], syn["n_pairs"], syn["run"]) == ("synthetic", "feature_head", 12,
+                                                                        "runs/croppaste")
     assert (base["kind"], base["model"], base["generation"]) == ("baseline", "patchcore", None)
     # the no-synthesis classifier: trained on the 22 real few-shot defects, tested on the same 41
     assert base["classification"]["trained_on"] == "real few-shot defects"

@@ -51,7 +51,8 @@ def test_fewshot_benchmark_rows_summary_and_resume(small_bottle, tmp_path, monke
     assert r["bank"] == 5 * 64 and doc["rows"]["s0-k2-g0"]["bank"] == 2 * 64
     for row in doc["rows"].values():
         assert 0.5 < row["localization"]["pixel"]["auroc"] <= 1.0  # real defects stand out even at 1 shot
-    assert [(e["shots"], e["generated"], e["seeds"]) for e in doc["summary"]] == [(1, 0, 2), (1, 3, 2), (2, 0, 2), (2, 3, 2)]
+    assert [(e["shots"], e["generated"], e["seeds"]) for e in doc["summary"]] == [(1, 0, 2), (1, 3, 2), (2, 0, 2),
+                                                                                  (2, 3, 2)]
     on_disk = json.loads((out / "fewshot.json").read_text())
     assert on_disk["rows"] == json.loads(json.dumps(doc["rows"])) and (out / "fewshot.png").is_file()
     html = (out / "fewshot.html").read_text()
@@ -88,7 +89,8 @@ def test_cli_fewshot_bad_input_is_one_line_and_writes_nothing(small_bottle, tmp_
     assert err.startswith("anomalyforge: error:") and "99 shots" in err and "\n" not in err
     assert main(["fewshot", "--data", str(small_bottle), "--out", str(out), "--shots", "one", "--no-progress"]) == 2
     assert "comma-separated integers" in capsys.readouterr().err
-    assert main(["fewshot", "--data", str(small_bottle), "--out", str(out), "--augment", "colour=1", "--no-progress"]) == 2
+    assert main(["fewshot", "--data", str(small_bottle), "--out", str(out), "--augment", "colour=1",
+                 "--no-progress"]) == 2
     assert "unexpected keyword argument 'colour'" in capsys.readouterr().err
     assert not out.exists()
     assert main(["fewshot", "--data", str(small_bottle), "--out", str(out), "--shots", "1", "--seeds", "0",
@@ -101,8 +103,8 @@ def test_cli_fewshot_bad_input_is_one_line_and_writes_nothing(small_bottle, tmp_
 
 def test_fewshot_with_diffusion_goods_loads_the_model_once_and_fails_before_output(small_bottle, tmp_path,
                                                                                    monkeypatch):
-    from anomalyforge.pipelines import fewshot as fewshot_mod
     from anomalyforge.diffusion.tiny import make_tiny_model
+    from anomalyforge.pipelines import fewshot as fewshot_mod
     from anomalyforge.synth.good import DiffusionGoodConfig
 
     model = make_tiny_model(tmp_path / "tiny")

@@ -58,7 +58,8 @@ def test_filter_keeps_aligned_pairs_and_keeps_scores_of_rejected(run):
     kept = [r for r in recs if not r["rejected"]]
     assert len(kept) == 3 and summary["counts"]["mixed"] == {**summary["counts"]["mixed"], "kept": 3, "rejected": 6}
     assert sum(r["method"] == "aligned" for r in kept) >= 2, [(r["method"], r["scores"]["ars"]) for r in recs]
-    mean = {k: np.mean([r["scores"]["ars"] for r in recs if r["method"] == k]) for k in ("aligned", "unaltered", "moved")}
+    mean = {k: np.mean([r["scores"]["ars"] for r in recs if r["method"] == k])
+            for k in ("aligned", "unaltered", "moved")}
     assert mean["aligned"] > mean["unaltered"] and mean["aligned"] > mean["moved"], mean
     assert read_manifest(run) == kept  # the run machinery's reader skips rejected records
     assert json.loads((run / "ars" / "filter.json").read_text())["keep"] == 3
@@ -73,8 +74,10 @@ def test_cli_reuses_cached_discriminator(run, capsys):
 
 
 def test_select_ranks_unscored_last():
-    recs = [{"id": "a", "defect_type": "t", "scores": {"ars": 0.1}}, {"id": "b", "defect_type": "t", "scores": {"ars": None}},
-            {"id": "c", "defect_type": "t", "scores": {"ars": 0.5}}, {"id": "d", "defect_type": "u", "scores": {"ars": -1.0}}]
+    recs = [{"id": "a", "defect_type": "t", "scores": {"ars": 0.1}},
+            {"id": "b", "defect_type": "t", "scores": {"ars": None}},
+            {"id": "c", "defect_type": "t", "scores": {"ars": 0.5}},
+            {"id": "d", "defect_type": "u", "scores": {"ars": -1.0}}]
     select(recs, keep=1)
     assert [r["rejected"] for r in recs] == [True, True, False, False]
     select(recs, keep_ratio=0.5)  # ceil(3 * 0.5) = 2 of type t, ceil(0.5) = 1 of type u

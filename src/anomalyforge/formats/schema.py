@@ -62,12 +62,14 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
         return value
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
+        deeper = None
         for arg in typing.get_args(tp):
             try:
                 return _convert(value, arg, key)
-            except _Mismatch:
-                continue
-        raise _Mismatch(key, f"must be {_describe(tp)}, got {_json_type(value)}")
+            except _Mismatch as m:
+                if m.key != key:  # the value has this arm's shape but something inside is wrong
+                    deeper = deeper or m
+        raise deeper or _Mismatch(key, f"must be {_describe(tp)}, got {_json_type(value)}")
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             raise _Mismatch(key, f"must be an object, got {_json_type(value)}")
