@@ -24,6 +24,7 @@ from anomalyforge.data import DataWarning
 from anomalyforge.data.info import dataset_info, format_info_table
 from anomalyforge.diffusion.tiny import make_tiny_model
 from anomalyforge.errors import AnomalyForgeError
+from anomalyforge.formats.manifest import MANIFEST
 from anomalyforge.inspect.profiles import get_profile
 from anomalyforge.pipelines.benchmark import BASELINES, format_results_table, run_benchmark
 from anomalyforge.pipelines.fewshot import format_fewshot_table, run_fewshot_benchmark
@@ -168,12 +169,14 @@ def _add_preview(sub: argparse._SubParsersAction) -> None:
     p.add_argument("run", type=Path, help="run folder written by generate")
     p.add_argument("--out", type=Path, default=None, help="PNG to write (default RUN/preview.png)")
     p.add_argument("--per-type", type=int, default=8, help="pairs shown per defect type")
+    p.add_argument("--require-complete", action="store_true",
+                   help="refuse a run whose generation did not finish (default: warn and go on)")
     p.set_defaults(func=_run_preview)
 
 
 def _run_preview(args: argparse.Namespace) -> int:
 
-    print(contact_sheet(args.run, out=args.out, per_type=args.per_type))
+    print(contact_sheet(args.run, out=args.out, per_type=args.per_type, require_complete=args.require_complete))
     return 0
 
 
@@ -184,12 +187,15 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--format", default="mvtec", help="output layout (mvtec)")
     p.add_argument("--test-good", type=float, default=0.1,
                    help="share of the good images written to test/good instead of train/good")
+    p.add_argument("--require-complete", action="store_true",
+                   help="refuse a run whose generation did not finish (default: warn and go on)")
     p.set_defaults(func=_run_export)
 
 
 def _run_export(args: argparse.Namespace) -> int:
 
-    print(export_run(args.run, args.out, format=args.format, test_good=args.test_good))
+    print(export_run(args.run, args.out, format=args.format, test_good=args.test_good,
+                     require_complete=args.require_complete))
     return 0
 
 
@@ -286,6 +292,8 @@ def _add_quality(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the LPIPS pair sampling")
     p.add_argument("--device", default=None, help="cpu, cuda, ... (default: CUDA when available)")
     p.add_argument("--json", action="store_true", help="print the quality.json document")
+    p.add_argument("--require-complete", action="store_true",
+                   help="refuse a run whose generation did not finish (default: warn and go on)")
     _add_progress(p)
     p.set_defaults(func=_run_quality)
 
@@ -299,9 +307,10 @@ def _run_quality(args: argparse.Namespace) -> int:
                         lpips=args.lpips, lpips_weights=weights(args.lpips_weights),
                         per_cluster=args.per_cluster, seed=args.seed, device=args.device)
     for run in args.runs:  # check every folder before scoring any
-        if not (run / "manifest.jsonl").is_file():
-            raise AnomalyForgeError(f"{run}: not a generation run (no manifest.jsonl)")
-    docs = [score_run(run, cfg, progress=args.progress) for run in args.runs]
+        if not (run / MANIFEST).is_file():
+            raise AnomalyForgeError(f"{run}: not a generation run (no {MANIFEST})")
+    docs = [score_run(run, cfg, progress=args.progress, require_complete=args.require_complete)
+            for run in args.runs]
     if args.json:
         print(json.dumps(docs[0] if len(docs) == 1 else docs, indent=2))
     elif len(docs) == 1:

@@ -28,7 +28,8 @@ def test_results_follow_the_schema(bench):
     out, res = bench
     doc = json.loads((out / "results.json").read_text())
     assert doc == json.loads(json.dumps(res))
-    assert set(doc) == {"category", "data", "profile", "seed", "config", "split", "created", "version", "methods"}
+    assert set(doc) == {"schema_version", "category", "data", "profile", "seed", "config", "split", "created",
+                        "version", "methods"}
     assert (doc["category"], doc["profile"], doc["seed"]) == ("bottle", "smoke", 0)
     assert doc["config"]["size"] == 64
     assert doc["split"] == {"train_defects": {"broken_large": 7, "broken_small": 8, "contamination": 7},
@@ -46,7 +47,8 @@ def test_results_follow_the_schema(bench):
         for v in [*loc["pixel"].values(), *loc["image"].values()]:
             assert 0.0 <= v <= 1.0
         assert set(e["timings"]) == {"generate_s", "quality_s", "train_s", "eval_s", "total_s"}
-        assert e["artifacts"] == {"maps": f"methods/{name}/maps.npz"}
+        quality = {"quality": f"methods/{name}/quality.json"} if e["generation"] is not None else {}
+        assert e["artifacts"] == {"maps": f"methods/{name}/maps.npz", **quality}
     syn, base = doc["methods"]["croppaste"], doc["methods"]["patchcore"]
     assert (syn["kind"], syn["model"], syn["n_pairs"], syn["run"]) == \
         ("synthetic", "feature_head", 12, "runs/croppaste")
@@ -62,7 +64,9 @@ def test_results_follow_the_schema(bench):
     assert gen["n"] == 12 and sorted(gen["types"]) == TYPES
     assert 1.0 <= gen["is"] <= 12 and gen["ic_lpips"] > 0
     assert all(g["n"] == 4 for g in gen["types"].values())
-    assert json.loads((out / "runs/croppaste/quality.json").read_text())["all"]["is"] == gen["is"]
+    # the full quality document sits in the benchmark's own folder, not in the run
+    assert json.loads((out / syn["artifacts"]["quality"]).read_text())["all"]["is"] == gen["is"]
+    assert not (out / "runs/croppaste/quality.json").exists()
     cls = syn["classification"]
     assert cls["labels"] == TYPES and sorted(cls["per_type"]) == TYPES
     conf = np.array(cls["confusion"])
@@ -131,7 +135,7 @@ def test_profile_settings_from_the_command_line(bench, bottle_dir, tmp_path, cap
 def test_output_folder_of_another_run_is_refused(bench, bottle_dir):
     out, _ = bench
     before = (out / "results.json").read_bytes()
-    with pytest.raises(ConfigError, match="seed 0, not 1|for seed"):
+    with pytest.raises(ConfigError, match=r"different benchmark \(seed differ\)"):
         run_benchmark(bottle_dir, out, ["patchcore"], profile="smoke", seed=1, progress=False)
     assert (out / "results.json").read_bytes() == before
 

@@ -24,12 +24,16 @@ def test_labelled_run_is_benchmarked_without_rejected_pairs(bottle_dir, tmp_path
             seen.add(r["defect_type"])
         write_manifest(run, records)
         kept = len(read_manifest(run))
+        files = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
         res = run_benchmark(bottle_dir, tmp_path / "b", [], profile="smoke",
                             runs={"croppaste+filtered": run}, progress=False)
     finally:
         torch.set_num_threads(before)
     entry = res["methods"]["croppaste+filtered"]
     assert entry["status"] == "done" and entry["n_pairs"] == kept == 3
+    # the given run is read only: its quality scores go to the benchmark's own folder
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == files
+    assert (tmp_path / "b" / entry["artifacts"]["quality"]).is_file()
     assert 0.0 <= entry["localization"]["pixel"]["ap"] <= 1.0
 
 

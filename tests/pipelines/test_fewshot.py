@@ -65,7 +65,7 @@ def test_fewshot_benchmark_rows_summary_and_resume(small_bottle, tmp_path, monke
     again = run_fewshot_benchmark(small_bottle, out, shots=(1, 2), generated=3, seeds=(0, 1), profile="smoke",
                                   progress=False)
     assert again["rows"] == on_disk["rows"]
-    with pytest.raises(ConfigError, match="other settings"):
+    with pytest.raises(ConfigError, match="different few-shot study"):
         run_fewshot_benchmark(small_bottle, out, shots=(1,), generated=3, seeds=(0,), profile="smoke", progress=False)
 
 

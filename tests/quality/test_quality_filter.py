@@ -14,10 +14,11 @@ from anomalyforge.cli import main
 from anomalyforge.data.io import read_image, read_mask
 from anomalyforge.errors import ConfigError, DataError
 from anomalyforge.formats.manifest import read_manifest, write_manifest
+from anomalyforge.formats.run import RunInfo, record_training
 from anomalyforge.quality.filter import filter_run, select
 
 
-def _make_run(root: Path, split, n: int = 3) -> Path:
+def _make_run(root: Path, split, data: Path, n: int = 3) -> Path:
     """A run folder like generate writes: n aligned real defects, n masks over unaltered good images,
     n real defects with the mask moved elsewhere; run.json names the good training images."""
     run = root / "run"
@@ -35,15 +36,15 @@ def _make_run(root: Path, split, n: int = 3) -> Path:
         recs.append({"id": pid, "defect_type": "mixed", "method": kind, "image": f"images/mixed/{pid}.png",
                      "mask": f"masks/mixed/{pid}.png", "source": "", "seed": j, "params": {}, "scores": {},
                      "category": "bottle"})
-    (run / "run.json").write_text(json.dumps({"method": "test", "size": 256, "category": "bottle",
-                                              "train_good": [str(s.image) for s in split.train_good]}))
+    training = record_training(split.train_good, split.train_defects, data)
+    RunInfo(method="test", size=256, category="bottle", data=str(data), training=training, complete=True).write(run)
     write_manifest(run, recs)
     return run
 
 
 @pytest.fixture()
-def run(tmp_path, bottle_split, ars_cache) -> Path:
-    r = _make_run(tmp_path, bottle_split)
+def run(tmp_path, bottle_split, bottle_dir, ars_cache) -> Path:
+    r = _make_run(tmp_path, bottle_split, bottle_dir)
     copy_cache(ars_cache, r)  # same images/config/seed: filter_run reuses it instead of retraining
     return r
 

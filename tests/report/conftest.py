@@ -119,8 +119,8 @@ def _generated_run(run_dir: Path, bottle: Path) -> None:
         img[blob] = (30, 20, 10)
         write_png_atomic(run_dir / "images" / f"{k:03d}.png", img)
         write_png_atomic(run_dir / "masks" / f"{k:03d}.png", blob.astype(np.uint8) * 255)
-        records.append({"image": f"images/{k:03d}.png", "mask": f"masks/{k:03d}.png", "defect_type": t,
-                        "seed": k})
+        records.append({"id": f"{t}_{k:06d}", "image": f"images/{k:03d}.png", "mask": f"masks/{k:03d}.png",
+                        "defect_type": t, "seed": k})
     (run_dir / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
 
 

@@ -56,7 +56,8 @@ def test_layout_manifest_and_config(clean_run, small_bottle):
         img, mask = read_image(clean_run / r["image"]), read_mask(clean_run / r["mask"])
         assert img.shape == (64, 64, 3) and mask.any()
         assert np.array_equal(np.unique(np.asarray(Image.open(clean_run / r["mask"]))), [0, 255])
-        assert Path(r["source"]).is_file() and Path(r["source"]).parent.name == "good"
+        src = small_bottle / r["source"]  # stored relative to the run's data root
+        assert not Path(r["source"]).is_absolute() and src.is_file() and src.parent.name == "good"
         assert r["seed"] == pair_seed(5, r["defect_type"], int(r["id"].rsplit("_", 1)[1]))
     assert (clean_run / "state" / "FIT_DONE").is_file()
 

@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 
 from anomalyforge.data.io import read_image, read_mask
 from anomalyforge.errors import ConfigError, DataError
-from anomalyforge.formats.manifest import read_manifest
+from anomalyforge.formats.manifest import PairRecord, read_pairs
 
 
 @dataclass
@@ -43,13 +43,13 @@ class GeneratedPairs:
         return {t: self.types.count(t) for t in self.defect_types}
 
     @classmethod
-    def from_records(cls, run: Path, records: Sequence[dict], size: int,
+    def from_records(cls, run: Path, records: Sequence[PairRecord], size: int,
                      category: str | None = None, progress: bool = True) -> GeneratedPairs:
         """Load manifest records (paths relative to `run`) resized to `size`."""
         run = Path(run)
         if not records:
             raise DataError(run, "generated run holds no pairs")
-        cats = {r.get("category") for r in records if r.get("category")}
+        cats = {r.category for r in records if r.category}
         if category is not None and cats and cats != {category}:
             raise DataError(run, f"generated run is for category {', '.join(sorted(cats))}, "
                                  f"not {category}")
@@ -58,21 +58,20 @@ class GeneratedPairs:
         masks = np.zeros((n, size, size), np.uint8)
         types = []
         for i, r in enumerate(tqdm(records, desc=f"load {run.name}", disable=not progress, leave=False)):
-            images[i] = read_image(run / r["image"], size)
-            masks[i] = read_mask(run / r["mask"], size)
-            # sub-types <type>@<k> (GAA clustering) train and test as their defect type
-            types.append(str(r.get("base_type") or str(r["defect_type"]).split("@", 1)[0]))
+            images[i] = read_image(run / r.image, size)
+            masks[i] = read_mask(run / r.mask, size)
+            types.append(r.base_type)  # sub-types <type>@<k> (GAA clustering) train and test as their type
         return cls(images, masks, types, category if category is not None else next(iter(cats), None))
 
     @classmethod
     def from_run(cls, run: Path, size: int, category: str | None = None,
                  progress: bool = True) -> GeneratedPairs:
-        """Read a synthesis run folder through `anomalyforge.synth.export.read_manifest`."""
+        """Read the kept pairs of a synthesis run folder (`anomalyforge.formats.manifest.read_pairs`)."""
 
         run = Path(run)
         if not run.is_dir():
             raise DataError(run, "generated run folder not found")
-        return cls.from_records(run, read_manifest(run), size, category, progress)
+        return cls.from_records(run, read_pairs(run), size, category, progress)
 
     @classmethod
     def from_fit_data(cls, fit) -> GeneratedPairs:

@@ -11,7 +11,6 @@ atomically after each method, so an interrupted benchmark resumes by skipping fi
 
 from __future__ import annotations
 
-import json
 import os
 import resource
 import time
@@ -22,10 +21,14 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from anomalyforge import __version__
-from anomalyforge.atomic import check_output_dir, first_missing, remove_created, write_json_atomic
+from anomalyforge.atomic import check_output_dir, first_missing, remove_created
 from anomalyforge.data import few_shot_split, fit_data, load_dataset
 from anomalyforge.data.scan import verify_samples
 from anomalyforge.errors import ConfigError, DataError
+from anomalyforge.formats.manifest import read_pairs
+from anomalyforge.formats.results import IDENTITY_KEYS, RESULTS_JSON, BenchmarkResults, write_results
+from anomalyforge.formats.run import RUN_JSON, RunInfo, check_complete, check_training
+from anomalyforge.formats.schema import refuse_other_job
 from anomalyforge.inspect.classify import train_classifier
 from anomalyforge.inspect.evaluate import TestSet, classification_metrics, localization_metrics
 from anomalyforge.inspect.pairs import GeneratedPairs
@@ -39,7 +42,7 @@ from anomalyforge.synth.base import available
 from anomalyforge.synth.run import generate_run
 
 BASELINES = ("patchcore", "none")
-RESULTS = "results.json"
+RESULTS = RESULTS_JSON
 
 
 def _peak_rss_mb() -> float:
@@ -70,23 +73,27 @@ def check_methods(methods: list[str]) -> list[str]:
 
 
 def _open_results(out: Path, header: dict) -> dict:
-    """Existing results for the same category/profile/seed (resume), or a fresh document."""
+    """Existing results for the same category/profile/seed/settings (resume), or a fresh document."""
     path = out / RESULTS
     if path.is_file():
-        try:
-            old = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise DataError(path, f"cannot read existing results ({exc})") from None
-        for key in ("category", "profile", "seed"):
-            if old.get(key) != header[key]:
-                raise ConfigError(f"{path}: output folder holds results for {key} {old.get(key)!r}, "
-                                  f"not {header[key]!r}; choose another --out")
-        if old.get("config") != header["config"]:
-            raise ConfigError(f"{path}: output folder holds results made with other profile settings; "
-                              f"choose another --out")
-        old.setdefault("methods", {})
+        old = BenchmarkResults.read(path).to_dict()
+        refuse_other_job(out, old, header, IDENTITY_KEYS, what="benchmark")
         return old
     return {**header, "methods": {}}
+
+
+def _check_given_runs(runs: dict[str, Path], split, data: Path) -> None:
+    """Every `--run` folder must be a generation run made from exactly the training part of this
+    benchmark's split (same files, same bytes): otherwise its pairs may have been made from real
+    defects that are now test images. DataError naming the first differing file."""
+    for label, run in runs.items():
+        if not run.is_dir():
+            raise DataError(run, "generated run folder not found")
+        if not (run / RUN_JSON).is_file():
+            raise DataError(run, f"--run {label}=...: not a generated run folder (no run.json)")
+        info = RunInfo.read(run)
+        check_training(run, info, split, root=data)
+        check_complete(run, info, len(read_pairs(run, include_rejected=True)))
 
 
 def _relative(path: Path, out: Path) -> str:
@@ -123,7 +130,7 @@ def _benchmark(data: Path, out: Path, methods: list[str], category: str | None, 
     for k, v in runs.items():
         if k in BASELINES:
             raise ConfigError(f"--run {k}=...: {k!r} is a baseline, it uses no generated run")
-        if k not in methods and not (v / "run.json").is_file():
+        if k not in methods and not (v / RUN_JSON).is_file():
             raise DataError(v, f"--run {k}=...: not a generated run folder (no run.json)")
     # a --run label that is not a method name (e.g. croppaste+ars) benchmarks that existing run as is
     labels = list(dict.fromkeys([m.strip() for m in methods if m.strip()] + list(runs)))
@@ -144,6 +151,7 @@ def _benchmark(data: Path, out: Path, methods: list[str], category: str | None, 
     ds = load_dataset(data, category=category, data_format=data_format)
     split = few_shot_split(ds, progress=progress)
     split.check_disjoint()
+    _check_given_runs(runs, split, data)
     header = {
         "category": ds.category, "data": str(data.resolve()), "profile": prof.name, "seed": int(seed),
         "config": prof.to_dict(),
@@ -176,7 +184,7 @@ def _benchmark(data: Path, out: Path, methods: list[str], category: str | None, 
         entry["timings"]["total_s"] = round(time.perf_counter() - t0, 2)
         entry["peak_rss_mb"] = round(_peak_rss_mb(), 1)
         results["methods"][method] = entry
-        write_json_atomic(out / RESULTS, results)
+        results = write_results(out / RESULTS, results)
 
     write_report(out)
     return results
@@ -222,7 +230,8 @@ def _run_synthetic(data: Path, out: Path, method: str, category: str, data_forma
     pairs = GeneratedPairs.from_run(run, prof.size, category=category, progress=progress)
     pairs.check_covers(needed, run)
     tq = time.perf_counter()
-    generation = _generation_quality(run, prof, seed, progress) if prof.quality else None
+    quality_rel = f"methods/{method}/quality.json"
+    generation = _generation_quality(run, out / quality_rel, prof, seed, progress) if prof.quality else None
     t1 = time.perf_counter()
     loc_model = train_localizer(fit, pairs, prof, seed=seed, progress=progress)
     real, trained_on = None, "generated pairs"
@@ -246,7 +255,8 @@ def _run_synthetic(data: Path, out: Path, method: str, category: str, data_forma
             "classification": cls, "generation": generation,
             "timings": {"generate_s": round(tq - t0, 2), "quality_s": round(t1 - tq, 2), "train_s": round(t2 - t1, 2),
                         "eval_s": round(time.perf_counter() - t2, 2)},
-            "n_pairs": len(pairs), "run": _relative(run, out), "artifacts": {"maps": rel}}
+            "n_pairs": len(pairs), "run": _relative(run, out),
+            "artifacts": {"maps": rel, **({"quality": quality_rel} if generation is not None else {})}}
 
 
 def _classify(cls_model, test: TestSet, trained_on: str) -> tuple[dict | None, dict[str, np.ndarray]]:
@@ -263,11 +273,13 @@ def _classify(cls_model, test: TestSet, trained_on: str) -> tuple[dict | None, d
     return cls, {"cls_pred": np.array(pred), "cls_true": np.array(true)}
 
 
-def _generation_quality(run: Path, prof: Profile, seed: int, progress: bool) -> dict:
-    """IS and IC-LPIPS of the run's kept pairs (default offline models; also written to
-    RUN/quality.json), summarised for results.json."""
+def _generation_quality(run: Path, out: Path, prof: Profile, seed: int, progress: bool) -> dict:
+    """IS and IC-LPIPS of the run's kept pairs (default offline models; the full document is
+    written to `out`, under the benchmark's own folder, never into a run it was given),
+    summarised for results.json."""
 
-    doc = score_run(run, QualityConfig(size=prof.size, seed=seed, device=prof.device), progress)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    doc = score_run(run, QualityConfig(size=prof.size, seed=seed, device=prof.device), progress, out=out)
     keep = ("n", "is", "is_std", "ic_lpips")
     return {**{k: doc["all"].get(k) for k in keep}, "config": doc["config"],
             "types": {t: {k: e.get(k) for k in keep} for t, e in doc["types"].items()},

@@ -14,8 +14,6 @@ defects and test goods as the main benchmark) is read once, after the first fit.
 
 from __future__ import annotations
 
-import json
-import os
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -25,11 +23,12 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from anomalyforge import __version__
-from anomalyforge.atomic import check_output_dir
+from anomalyforge.atomic import check_output_dir, write_json_atomic
 from anomalyforge.data import few_shot_split, load_dataset
 from anomalyforge.data.io import read_image
 from anomalyforge.diffusion.loading import load_ldm
 from anomalyforge.errors import ConfigError, DataError
+from anomalyforge.formats.schema import read_json, refuse_other_job
 from anomalyforge.inspect.evaluate import TestSet, localization_metrics
 from anomalyforge.inspect.patchcore import PatchCore
 from anomalyforge.inspect.profiles import Profile, get_profile
@@ -105,12 +104,10 @@ def run_fewshot_benchmark(data: Path, out: Path, shots: Sequence[int] = (1, 2, 4
            "created": datetime.now(UTC).isoformat(timespec="seconds"), "version": __version__,
            "rows": {}}
     if path.is_file():
-        try:
-            old = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise DataError(path, f"cannot read existing results ({exc})") from None
-        if (old.get("category"), old.get("config")) != (ds.category, config):
-            raise ConfigError(f"{path}: output folder holds few-shot results with other settings; choose another --out")
+        old = read_json(path, "few-shot results")
+        if not isinstance(old, dict):
+            raise DataError(path, "expected a JSON object at the top level")
+        refuse_other_job(out, old, doc, ("category", "config"), what="few-shot study")
         doc["rows"] = old.get("rows", {})
     todo = [(s, k, g) for s in seeds for k in shots for g in variants if f"s{s}-k{k}-g{g}" not in doc["rows"]]
     ldm = None
@@ -142,9 +139,7 @@ def run_fewshot_benchmark(data: Path, out: Path, shots: Sequence[int] = (1, 2, 4
                                           "goods": [str(x.image) for x in chosen], "bank": int(len(pc.bank)),
                                           "time_s": round(time.perf_counter() - t0, 2)}
         doc["summary"] = summarise(doc["rows"])
-        tmp = out / f".{FEWSHOT_JSON}.tmp"
-        tmp.write_text(json.dumps(doc, indent=2))
-        os.replace(tmp, path)
+        write_json_atomic(path, doc)
     doc["summary"] = summarise(doc["rows"])
 
     write_fewshot_report(out)  # fewshot.html + fewshot.png

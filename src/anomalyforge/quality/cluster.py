@@ -42,9 +42,8 @@ from anomalyforge.data import few_shot_split, load_dataset
 from anomalyforge.data.fitdata import FitData
 from anomalyforge.data.types import FewShotSplit, Sample
 from anomalyforge.errors import ConfigError, DataError
+from anomalyforge.formats.manifest import SUBTYPE_SEP, base_type, subtype_name  # noqa: F401 (re-exported)
 from anomalyforge.quality.features import FeatureWeights, MapExtractor, make_extractor, region_features
-
-SUBTYPE_SEP = "@"
 
 
 @dataclass
@@ -170,7 +169,7 @@ def cluster_fitdata(data: FitData, seed: int = 0, config: ClusterConfig | None =
                                     extractor, cfg.weights)
             labels, log = adaptive_cluster(feats, seed, cfg)
         clusters[dtype] = [
-            {"name": f"{dtype}{SUBTYPE_SEP}{k}", "members": [i for i, lab in zip(ids, labels, strict=True) if lab == k]}
+            {"name": subtype_name(dtype, k), "members": [i for i, lab in zip(ids, labels, strict=True) if lab == k]}
             for k in range(int(labels.max()) + 1)]
         details[dtype] = {"log": log}
     return clusters, details
@@ -202,11 +201,6 @@ def apply_subtypes(data: FitData | FewShotSplit, clusters: dict[str, list[dict]]
             raise ConfigError(f"defect type {dtype!r}: sample {left[0]!r} is in no cluster "
                               "(clusters made from other data?)")
     return dataclasses.replace(fd, defects=defects, extra=dict(fd.extra))
-
-
-def base_type(name: str) -> str:
-    """The defect type of a sub-type name (``contamination@1`` -> ``contamination``)."""
-    return name.split(SUBTYPE_SEP, 1)[0]
 
 
 # ---- outputs -----------------------------------------------------------------------------------

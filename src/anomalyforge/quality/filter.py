@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -22,43 +21,26 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from anomalyforge.atomic import write_json_atomic
 from anomalyforge.data import few_shot_split, load_dataset
 from anomalyforge.data.fitdata import FitData
 from anomalyforge.data.io import read_image, read_mask
 from anomalyforge.errors import ConfigError, DataError
-from anomalyforge.formats.manifest import read_manifest, read_run_config, run_split, write_manifest
+from anomalyforge.formats.manifest import MANIFEST, check_files, read_pairs, write_manifest
+from anomalyforge.formats.run import RUN_JSON, RunInfo, verified_split
+from anomalyforge.formats.schema import differing
 from anomalyforge.quality.ars import ARSConfig, train_or_load
-
-MANIFEST = "manifest.jsonl"
-
-
-# ---- manifest access: the run machinery's reader/writer -----------------------------------------
-def _read_manifest(run: Path) -> list[dict]:
-
-    if not (run / MANIFEST).is_file():
-        raise DataError(run / MANIFEST, "manifest not found (is this a generation run folder?)")
-    return read_manifest(run, include_rejected=True)
-
-
-def _write_manifest(run: Path, records: Sequence[dict]) -> None:
-
-    write_manifest(run, records)
 
 
 # ---- where the good images come from -----------------------------------------------------------
-def run_good_images(run: Path) -> tuple[list[Path], int]:
+def run_good_images(run: Path, info: RunInfo | None = None) -> tuple[list[Path], int]:
     """The good training images of a run's category and the run's image size, from run.json
-    (its `train_good` list when present, else the data path + category split again)."""
+    (its recorded training files, after checking they are still the current split's)."""
 
-    doc = read_run_config(run)
-    size = int(doc.get("size") or ARSConfig.size)
-    if isinstance(doc.get("train_good"), list) and doc["train_good"]:
-        good = [Path(p) for p in doc["train_good"]]
-        missing = [p for p in good if not p.is_file()]
-        if missing:
-            raise DataError(missing[0], "good training image of the run not found (data moved?)")
-        return good, size
-    return _train_good(run_split(run), run / "run.json"), size
+    info = info or RunInfo.read(run)
+    verified_split(run, info)
+    good = info.good_images(Path(run) / RUN_JSON)
+    return good, int(info.size or ARSConfig.size)
 
 
 def _train_good(split, where: Path) -> list[Path]:
@@ -157,13 +139,13 @@ def filter_run(run: str | Path, keep: int | None = None, keep_ratio: float | Non
         raise ConfigError(f"--keep-ratio must be in (0, 1], got {keep_ratio}")
     if stratify not in STRATIFY:
         raise ConfigError(f"--stratify {stratify!r}: expected one of {', '.join(STRATIFY)}")
-    records = _read_manifest(run)
-    if not records:
+    if not (run / MANIFEST).is_file():
+        raise DataError(run / MANIFEST, "manifest not found (is this a generation run folder?)")
+    pairs = read_pairs(run, include_rejected=True)
+    if not pairs:
         raise DataError(run / MANIFEST, "manifest has no records")
-    for r in records:  # check every referenced file before any work
-        for k in ("image", "mask"):
-            if not r.get(k) or not (run / r[k]).is_file():
-                raise DataError(run / str(r.get(k)), f"record {r.get('id')!r}: {k} file missing")
+    check_files(run, pairs)  # check every referenced file before any work
+    records = [p.to_dict() for p in pairs]  # `select` ranks plain records
     if isinstance(data, FitData):
         good, size = [s.image for s in data.good], data.size
     elif data is not None:
@@ -191,7 +173,7 @@ def filter_run(run: str | Path, keep: int | None = None, keep_ratio: float | Non
             r.setdefault("scores", {})
             r["scores"] = dict(r["scores"] or {}, ars=None if np.isnan(s) else round(float(s), 6))
     select(records, keep, keep_ratio, stratify)
-    _write_manifest(run, records)
+    write_manifest(run, records)
     counts: dict[str, dict] = {}
     for r in records:
         c = counts.setdefault(r.get("defect_type", ""), {"total": 0, "kept": 0, "rejected": 0, "min_kept_ars": None})
@@ -202,11 +184,7 @@ def filter_run(run: str | Path, keep: int | None = None, keep_ratio: float | Non
             c["min_kept_ars"] = a if c["min_kept_ars"] is None else min(c["min_kept_ars"], a)
     summary = {"keep": keep, "keep_ratio": keep_ratio, "stratify": stratify, "seed": seed, "config": asdict(cfg),
                "counts": counts}
-    out = run / "ars" / "filter.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(".filter.json.tmp")
-    tmp.write_text(json.dumps(summary, indent=2))
-    os.replace(tmp, out)
+    write_json_atomic(run / "ars" / "filter.json", summary)
     return summary
 
 
@@ -220,7 +198,7 @@ def _scores_current(run: Path, records: Sequence[dict], cfg: ARSConfig, seed: in
         last = json.loads(f.read_text())
     except (json.JSONDecodeError, OSError):
         return False
-    if last.get("config") != json.loads(json.dumps(asdict(cfg))) or last.get("seed") != seed:
+    if differing(last, {"config": asdict(cfg), "seed": seed}, ("config", "seed")):
         return False
     return all("ars" in (r.get("scores") or {}) for r in records)
 

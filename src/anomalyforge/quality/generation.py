@@ -20,9 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import math
-import os
 import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -48,13 +46,14 @@ from anomalyforge.features.backbone import (
     pick_device,
     to_tensor,
 )
-from anomalyforge.formats.manifest import read_manifest, read_run_config, run_split
+from anomalyforge.formats.manifest import MANIFEST, open_run
+from anomalyforge.formats.quality import QUALITY_JSON, QualityScores
+from anomalyforge.formats.run import RUN_JSON, verified_split
 from anomalyforge.metrics.generation import inception_score, intra_cluster_distance, nearest_reference
 
 CLASSIFIERS = {"efficientnet-lite0": 224, "efficientnet-lite1": 240, "efficientnet-lite2": 260,
                "inception_v3": 299}
 LPIPS_NETS = ("efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2", "alex", "vgg", "squeeze")
-QUALITY_JSON = "quality.json"
 
 
 @dataclass
@@ -285,38 +284,39 @@ def generation_quality(generated: dict[str, Sequence[Path]], references: dict[st
     return {"types": per_type, "all": overall, "references": ref_info}
 
 
-def score_run(run: Path, config: QualityConfig | None = None, progress: bool = True) -> dict:
+def score_run(run: Path, config: QualityConfig | None = None, progress: bool = True, out: Path | None = None,
+              require_complete: bool = False) -> dict:
     """Generation quality of a run folder's kept pairs, against the few-shot real defects of the
-    run's category (recomputed from run.json's data path). Writes ``RUN/quality.json`` (config
-    + results, atomically) and returns that document."""
+    run's category (recomputed from run.json's data root, after checking the run was made from
+    exactly those training files). Writes `out` (default ``RUN/quality.json``: config + results,
+    atomically) and returns that document. An incomplete run is scored with a warning on stderr,
+    or refused with `require_complete`."""
 
     run = Path(run)
     if not run.is_dir():
         raise DataError(run, "run folder not found")
     cfg = config or QualityConfig()
-    records = read_manifest(run)
+    opened = open_run(run, require_complete)
+    records = opened.kept
     if not records:
-        raise DataError(run / "manifest.jsonl", "manifest has no kept pairs to score")
+        raise DataError(run / MANIFEST, "manifest has no kept pairs to score")
     generated: dict[str, list[Path]] = {}
     for r in records:
-        p = run / str(r.get("image"))
+        p = run / r.image
         if not p.is_file():
-            raise DataError(p, f"record {r.get('id')!r}: image file missing")
-        t = r.get("base_type") or str(r["defect_type"]).split("@", 1)[0]
-        generated.setdefault(t, []).append(p)
-    split = run_split(run)
+            raise DataError(p, f"record {r.id!r}: image file missing")
+        generated.setdefault(r.base_type, []).append(p)
+    split = verified_split(run, opened.info)
     refs = {t: [s.image for s in v] for t, v in split.train_defects.items()}
     missing = sorted(t for t in generated if not refs.get(t))
     if missing:
-        raise DataError(run / "run.json", f"defect type {missing[0]!r} has no few-shot real defects in the run's data")
+        raise DataError(run / RUN_JSON, f"defect type {missing[0]!r} has no few-shot real defects in the run's data")
     result = generation_quality(generated, refs, cfg, progress)
 
-    doc = {"run": str(run.resolve()), "method": read_run_config(run).get("method"), "config": cfg.identity(), "created":
-           datetime.now(UTC).isoformat(timespec="seconds"), "version": __version__, **result}
-    tmp = run / f".{QUALITY_JSON}.tmp"
-    tmp.write_text(json.dumps(doc, indent=2))
-    os.replace(tmp, run / QUALITY_JSON)
-    return doc
+    doc = QualityScores(run=str(run.resolve()), method=opened.info.method, config=cfg.identity(),
+                        created=datetime.now(UTC).isoformat(timespec="seconds"), version=__version__, **result)
+    doc.write(Path(out) if out is not None else run / QUALITY_JSON)
+    return doc.to_dict()
 
 
 def format_quality_table(doc: dict) -> str:

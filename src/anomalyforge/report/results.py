@@ -6,38 +6,25 @@ None plus a short note, so the report can say what is missing instead of crashin
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from anomalyforge.errors import DataError
+from anomalyforge.formats.manifest import MANIFEST, read_pairs
+from anomalyforge.formats.results import RESULTS_JSON, BenchmarkResults
 
-RESULTS_FILE = "results.json"
+RESULTS_FILE = RESULTS_JSON
 
 
 def load_results(bench_dir: Path) -> dict:
-    """Parse `<bench_dir>/results.json`; DataError naming the file when it is missing or malformed."""
+    """`<bench_dir>/results.json` (read and checked by `formats.results.BenchmarkResults`) as the
+    dict the report templates use; DataError naming the file when it is missing or malformed."""
     bench_dir = Path(bench_dir)
     if not bench_dir.is_dir():
         raise DataError(bench_dir, "not a folder" if bench_dir.exists() else "benchmark folder not found")
-    path = bench_dir / RESULTS_FILE
-    if not path.is_file():
-        raise DataError(path, "no results.json: not a finished benchmark folder")
-    try:
-        res = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DataError(path, f"not valid JSON ({exc})") from None
-    if not isinstance(res, dict):
-        raise DataError(path, "expected a JSON object at the top level")
-    methods = res.get("methods")
-    if not isinstance(methods, dict):
-        raise DataError(path, "missing the 'methods' object")
-    for name, m in methods.items():
-        if not isinstance(m, dict):
-            raise DataError(path, f"method {name!r}: expected an object")
-    return res
+    return BenchmarkResults.read(bench_dir / RESULTS_FILE).to_dict()
 
 
 @dataclass
@@ -81,18 +68,13 @@ def load_maps(path: Path) -> tuple[Maps | None, str | None]:
 
 
 def load_manifest(run_dir: Path) -> tuple[list[dict], str | None]:
-    """Records of a generated run's manifest.jsonl, or ([], note) when absent/unreadable."""
-    path = Path(run_dir) / "manifest.jsonl"
+    """The kept pairs of a generated run (the one manifest reader, `formats.manifest.read_pairs`:
+    pairs the ARS filter rejected are left out, a torn last line is ignored), or ([], note) when
+    the run is absent or unreadable."""
+    path = Path(run_dir) / MANIFEST
     if not path.is_file():
         return [], f"No generated run found ({path})"
-    records: list[dict] = []
     try:
-        for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-            if line.strip():
-                rec = json.loads(line)
-                if not isinstance(rec, dict) or "image" not in rec or "mask" not in rec:
-                    return records, f"{path}:{i}: record without image/mask"
-                records.append(rec)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        return records, f"{path}: not valid JSON lines ({exc})"
-    return records, None
+        return [r.to_dict() for r in read_pairs(run_dir)], None
+    except DataError as exc:
+        return [], str(exc)

@@ -37,6 +37,7 @@ import numpy as np
 
 from anomalyforge.data.fitdata import FitData
 from anomalyforge.errors import ConfigError
+from anomalyforge.formats.manifest import base_type
 from anomalyforge.masks.enhance import enhance_mask
 from anomalyforge.masks.foreground import foreground_mask
 from anomalyforge.masks.placement import NoPlacement, combine_masks, place_mask
@@ -49,7 +50,7 @@ from anomalyforge.masks.regions import (
     propagate,
     segment_reference,
 )
-from anomalyforge.quality.cluster import ClusterConfig, apply_subtypes, base_type, cluster_fitdata
+from anomalyforge.quality.cluster import ClusterConfig, apply_subtypes, cluster_fitdata
 from anomalyforge.seeds import Stream, numpy_rng
 from anomalyforge.synth.anomalydiffusion import PAPER, AnomalyDiffusion, AnomalyDiffusionConfig
 from anomalyforge.synth.base import Pair, register

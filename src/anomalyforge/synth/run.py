@@ -2,7 +2,8 @@
 
     summary = generate_run(Path("datasets/mvtec_ad/bottle"), Path("runs/bottle_cp"), n=100)
 
-Layout: `run.json` (written first: the full config), `state/` (what the generator learned from
+Layout: `run.json` (written first: the full config and the training files; marked complete at
+the end, `anomalyforge.formats.run`), `state/` (what the generator learned from
 the few-shot training split), `images/<type>/<id>.png`, `masks/<type>/<id>.png` (0/255) and
 `manifest.jsonl` (one record per pair). Every pair's seed derives from (run seed, defect type,
 index) through numpy's SeedSequence, so an interrupted run resumes to byte-identical files and
@@ -27,14 +28,21 @@ from anomalyforge import __version__
 from anomalyforge.atomic import check_output_dir, write_png_atomic
 from anomalyforge.data import few_shot_split, fit_data, load_dataset
 from anomalyforge.errors import ConfigError, DataError
-from anomalyforge.formats.manifest import RUN_JSON, append_records, read_manifest, read_run_config, repair_manifest
+from anomalyforge.formats.manifest import (
+    PairRecord,
+    append_records,
+    base_type,
+    read_pairs,
+    repair_manifest,
+    write_manifest,
+)
+from anomalyforge.formats.run import IDENTITY_KEYS, RUN_JSON, RunInfo, data_relative, record_training, sha256_file
+from anomalyforge.formats.schema import refuse_other_job
 from anomalyforge.quality.cluster import plan_subtypes, save_subtypes
 from anomalyforge.quality.filter import filter_run
 from anomalyforge.seeds import pair_seed
 from anomalyforge.synth.base import Generator, get_generator
 
-# keys of run.json that must match for a folder to be extended/resumed
-IDENTITY_KEYS = ("method", "config", "category", "seed", "size", "types")
 ID_DIGITS = 6
 STATE = "state"
 _DONE = "FIT_DONE"
@@ -61,14 +69,25 @@ def _normalise(obj: Any) -> Any:
     return json.loads(json.dumps(obj, default=_jsonable, sort_keys=True))
 
 
-def _write_json_atomic(path: Path, obj: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w") as fh:
-        json.dump(obj, fh, indent=2, sort_keys=True, default=_jsonable)
-        fh.write("\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+# ---- the steps of a run, in order -------------------------------------------------------------
+def _check_options(n: Any, seed: Any, size: Any) -> None:
+    if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n <= 0:
+        raise ConfigError(f"n must be a positive number of pairs per defect type, got {n}")
+    if not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ConfigError(f"seed must be a non-negative integer, got {seed}")
+    if not isinstance(size, (int, np.integer)) or size < 16:
+        raise ConfigError(f"size must be an integer of at least 16, got {size}")
+
+
+def _filter_plan(cls, keep_ratio: float | None, n: int) -> tuple[float | None, int]:
+    """The ARS keep ratio (None: no filtering) and how many pairs per type to generate for it."""
+    if keep_ratio is None:
+        keep_ratio = cls.keep_ratio
+    if keep_ratio is not None and (not isinstance(keep_ratio, (int, float)) or isinstance(keep_ratio, bool)
+                                   or not 0 <= keep_ratio <= 1):
+        raise ConfigError(f"keep_ratio must be in [0, 1] (0: no filtering), got {keep_ratio!r}")
+    keep_ratio = float(keep_ratio) if keep_ratio else None
+    return keep_ratio, int(np.ceil(n / keep_ratio - 1e-9)) if keep_ratio else int(n)
 
 
 def _select_types(ds, split, types: list[str] | None, data: Path) -> list[str]:
@@ -93,7 +112,20 @@ def _select_types(ds, split, types: list[str] | None, data: Path) -> list[str]:
     return usable
 
 
-def _check_existing(out: Path, cfg: dict) -> dict | None:
+def _load_training(data: Path, category: str | None, data_format: str | None, types: list[str] | None,
+                   size: int, progress: bool):
+    """The dataset, its few-shot split, the defect types to generate and the FitData of those."""
+    ds = load_dataset(data, category=category, data_format=data_format)
+    split = few_shot_split(ds, progress=progress)
+    types = _select_types(ds, split, types, data)
+    fd = fit_data(split, size=int(size), extra={"progress": bool(progress)})
+    fd.defects = {t: fd.defects[t] for t in types}
+    return ds, split, types, fd
+
+
+def _check_existing(out: Path, info: RunInfo) -> RunInfo | None:
+    """The run already in `out` when it is the same run (resume / extend), None for a new folder;
+    ConfigError when `out` holds something else."""
     if not out.exists():
         return None
     if not out.is_dir():
@@ -102,11 +134,8 @@ def _check_existing(out: Path, cfg: dict) -> dict | None:
         if any(out.iterdir()):
             raise ConfigError(f"{out}: folder is not empty and holds no run; pick another --out")
         return None
-    old = read_run_config(out)
-    diff = [k for k in IDENTITY_KEYS if _normalise(old.get(k)) != _normalise(cfg.get(k))]
-    if diff:
-        raise ConfigError(f"{out}: folder holds a different run ({', '.join(diff)} differ); "
-                          f"pick another --out or repeat the same options")
+    old = RunInfo.read(out)
+    refuse_other_job(out, old.identity(), info.identity(), IDENTITY_KEYS)
     return old
 
 
@@ -126,6 +155,67 @@ def _fit_or_load(gen: Generator, fd, out: Path) -> None:
     gen.load(fd, state)  # generate from the saved state, exactly as a resumed run does
 
 
+def _fit(gen: Generator, fd, out: Path, fresh: bool, created: bool) -> None:
+    """Fit (or load the saved state); a fresh run that fails while fitting leaves nothing behind."""
+    try:
+        _fit_or_load(gen, fd, out)
+    except BaseException:
+        if fresh:
+            shutil.rmtree(out / f"{STATE}.partial", ignore_errors=True)
+            (out / RUN_JSON).unlink(missing_ok=True)
+            if created and out.is_dir() and not any(out.iterdir()):
+                out.rmdir()
+        raise
+
+
+def _pairs_on_disk(out: Path) -> set[str]:
+    """Ids of the pairs already written (resume): the manifest's torn tail is dropped, and records
+    whose PNGs are missing or differ from their recorded hash are removed, to be drawn again."""
+    repair_manifest(out)
+    records = read_pairs(out, include_rejected=True)
+    bad = {r.id: files for r in records if (files := r.changed_files(out))}
+    if bad:
+        first = next(iter(bad.values()))[0]
+        print(f"warning: {out}: {len(bad)} pair(s) listed in the manifest are missing or changed on disk "
+              f"(first {first}); drawing them again", file=sys.stderr)
+        write_manifest(out, [r for r in records if r.id not in bad])
+    return {r.id for r in records if r.id not in bad}
+
+
+def _write_pairs(gen: Generator, out: Path, todo: list[tuple[str, int]], seed: int, method: str, category: str,
+                 size: int, root: str, bar) -> _Writer:
+    """Draw the pairs of `todo` in batches of one type and write them (PNG writes overlap drawing)."""
+    bs = max(1, int(getattr(gen, "batch_size", 1)))
+    writer = _Writer(out, bar)
+    try:
+        k = 0
+        while k < len(todo):
+            t = todo[k][0]
+            batch = [todo[j] for j in range(k, min(k + bs, len(todo))) if todo[j][0] == t]
+            seeds = [pair_seed(seed, t, i) for _, i in batch]
+            pairs = gen.generate(t, seeds)
+            if len(pairs) != len(seeds):
+                raise ConfigError(f"method {method!r} returned {len(pairs)} pairs for {len(seeds)} seeds")
+            writer.submit([_prepare(pair, t, i, s, method, category, size, root)
+                           for (_, i), s, pair in zip(batch, seeds, pairs, strict=False)])
+            k += len(batch)
+        writer.close()
+    finally:
+        writer.abort()
+    return writer
+
+
+def _summary(out: Path, method: str, category: str, new: int, secs: float, writer: _Writer) -> dict:
+    per_type: dict[str, int] = {}
+    kept: dict[str, int] = {}
+    for r in read_pairs(out, include_rejected=True):
+        per_type[r.defect_type] = per_type.get(r.defect_type, 0) + 1
+        kept[r.defect_type] = kept.get(r.defect_type, 0) + (not r.rejected)
+    return {"run": str(out), "method": method, "category": category, "pairs": per_type, "kept": kept,
+            "new": new, "seconds": round(secs, 3), "pairs_per_s": round(new / secs, 2) if secs else 0.0,
+            "redraws": writer.redraws, "rejected_drafts": writer.rejects}
+
+
 def generate_run(data: Path, out: Path, method: str = "croppaste", n: int = 100, category: str | None = None,
                  types: list[str] | None = None, seed: int = 0, size: int = 256, params: dict | None = None,
                  data_format: str | None = None, progress: bool = True, subtypes: str | None = None,
@@ -140,101 +230,59 @@ def generate_run(data: Path, out: Path, method: str = "croppaste", n: int = 100,
     ``<type>@<k>`` first (GAA clustering, `anomalyforge.quality.cluster.plan_subtypes`); the
     clusters are saved in `out/clusters/`.
 
-    Resumes an interrupted run and extends one with the same config; a folder holding a different
-    run is a ConfigError. Returns a summary: pairs per type (in the folder), new pairs written now,
+    run.json records the exact training files (path and sha256) and is marked complete when
+    generation (and filtering) ends. Resumes an interrupted run (re-checking the hash of every
+    PNG already written) and extends one with the same config; a folder holding a different run
+    is a ConfigError. Returns a summary: pairs per type (in the folder), new pairs written now,
     seconds, pairs/s, redraws (drafts rejected and redrawn) and rejected_drafts (count per reason).
     """
 
     t0 = time.perf_counter()
     data, out = Path(data), Path(out)
-    if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n <= 0:
-        raise ConfigError(f"n must be a positive number of pairs per defect type, got {n}")
-    if not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ConfigError(f"seed must be a non-negative integer, got {seed}")
-    if not isinstance(size, (int, np.integer)) or size < 16:
-        raise ConfigError(f"size must be an integer of at least 16, got {size}")
+    _check_options(n, seed, size)
     check_output_dir(out, [data])  # never inside the dataset, never below a file
     cls = get_generator(method)
     gen = cls(cls.make_config(params))
-    if keep_ratio is None:
-        keep_ratio = cls.keep_ratio
-    if keep_ratio is not None and (not isinstance(keep_ratio, (int, float)) or isinstance(keep_ratio, bool)
-                                   or not 0 <= keep_ratio <= 1):
-        raise ConfigError(f"keep_ratio must be in [0, 1] (0: no filtering), got {keep_ratio!r}")
-    keep_ratio = float(keep_ratio) if keep_ratio else None
-    n_gen = int(np.ceil(n / keep_ratio - 1e-9)) if keep_ratio else int(n)
-    ds = load_dataset(data, category=category, data_format=data_format)
-    split = few_shot_split(ds, progress=progress)
-    types = _select_types(ds, split, types, data)
-    fd = fit_data(split, size=int(size), extra={"progress": bool(progress)})
-    fd.defects = {t: fd.defects[t] for t in types}
+    keep_ratio, n_gen = _filter_plan(cls, keep_ratio, n)
+    ds, split, types, fd = _load_training(data, category, data_format, types, size, progress)
     fd.verify()  # every training file decodes and matches its mask, before anything is written
+    root = os.path.abspath(data)
+    training = record_training(split.train_good, {t: split.train_defects[t] for t in types}, root)
     clusters = None
     if subtypes:  # GAA anomaly concepts: fit and generate per sub-type <type>@<k>
 
         fd, clusters = plan_subtypes(fd, subtypes, out, seed=int(seed), progress=progress)
         types = fd.defect_types
-    cfg = {"method": method, "config": _normalise(gen.config_dict()), "data": str(data.resolve()),
-           "format": ds.format, "category": ds.category, "types": types, "n": n_gen, "seed": int(seed),
-           "keep_ratio": keep_ratio,
-           "size": int(size), "ratio": split.ratio, "version": __version__,
-           "train_good": [str(s.image) for s in fd.good],
-           "train_defects": {t: [str(s.image) for s in fd.defects[t]] for t in types}}
-    old = _check_existing(out, cfg)
+    info = RunInfo(method=method, config=_normalise(gen.config_dict()), data=root, format=ds.format,
+                   category=ds.category, types=types, n=n_gen, seed=int(seed), keep_ratio=keep_ratio,
+                   size=int(size), ratio=split.ratio, version=__version__, training=training, complete=False)
+    old = _check_existing(out, info)
     created = not out.exists()
     if old is not None:
-        cfg["n"] = max(int(old.get("n", 0)), n_gen)
+        info.n = max(old.n, n_gen)
+    counts = pairs_per_type(types, info.n, fd)
+    info.expected_pairs = sum(counts.values())
     out.mkdir(parents=True, exist_ok=True)
-    _write_json_atomic(out / RUN_JSON, cfg)
-    try:
-        _fit_or_load(gen, fd, out)
-    except BaseException:
-        if old is None:  # a fresh run that failed while fitting leaves nothing behind
-            shutil.rmtree(out / f"{STATE}.partial", ignore_errors=True)
-            (out / RUN_JSON).unlink(missing_ok=True)
-            if created and out.is_dir() and not any(out.iterdir()):
-                out.rmdir()
-        raise
+    info.write(out)
+    _fit(gen, fd, out, fresh=old is None, created=created)
     if clusters is not None:  # after a successful fit, so a failed fresh run leaves nothing behind
 
         save_subtypes(out, fd, clusters, int(seed))
 
-    repair_manifest(out)
-    done = {r["id"] for r in read_manifest(out, include_rejected=True)}
-    counts = pairs_per_type(types, int(cfg["n"]), fd)
+    done = _pairs_on_disk(out)
     todo = [(t, i) for t in types for i in range(counts[t]) if pair_id(t, i) not in done]
-    bs = max(1, int(getattr(gen, "batch_size", 1)))
     bar = tqdm(total=len(todo), desc=f"{ds.category}/{method}", unit="pair", file=sys.stderr,
                disable=not progress)
-    writer = _Writer(out, bar)
     try:
-        k = 0
-        while k < len(todo):
-            t = todo[k][0]
-            batch = [todo[j] for j in range(k, min(k + bs, len(todo))) if todo[j][0] == t]
-            seeds = [pair_seed(seed, t, i) for _, i in batch]
-            pairs = gen.generate(t, seeds)
-            if len(pairs) != len(seeds):
-                raise ConfigError(f"method {method!r} returned {len(pairs)} pairs for {len(seeds)} seeds")
-            writer.submit([_prepare(pair, t, i, s, method, ds.category, int(size))
-                           for (_, i), s, pair in zip(batch, seeds, pairs, strict=False)])
-            k += len(batch)
-        writer.close()
+        writer = _write_pairs(gen, out, todo, int(seed), method, ds.category, int(size), root, bar)
     finally:
-        writer.abort()
         bar.close()
     if keep_ratio:
 
         filter_run(out, keep_ratio=keep_ratio, seed=int(seed), config=filter_config, progress=progress)
-    secs = time.perf_counter() - t0
-    per_type: dict[str, int] = {}
-    kept: dict[str, int] = {}
-    for r in read_manifest(out, include_rejected=True):
-        per_type[r["defect_type"]] = per_type.get(r["defect_type"], 0) + 1
-        kept[r["defect_type"]] = kept.get(r["defect_type"], 0) + (not r.get("rejected"))
-    return {"run": str(out), "method": method, "category": ds.category, "pairs": per_type, "kept": kept,
-            "new": len(todo), "seconds": round(secs, 3), "pairs_per_s": round(len(todo) / secs, 2) if secs else 0.0,
-            "redraws": writer.redraws, "rejected_drafts": writer.rejects}
+    info.complete = True
+    info.write(out)
+    return _summary(out, method, ds.category, len(todo), time.perf_counter() - t0, writer)
 
 
 def pairs_per_type(types: list[str], n: int, fd) -> dict[str, int]:
@@ -243,7 +291,7 @@ def pairs_per_type(types: list[str], n: int, fd) -> dict[str, int]:
     remainder, at least one each), so runs with and without sub-types have the same size."""
     groups: dict[str, list[str]] = {}
     for t in types:
-        groups.setdefault(t.split("@", 1)[0], []).append(t)
+        groups.setdefault(base_type(t), []).append(t)
     out: dict[str, int] = {}
     for members in groups.values():
         if len(members) == 1:
@@ -260,18 +308,26 @@ def pairs_per_type(types: list[str], n: int, fd) -> dict[str, int]:
     return out
 
 
-def _prepare(pair, t: str, i: int, s: int, method: str, category: str, size: int) -> tuple:
-    """Check a generated pair and build its manifest record: (record, image, mask)."""
+def _prepare(pair, t: str, i: int, s: int, method: str, category: str, size: int, root: str) -> tuple:
+    """Check a generated pair and build its manifest record: (record, image, mask). The record's
+    PNG hashes are filled in once the PNGs are written."""
     img, mask = np.asarray(pair.image), np.asarray(pair.mask)
     if img.shape != (size, size, 3) or img.dtype != np.uint8 or mask.shape != (size, size):
         raise ConfigError(f"method {method!r} returned image {img.shape} {img.dtype} / mask {mask.shape}; "
                           f"expected ({size}, {size}, 3) uint8 and ({size}, {size})")
     mask = np.where(mask > 0, 255, 0).astype(np.uint8)
     pid = pair_id(t, i)
-    rec = {"id": pid, "defect_type": t, "base_type": t.split("@", 1)[0], "method": method, "category": category,
-           "image": f"images/{t}/{pid}.png", "mask": f"masks/{t}/{pid}.png", "source": str(pair.source),
-           "seed": s, "params": _normalise(pair.params), "scores": {}}
+    rec = PairRecord(id=pid, defect_type=t, base_type=base_type(t), method=method, category=category,
+                     image=f"images/{t}/{pid}.png", mask=f"masks/{t}/{pid}.png",
+                     source=data_relative(pair.source, root) if pair.source else "", seed=int(s),
+                     params=_normalise(pair.params), scores={})
     return rec, img, mask
+
+
+def _write_png(path: Path, arr: np.ndarray) -> str:
+    """Write a PNG atomically and return the sha256 of its bytes."""
+    write_png_atomic(path, arr)
+    return sha256_file(path)
 
 
 class _Writer:
@@ -282,30 +338,29 @@ class _Writer:
     def __init__(self, out: Path, bar) -> None:
         self.out, self.bar = out, bar
         self.pool = ThreadPoolExecutor(max_workers=2)
-        self.pending: list[tuple[dict, list]] = []
+        self.pending: list[tuple[PairRecord, list]] = []
         self.redraws = 0
         self.rejects: dict[str, int] = {}
 
     def submit(self, items: list[tuple]) -> None:
         batch = []
         for rec, img, mask in items:
-            futs = [self.pool.submit(write_png_atomic, self.out / rec["image"], img),
-                    self.pool.submit(write_png_atomic, self.out / rec["mask"], mask)]
+            futs = [self.pool.submit(_write_png, self.out / rec.image, img),
+                    self.pool.submit(_write_png, self.out / rec.mask, mask)]
             batch.append((rec, futs))
         self._flush()  # the previous batch, whose writes overlapped this batch's drawing
         self.pending = batch
 
     def _flush(self) -> None:
         batch, self.pending = self.pending, []
-        for _, futs in batch:
-            for f in futs:
-                f.result()
+        for rec, futs in batch:
+            rec.image_sha256, rec.mask_sha256 = (f.result() for f in futs)
         self._append([rec for rec, _ in batch])
 
-    def _append(self, recs: list[dict]) -> None:
+    def _append(self, recs: list[PairRecord]) -> None:
         append_records(self.out, recs)
         for r in recs:
-            params = r["params"] if isinstance(r["params"], dict) else {}
+            params = r.params
             self.redraws += int(params.get("redraws", 0))
             for why, k in (params.get("rejected_because") or {}).items():
                 self.rejects[why] = self.rejects.get(why, 0) + int(k)
@@ -319,14 +374,15 @@ class _Writer:
         batch, self.pending = self.pending, []
         done = []
         for rec, futs in batch:
-            ok = True
+            hashes = []
             for f in futs:
                 try:
-                    f.result()
+                    hashes.append(f.result())
                 except BaseException:
-                    ok = False
-            if not ok:
+                    hashes.append(None)
+            if None in hashes:
                 break
+            rec.image_sha256, rec.mask_sha256 = hashes
             done.append(rec)
         if done:
             self._append(done)

@@ -1,0 +1,105 @@
+"""A benchmark's `results.json`: the header of the benchmark and one entry per method.
+
+Schema (version 2; a file without `schema_version` is version 1 and still reads):
+
+    schema_version  int      2
+    category        str      the benchmarked category
+    data            str      absolute dataset root
+    profile         str      profile name
+    seed            int
+    config          object   the profile's settings (free-form)
+    split           object   train/test counts per defect type (free-form)
+    created, version  str
+    methods         {name: MethodResult}
+
+    MethodResult: status str ("done", ...), kind str ("synthetic" | "baseline"), model str,
+    localization / classification / generation  object|null (free-form figures), timings object,
+    n_pairs int, run str|null (the generated run, relative to the benchmark folder or absolute),
+    artifacts object (files under the benchmark folder: maps, quality), peak_rss_mb number|null.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from anomalyforge.atomic import write_json_atomic
+from anomalyforge.errors import DataError
+from anomalyforge.formats.schema import dump, parse, read_json
+
+RESULTS_JSON = "results.json"
+SCHEMA_VERSION = 2
+IDENTITY_KEYS = ("category", "profile", "seed", "config")
+
+
+@dataclass
+class MethodResult:
+    """One method's entry of results.json."""
+
+    status: str = "done"
+    kind: str = ""
+    model: str = ""
+    localization: dict[str, Any] | None = None
+    classification: dict[str, Any] | None = None
+    generation: dict[str, Any] | None = None
+    timings: dict[str, Any] = field(default_factory=dict)
+    n_pairs: int | None = None
+    run: str | None = None
+    artifacts: dict[str, Any] = field(default_factory=dict)
+    peak_rss_mb: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class BenchmarkResults:
+    """The typed results.json of one benchmark folder."""
+
+    methods: dict[str, MethodResult]
+    category: str = ""
+    data: str = ""
+    profile: str = ""
+    seed: int = 0
+    config: dict[str, Any] = field(default_factory=dict)
+    split: dict[str, Any] | None = None
+    created: str = ""
+    version: str = ""
+    schema_version: int = SCHEMA_VERSION
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, doc: Any, where: str | Path = RESULTS_JSON) -> BenchmarkResults:
+        if isinstance(doc, dict) and "methods" not in doc:
+            raise DataError(where, "missing the 'methods' object")
+        return parse(cls, doc, where, SCHEMA_VERSION)
+
+    @classmethod
+    def read(cls, path: str | Path) -> BenchmarkResults:
+        """A results.json file (or the one in a benchmark folder); DataError naming it on a mismatch."""
+        path = Path(path)
+        if path.is_dir():
+            path = path / RESULTS_JSON
+        if not path.is_file():
+            raise DataError(path, "no results.json: not a finished benchmark folder")
+        return cls.from_dict(read_json(path, "results"), path)
+
+    def to_dict(self) -> dict:
+        return dump(self)
+
+    def write(self, path: str | Path) -> Path:
+        """Write atomically (to `path`, or to results.json inside a folder)."""
+        path = Path(path)
+        if path.is_dir():
+            path = path / RESULTS_JSON
+        self.schema_version = SCHEMA_VERSION
+        return write_json_atomic(path, self.to_dict())
+
+
+def write_results(path: str | Path, doc: dict) -> dict:
+    """Validate a results document built as a dict, write it atomically, and return it as written."""
+    res = BenchmarkResults.from_dict({**doc, "schema_version": SCHEMA_VERSION}, path)
+    res.write(path)
+    return res.to_dict()
+
+
+__all__ = ["IDENTITY_KEYS", "RESULTS_JSON", "SCHEMA_VERSION", "BenchmarkResults", "MethodResult", "write_results"]
