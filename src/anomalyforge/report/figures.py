@@ -128,6 +128,27 @@ def normaliser(maps: np.ndarray) -> tuple[float, float]:
     return lo, hi
 
 
+SCALE_TOP = 0.999  # quantile of the good pixels' scores drawn as the top of the heat scale
+
+
+def good_scale(good_maps: np.ndarray) -> dict:
+    """The heat-map scale of one model, anchored at the good-image level: {"lo", "hi", "pixels"}.
+
+    `good_maps` are the model's maps of good TRAINING images it never trained on (never test
+    images). lo = the median of their pixel scores (drawn as 0: a typical good pixel is blue),
+    hi = their 99.9th percentile (drawn as 1: one good pixel in a thousand reaches red). Every
+    method gets the same definition, so the colours mean the same on every method's maps.
+    """
+    flat = np.asarray(good_maps, dtype=np.float64).reshape(-1)
+    flat = flat[np.isfinite(flat)]
+    if flat.size == 0:
+        return {"lo": None, "hi": None, "pixels": 0}
+    lo, hi = float(np.median(flat)), float(np.quantile(flat, SCALE_TOP))
+    if hi <= lo:  # flat maps on the goods: any score above the good level is drawn hot
+        hi = lo + max(abs(lo) * 1e-3, 1e-6)
+    return {"lo": lo, "hi": hi, "pixels": int(flat.size)}
+
+
 def roc_pr(labels: np.ndarray, scores: np.ndarray) -> dict | None:
     """ROC (fpr, tpr) and PR (recall, precision) points for drawing; None if one class only.
 
