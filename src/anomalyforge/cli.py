@@ -187,6 +187,12 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--format", default="mvtec", help="output layout (mvtec)")
     p.add_argument("--test-good", type=float, default=0.1,
                    help="share of the good images written to test/good instead of train/good")
+    p.add_argument("--train-share", type=float, default=0.5,
+                   help="share of the other good images written to train/good; none of them is the background "
+                        "of an exported defect (their pairs are left out)")
+    p.add_argument("--shared-backgrounds", action="store_true",
+                   help="old, leaky split: every good in train/good and every pair, although the defects' "
+                        "backgrounds are then in train/good")
     p.add_argument("--require-complete", action="store_true",
                    help="refuse a run whose generation did not finish (default: warn and go on)")
     p.set_defaults(func=_run_export)
@@ -195,7 +201,8 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
 def _run_export(args: argparse.Namespace) -> int:
 
     print(export_run(args.run, args.out, format=args.format, test_good=args.test_good,
-                     require_complete=args.require_complete))
+                     require_complete=args.require_complete, train_share=args.train_share,
+                     shared_backgrounds=args.shared_backgrounds))
     return 0
 
 

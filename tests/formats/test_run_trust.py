@@ -112,8 +112,9 @@ def test_runs_work_from_another_folder_and_after_moving(small_bottle, tmp_path, 
     assert source_tile.std() > 5  # the real source image, not the grey 'source moved' placeholder
     assert main(["export", str(moved), "exported"]) == 0
     exported = other / "exported" / "bottle"
-    goods = [*(exported / "train" / "good").glob("*.png"), *(exported / "test" / "good").glob("*.png")]
-    assert len(goods) == 6
+    index = json.loads((exported / "anomalyforge_export.json").read_text())
+    goods = [*index["train_good"].values(), *index["test_good"].values(), *index["split"]["background_only_goods"]]
+    assert len(goods) == 6 and all(Path(g).is_file() for g in goods)  # every good of the run, found from here
     index = json.loads((exported / "anomalyforge_export.json").read_text())
     assert all(Path(p).is_file() for p in index["train_good"].values())
     capsys.readouterr()

@@ -38,8 +38,12 @@ def test_results_follow_the_schema(bench):
     assert list(doc["methods"]) == ["croppaste", "patchcore"]
     for name, e in doc["methods"].items():
         assert set(e) == {"status", "kind", "model", "localization", "classification", "generation",
-                          "timings", "peak_rss_mb", "n_pairs", "run", "artifacts"}
+                          "timings", "peak_rss_mb", "n_pairs", "run", "artifacts", "display_scale"}
         assert e["status"] == "done"
+        # the report's heat scale: the model's pixel scores on 21 (10 %) good TRAINING images no model
+        # trained on (0 = their median, 1 = their 99.9th percentile), never on test images
+        sc = e["display_scale"]
+        assert sc["n_images"] == 21 and sc["pixels"] == 21 * 64 * 64 and sc["lo"] < sc["hi"]
         loc = e["localization"]
         assert set(loc["pixel"]) == {"auroc", "ap", "f1_max", "aupro"}
         assert set(loc["image"]) == {"auroc", "ap", "f1_max"}

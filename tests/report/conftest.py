@@ -16,11 +16,13 @@ import pytest
 from anomalyforge import metrics
 from anomalyforge.atomic import write_png_atomic
 from anomalyforge.data.io import read_image, read_mask
+from anomalyforge.report.figures import good_scale
 
 SIZE = 64
 TYPES = ("broken_large", "broken_small", "contamination")
 PER_TYPE = 3  # test images per defect type in the fake benchmark
 N_GOOD = 3
+N_SCALE = 4  # held-out good training images each method's heat scale is measured on
 
 
 def _test_items(bottle: Path) -> list[tuple[str, str, Path | None]]:
@@ -80,6 +82,8 @@ def build_bench(root: Path, bottle: Path, seed: int = 0) -> Path:
                                                    ("patchcore", 0.3, "baseline", "patchcore", 1400.0, 40.0)):
         noise = rng.random(gt.shape, dtype=np.float32)
         maps = (noise + strength * gt * rng.random(gt.shape, dtype=np.float32)).astype(np.float16)
+        # the maps of held-out good TRAINING images: the good level (noise only), as the benchmark measures it
+        held_good = rng.random((N_SCALE, SIZE, SIZE), dtype=np.float32)
         cls_pred = None
         if kind == "synthetic":
             cls_pred = types[labels == 1].copy()
@@ -91,6 +95,8 @@ def build_bench(root: Path, bottle: Path, seed: int = 0) -> Path:
         if kind == "synthetic":  # generation quality as the benchmark records it
             entry["generation"] = {"n": 2, "is": 1.2345, "is_std": 0.0, "ic_lpips": 0.0876, "references_is": 1.4321,
                                    "types": {TYPES[0]: {"n": 2, "is": 1.111, "is_std": 0.0, "ic_lpips": 0.0555}}}
+        entry["display_scale"] = {**good_scale(held_good), "n_images": N_SCALE,
+                                  "from": "held-out good training images (no model trained on them)"}
         methods[name] = entry
         arrays = {"maps": maps, "masks": masks, "labels": labels, "types": types, "paths": paths,
                   "image_scores": scores}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from anomalyforge.report import figures
 
@@ -22,18 +23,55 @@ def test_heat_overlay_hot_inside_cold_outside():
     assert green[32, 28:36].any() and not green[64, 64]
 
 
-def test_mask_overlay_and_normaliser():
+def test_mask_overlay():
     img = np.zeros((32, 32, 3), np.uint8)
     mask = np.zeros((32, 32), bool)
     mask[8:24, 8:24] = True
     out = figures.mask_overlay(img, mask, 32)
     assert out[16, 16, 0] > 100 and out[2, 2].sum() == 0
-    maps = np.zeros((4, 8, 8), np.float32)
-    maps[0, 0, 0] = 1000.0  # one extreme pixel does not set the colour scale
-    maps[1:, :, :4] = 1.0
-    lo, hi = figures.normaliser(maps)
-    assert lo == 0.0 and hi < 1000.0
-    assert figures.normaliser(np.zeros((2, 4, 4))) == (0.0, 1.0)
+
+
+def test_good_scale_is_median_and_999th_percentile_of_good_pixels():
+    good = np.random.default_rng(0).random((4, 50, 50)).astype(np.float32)
+    good[0, 0, 0] = 1000.0  # one extreme pixel does not set the top of the scale
+    sc = figures.good_scale(good)
+    assert sc["lo"] == pytest.approx(np.median(good)) and sc["hi"] == pytest.approx(np.quantile(good, 0.999))
+    assert sc["hi"] < 2.0 and sc["pixels"] == good.size
+    flat = figures.good_scale(np.full((2, 4, 4), 0.5))
+    assert flat["hi"] > flat["lo"] == 0.5  # flat good maps still give a usable scale
+    assert figures.good_scale(np.full((1, 2, 2), np.nan))["lo"] is None
+
+
+def test_scale_bar_is_a_picture():
+    uri = figures.scale_bar(0.25, 0.75, 20)
+    assert uri.startswith("data:image/png;base64,")
+
+
+def _red(px: np.ndarray) -> bool:
+    return bool(px[..., 0].mean() > px[..., 2].mean() + 40)  # jet: high = (dark) red
+
+
+def _blue(px: np.ndarray) -> bool:
+    return bool(px[..., 2].mean() > px[..., 0].mean() + 40)  # low = (dark) blue
+
+
+@pytest.mark.parametrize("hw", [(64, 64), (64, 32), (32, 64)])
+def test_asymmetric_heat_map_is_drawn_where_it_is(hw):
+    """Issue 21: a transposed or flipped map would put the hot corner elsewhere."""
+    h, w = hw
+    img = np.full((h, w, 3), 128, np.uint8)
+    heat = np.zeros((h, w), np.float32)
+    heat[: h // 4, w - w // 4:] = 1.0  # hot in the top-right corner only
+    out = figures.heat_overlay(img, heat, None, 128)
+    oh, ow = figures._shape(h, w, 128)
+    y0, x0 = (128 - oh) // 2, (128 - ow) // 2
+    pic = out[y0:y0 + oh, x0:x0 + ow]
+    qh, qw = oh // 4, ow // 4
+    top, bottom = slice(2, qh - 2), slice(oh - qh + 2, oh - 2)
+    left, right = slice(2, qw - 2), slice(ow - qw + 2, ow - 2)
+    assert _red(pic[top, right])  # top right: hot
+    for rows, cols in ((top, left), (bottom, left), (bottom, right)):
+        assert _blue(pic[rows, cols])  # the other three corners: cold
 
 
 def test_curves_need_both_classes():

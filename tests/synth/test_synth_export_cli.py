@@ -12,6 +12,7 @@ from anomalyforge.data import load_dataset
 from anomalyforge.data.io import read_image, read_mask
 from anomalyforge.errors import ConfigError, DataError
 from anomalyforge.formats.manifest import read_manifest, write_manifest
+from anomalyforge.formats.run import RunInfo
 from anomalyforge.report.preview import contact_sheet
 from anomalyforge.synth.export import export_run
 from anomalyforge.synth.run import generate_run
@@ -31,7 +32,7 @@ def test_export_mvtec_layout_reads_back(run, tmp_path):
     recs[0]["rejected"] = True
     write_manifest(run, recs)
     try:
-        dest = export_run(run, tmp_path / "exp")
+        dest = export_run(run, tmp_path / "exp", shared_backgrounds=True)  # every pair: layout and counts
     finally:
         recs[0].pop("rejected")
         write_manifest(run, recs)
@@ -48,10 +49,12 @@ def test_export_mvtec_layout_reads_back(run, tmp_path):
     index = json.loads((dest / "anomalyforge_export.json").read_text())
     assert not set(index["train_good"].values()) & set(index["test_good"].values())
     assert len(set(index["train_good"].values()) | set(index["test_good"].values())) == 8
-    all_train = export_run(run, tmp_path / "exp3", test_good=0.0)
+    all_train = export_run(run, tmp_path / "exp3", test_good=0.0, shared_backgrounds=True)
     assert not (all_train / "test" / "good").exists() and len(list((all_train / "train/good").iterdir())) == 8
     again = json.loads((export_run(run, tmp_path / "exp4") / "anomalyforge_export.json").read_text())
     assert again["test_good"] == index["test_good"]  # the run's seed fixes the split
+    twice = json.loads((export_run(run, tmp_path / "exp6") / "anomalyforge_export.json").read_text())
+    assert twice["train_good"] == again["train_good"] and twice["test"] == again["test"]
     with pytest.raises(ConfigError, match="test_good"):
         export_run(run, tmp_path / "exp5", test_good=1.0)
     assert not (tmp_path / "exp5").exists()
@@ -59,9 +62,40 @@ def test_export_mvtec_layout_reads_back(run, tmp_path):
         assert read_mask(s.mask).any()
     with pytest.raises(ConfigError, match="already exists"):
         export_run(run, tmp_path / "exp")
+    with pytest.raises(ConfigError, match="train_share"):
+        export_run(run, tmp_path / "exp7", train_share=1.0)
     with pytest.raises(ConfigError, match="unknown export format"):
         export_run(run, tmp_path / "exp2", format="coco")
     assert not (tmp_path / "exp2").exists()
+
+
+def test_export_train_good_holds_no_background_of_a_test_defect(run, tmp_path):
+    """Issue 14.6: a defect drawn on a good image that is also in train/good leaks into training."""
+    import json
+
+    recs = {r["id"]: r for r in read_manifest(run)}
+    info = RunInfo.read(run)  # manifest sources are relative to the run's data root
+    dest = export_run(run, tmp_path / "exp")
+    index = json.loads((dest / "anomalyforge_export.json").read_text())
+    exported = [recs[i] for i in index["test"].values()]
+    backgrounds = {str(info.resolve(r["source"]).resolve()) for r in exported}
+    train = {str(Path(p).resolve()) for p in index["train_good"].values()}
+    assert exported and train and len(backgrounds) > 1
+    assert not train & backgrounds  # the split this test exists for
+    assert len(list((dest / "train" / "good").iterdir())) == len(train)
+    split = index["split"]
+    assert split["backgrounds"] == "held_out" and split["pairs"] == len(recs)
+    assert split["pairs_exported"] == len(exported) and split["pairs_exported"] + split["pairs_left_out"] == len(recs)
+    assert sorted(split["left_out_ids"]) == sorted(set(recs) - set(index["test"].values()))
+    readme = (dest / "README.txt").read_text()
+    assert "held-out backgrounds" in readme and f"{len(exported)} exported of {len(recs)}" in readme
+    # the goods that are neither trained on nor tested on are only backgrounds: no good is lost silently
+    goods = set(index["train_good"].values()) | set(index["test_good"].values()) | set(split["background_only_goods"])
+    assert len(goods) == 8
+    leaky = export_run(run, tmp_path / "leaky", shared_backgrounds=True)
+    leaky_index = json.loads((leaky / "anomalyforge_export.json").read_text())
+    assert leaky_index["split"]["backgrounds"] == "shared" and len(leaky_index["test"]) == len(recs)
+    assert {str(Path(p).resolve()) for p in leaky_index["train_good"].values()} & backgrounds
 
 
 def test_contact_sheet_shows_sources_results_and_red_masks(run, tmp_path):

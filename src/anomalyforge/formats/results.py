@@ -15,7 +15,9 @@ Schema (version 2; a file without `schema_version` is version 1 and still reads)
     MethodResult: status str ("done", ...), kind str ("synthetic" | "baseline"), model str,
     localization / classification / generation  object|null (free-form figures), timings object,
     n_pairs int, run str|null (the generated run, relative to the benchmark folder or absolute),
-    artifacts object (files under the benchmark folder: maps, quality), peak_rss_mb number|null.
+    artifacts object (files under the benchmark folder: maps, quality), peak_rss_mb number|null,
+    display_scale {lo, hi, ...}|null (the heat-map scale: median and 99.9th percentile of the model's
+    pixel scores on held-out good training images; never set from test images).
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ class MethodResult:
     run: str | None = None
     artifacts: dict[str, Any] = field(default_factory=dict)
     peak_rss_mb: float | None = None
+    display_scale: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 

@@ -116,6 +116,18 @@ def _stats(maps: np.ndarray) -> tuple[float, float]:
     return float(m.mean()), float(max(m.std(), 1e-6))
 
 
+def holdout_goods(fit: FitData, share: float, seed: int) -> tuple[FitData, FitData]:
+    """(rest, held): a seeded `share` of the good training images held out (at least one kept in
+    `rest`; none held when there are fewer than 2 or round(share * n) is 0), in file order.
+    `train_fused_localizer` standardises on `held` with (profile.fusion_holdout, seed); the benchmark
+    uses the same draw to set its heat-map scale on goods no model trained on."""
+    n = len(fit.good)
+    k = max(0, min(int(round(n * share)), n - 1))
+    order = np.random.default_rng(seed).permutation(n)
+    return (dataclasses.replace(fit, good=[fit.good[i] for i in sorted(order[k:])]),
+            dataclasses.replace(fit, good=[fit.good[i] for i in sorted(order[:k])]))
+
+
 def train_fused_localizer(fit: FitData, pairs: GeneratedPairs, profile: Profile, seed: int = 0,
                           progress: bool = True, weights: str | None = "imagenet") -> FusedLocalizer:
     """Supervised localiser + PatchCore on the good training images, fused (see `FusedLocalizer`).
@@ -126,13 +138,10 @@ def train_fused_localizer(fit: FitData, pairs: GeneratedPairs, profile: Profile,
 
     if not 0.0 < profile.fusion <= 1.0:
         raise ConfigError(f"fusion weight must be in (0, 1], got {profile.fusion}")
-    n = len(fit.good)
-    k = min(int(round(n * profile.fusion_holdout)), n - 1)
-    if k < 1:
-        raise ConfigError(f"fusion needs at least 2 good training images to hold some out, got {n}")
-    order = np.random.default_rng(seed).permutation(n)
-    held = [fit.good[i] for i in sorted(order[:k])]
-    rest = dataclasses.replace(fit, good=[fit.good[i] for i in sorted(order[k:])])
+    rest, held_fit = holdout_goods(fit, profile.fusion_holdout, seed)
+    held = held_fit.good
+    if not held:
+        raise ConfigError(f"fusion needs at least 2 good training images to hold some out, got {len(fit.good)}")
     sup = train_supervised(rest, pairs, dataclasses.replace(profile, fusion=0.0), seed, progress, weights)
     pc = PatchCore(profile.pc_levels, profile.pc_coreset, profile.pc_projection, profile.pc_sigma, seed,
                    profile.device, weights=weights, max_bank=profile.pc_max_bank,

@@ -34,9 +34,10 @@ from anomalyforge.inspect.evaluate import TestSet, classification_metrics, local
 from anomalyforge.inspect.pairs import GeneratedPairs
 from anomalyforge.inspect.patchcore import PatchCore
 from anomalyforge.inspect.profiles import Profile, get_profile
-from anomalyforge.inspect.train import good_images, train_localizer
+from anomalyforge.inspect.train import good_images, holdout_goods, train_localizer
 from anomalyforge.metrics import image_scores_from_maps
 from anomalyforge.quality.generation import QualityConfig, score_run
+from anomalyforge.report.figures import good_scale
 from anomalyforge.report.html import write_report
 from anomalyforge.synth.base import available
 from anomalyforge.synth.run import generate_run
@@ -173,14 +174,24 @@ def _benchmark(data: Path, out: Path, methods: list[str], category: str | None, 
             test.append(TestSet.load(split, prof.size, progress))
         return test[0]
 
+    # Heat-map scale: a seeded share of the good TRAINING images that no model trains on (the draw
+    # FusedLocalizer holds out to standardise its maps; the other models train on `train_fit`).
+    train_fit, scale_fit = holdout_goods(fit, prof.fusion_holdout, seed)
+    scale_goods: list[np.ndarray] = []
+
+    def scale_images() -> np.ndarray:
+        if not scale_goods:
+            scale_goods.append(good_images(scale_fit, prof.size, progress))
+        return scale_goods[0]
+
     todo = [m for m in methods if results["methods"].get(m, {}).get("status") != "done"]
     for method in tqdm(todo, desc="benchmark", disable=not progress):
         t0 = time.perf_counter()
         if method in BASELINES:
-            entry = _run_patchcore(fit, prof, seed, test_set, out, method, progress)
+            entry = _run_patchcore(train_fit, prof, seed, test_set, out, method, progress, scale_images)
         else:
             entry = _run_synthetic(data, out, method, ds.category, data_format, fit, prof, seed, n,
-                                   runs.get(method), needed, test_set, progress)
+                                   runs.get(method), needed, test_set, progress, train_fit, scale_images)
         entry["timings"]["total_s"] = round(time.perf_counter() - t0, 2)
         entry["peak_rss_mb"] = round(_peak_rss_mb(), 1)
         results["methods"][method] = entry
@@ -190,7 +201,16 @@ def _benchmark(data: Path, out: Path, methods: list[str], category: str | None, 
     return results
 
 
-def _run_patchcore(fit, prof: Profile, seed: int, test_set, out: Path, method: str, progress: bool) -> dict:
+def _display_scale(predict, goods: np.ndarray, progress: bool) -> dict | None:
+    """The heat-map scale of one model: its pixel scores on goods it never trained on (see good_scale)."""
+    if not len(goods):
+        return None
+    return {**good_scale(predict(goods, progress)), "n_images": int(len(goods)),
+            "from": "held-out good training images (no model trained on them)"}
+
+
+def _run_patchcore(fit, prof: Profile, seed: int, test_set, out: Path, method: str, progress: bool,
+                   scale_images) -> dict:
 
     t0 = time.perf_counter()
     pc = PatchCore(prof.pc_levels, prof.pc_coreset, prof.pc_projection, prof.pc_sigma, seed, prof.device,
@@ -200,6 +220,7 @@ def _run_patchcore(fit, prof: Profile, seed: int, test_set, out: Path, method: s
     real = GeneratedPairs.from_fit_data(fit) if sum(bool(v) for v in fit.defects.values()) > 1 else None
     cls_model = train_classifier(real, prof, seed=seed, progress=progress) if real is not None else None
     t1 = time.perf_counter()
+    scale = _display_scale(pc.predict, scale_images(), progress)
     test = test_set()
     maps = pc.predict(test.images, progress)
     scores = maps.reshape(len(maps), -1).max(1).astype(np.float64)  # PatchCore: max of the map
@@ -212,12 +233,12 @@ def _run_patchcore(fit, prof: Profile, seed: int, test_set, out: Path, method: s
             "classification": cls, "generation": None,
             "timings": {"generate_s": 0.0, "quality_s": 0.0, "train_s": round(t1 - t0, 2),
                         "eval_s": round(time.perf_counter() - t1, 2)},
-            "n_pairs": 0, "run": None, "artifacts": {"maps": rel}}
+            "n_pairs": 0, "run": None, "artifacts": {"maps": rel}, "display_scale": scale}
 
 
 def _run_synthetic(data: Path, out: Path, method: str, category: str, data_format: str | None, fit,
                    prof: Profile, seed: int, n: int, run: Path | None, needed: list[str], test_set,
-                   progress: bool) -> dict:
+                   progress: bool, train_fit, scale_images) -> dict:
 
     t0 = time.perf_counter()
     if run is None:
@@ -233,7 +254,8 @@ def _run_synthetic(data: Path, out: Path, method: str, category: str, data_forma
     quality_rel = f"methods/{method}/quality.json"
     generation = _generation_quality(run, out / quality_rel, prof, seed, progress) if prof.quality else None
     t1 = time.perf_counter()
-    loc_model = train_localizer(fit, pairs, prof, seed=seed, progress=progress)
+    # fused: holds the scale goods out itself (same draw); otherwise train without them
+    loc_model = train_localizer(fit if prof.fusion else train_fit, pairs, prof, seed=seed, progress=progress)
     real, trained_on = None, "generated pairs"
     if prof.cls_real_share > 0:
         real = GeneratedPairs.from_fit_data(fit)
@@ -241,6 +263,7 @@ def _run_synthetic(data: Path, out: Path, method: str, category: str, data_forma
     cls_model = (train_classifier(pairs, prof, seed=seed, progress=progress, real=real, real_share=prof.cls_real_share)
                  if len(pairs.defect_types) > 1 else None)
     t2 = time.perf_counter()
+    scale = _display_scale(loc_model.predict, scale_images(), progress)
 
     test = test_set()
     maps = loc_model.predict(test.images, progress)
@@ -255,7 +278,7 @@ def _run_synthetic(data: Path, out: Path, method: str, category: str, data_forma
             "classification": cls, "generation": generation,
             "timings": {"generate_s": round(tq - t0, 2), "quality_s": round(t1 - tq, 2), "train_s": round(t2 - t1, 2),
                         "eval_s": round(time.perf_counter() - t2, 2)},
-            "n_pairs": len(pairs), "run": _relative(run, out),
+            "n_pairs": len(pairs), "run": _relative(run, out), "display_scale": scale,
             "artifacts": {"maps": rel, **({"quality": quality_rel} if generation is not None else {})}}
 
 

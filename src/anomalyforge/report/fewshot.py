@@ -32,8 +32,7 @@ training images drawn per seed, alone and with {{ doc.config.generated }} genera
 those K ({% if doc.config.diffusion %}SDEdit variations, strength {{ doc.config.diffusion.strength }}, with
 {{ doc.config.diffusion.base_model }}{% else %}small rotation / shift / scale, brightness / contrast
 drift{% if doc.config.augment.flip %}, flips{% endif %}{% endif %}).
-Every model is fixed by this schedule and tested once on the held-out split (mean and standard
-deviation over {{ doc.config.seeds|length }} seeds, in %).</p>
+Every model is fixed by this schedule and tested once on the held-out split ({{ spread }}, in %).</p>
 <table><thead><tr><th>good shots K</th><th class="l">training images</th><th>image AUROC</th>
 <th>pixel AUROC</th><th>pixel AP</th><th>AUPRO</th></tr></thead><tbody>
 {% for e in rows %}<tr{% if e.generated %} class="gen"{% endif %}><td>{{ e.shots }}</td>
@@ -57,8 +56,9 @@ def fewshot_figure(doc: dict) -> Figure:
     for ax, key, title in zip(axes, ("image_auroc", "pixel_ap"), ("image AUROC", "pixel AP"), strict=False):
         for g in sorted({e["generated"] for e in doc["summary"]}):
             es = [e for e in doc["summary"] if e["generated"] == g and e[key] is not None]
+            one = all(int(e.get("seeds", 1)) < 2 for e in es)  # one seed: no error bars
             ax.errorbar([e["shots"] for e in es], [100 * e[key] for e in es],
-                        yerr=[100 * e[f"{key}_std"] for e in es], marker="o", capsize=3,
+                        yerr=None if one else [100 * (e[f"{key}_std"] or 0.0) for e in es], marker="o", capsize=3,
                         label="K good only" if g == 0 else f"K good + {g} generated")
         ax.set_xscale("log", base=2)
         shots = sorted({e["shots"] for e in doc["summary"]})
@@ -72,6 +72,11 @@ def fewshot_figure(doc: dict) -> Figure:
     return fig
 
 
+def seeds_phrase(n: int) -> str:
+    """What the table's numbers are: 'one seed, no spread' or 'mean ± standard deviation over n seeds'."""
+    return "1 seed, so no spread is shown" if n == 1 else f"mean ± standard deviation over {n} seeds"
+
+
 def write_fewshot_report(out: Path) -> Path:
     """Write `fewshot.png` and the self-contained `fewshot.html` from `<out>/fewshot.json`."""
     out = Path(out)
@@ -79,13 +84,18 @@ def write_fewshot_report(out: Path) -> Path:
         doc = json.loads((out / "fewshot.json").read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise DataError(out / "fewshot.json", f"cannot read few-shot results ({exc})") from None
+    n_seeds = len(doc.get("config", {}).get("seeds") or [])
+    spread = seeds_phrase(n_seeds)
     buf = io.BytesIO()
     fewshot_figure(doc).savefig(buf, format="png", dpi=110)
     write_bytes_atomic(out / "fewshot.png", buf.getvalue())
 
     def cell(e: dict, key: str) -> str:
         m, s = e.get(key), e.get(f"{key}_std")
-        return "—" if m is None else f"{100 * m:.1f} ± {100 * s:.1f}"
+        if m is None:
+            return "—"
+        # one seed has no spread: a "± 0.0" would claim a measured zero
+        return f"{100 * m:.1f}" if int(e.get("seeds", n_seeds)) < 2 or s is None else f"{100 * m:.1f} ± {100 * s:.1f}"
 
     rows = [{"shots": e["shots"], "generated": e["generated"],
              "label": "K good" if not e["generated"] else f"K good + {e['generated']} generated",
@@ -96,6 +106,6 @@ def write_fewshot_report(out: Path) -> Path:
                     if r["shots"] == maxk and not r["generated"]})
     plot = "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
     env = Environment(autoescape=select_autoescape(default=True, default_for_string=True))
-    html = env.from_string(_PAGE).render(doc=doc, rows=rows, plot=plot, draws=draws, maxk=maxk)
+    html = env.from_string(_PAGE).render(doc=doc, rows=rows, plot=plot, draws=draws, maxk=maxk, spread=spread)
     write_bytes_atomic(out / "fewshot.html", html.encode("utf-8"))
     return out / "fewshot.html"

@@ -110,22 +110,42 @@ def mask_overlay(rgb: np.ndarray, mask: np.ndarray, size: int, alpha: float = 0.
     return letterbox(draw_contour(img.astype(np.uint8), m, (255, 255, 0)), size)
 
 
-def normaliser(maps: np.ndarray) -> tuple[float, float]:
-    """(lo, hi) mapping one method's scores to [0, 1] for display, shared by all its images.
+SCALE_TOP = 0.999  # quantile of the good pixels' scores drawn as the top of the heat scale
 
-    A shared range keeps good and defect images comparable; the 99.9th percentile as the top
-    stops one extreme pixel from washing everything else out.
+
+def good_scale(good_maps: np.ndarray) -> dict:
+    """The heat-map scale of one model, anchored at the good-image level: {"lo", "hi", "pixels"}.
+
+    `good_maps` are the model's maps of good TRAINING images it never trained on (never test
+    images). lo = the median of their pixel scores (drawn as 0: a typical good pixel is blue),
+    hi = their 99.9th percentile (drawn as 1: one good pixel in a thousand reaches red). Every
+    method gets the same definition, so the colours mean the same on every method's maps.
     """
-    flat = maps.reshape(-1)
-    step = max(1, flat.size // 2_000_000)
-    sub = flat[::step].astype(np.float64)
-    sub = sub[np.isfinite(sub)]
-    if sub.size == 0:
-        return 0.0, 1.0
-    lo, hi = float(sub.min()), float(np.quantile(sub, 0.999))
-    if hi <= lo:
-        hi = float(sub.max()) if sub.max() > lo else lo + 1.0
-    return lo, hi
+    flat = np.asarray(good_maps, dtype=np.float64).reshape(-1)
+    flat = flat[np.isfinite(flat)]
+    if flat.size == 0:
+        return {"lo": None, "hi": None, "pixels": 0}
+    lo, hi = float(np.median(flat)), float(np.quantile(flat, SCALE_TOP))
+    if hi <= lo:  # flat maps on the goods: any score above the good level is drawn hot
+        hi = lo + max(abs(lo) * 1e-3, 1e-6)
+    return {"lo": lo, "hi": hi, "pixels": int(flat.size)}
+
+
+def scale_bar(lo: float, hi: float, n_images: int | None, width: float = 6.4) -> str:
+    """PNG data URI of the heat-map colour bar with what 0 and 1 are (written on the figure)."""
+    fig = Figure(figsize=(width, 0.75))
+    ax = fig.add_axes((0.01, 0.36, 0.98, 0.3))
+    ax.imshow(np.linspace(0, 1, 256)[None, :], aspect="auto", cmap=HEAT_CMAP, extent=(0, 1, 0, 1))
+    ax.set_yticks([])
+    ax.set_xticks([0, 0.5, 1], [f"0 = {lo:.4g} (good median)", "0.5", f"1 = {hi:.4g} (good 99.9 %)"], fontsize=8)
+    ticks = ax.get_xticklabels()
+    ticks[0].set_horizontalalignment("left")  # keep the end labels inside the picture
+    ticks[-1].set_horizontalalignment("right")
+    ax.tick_params(axis="x", length=2, pad=2)
+    goods = f"{n_images} held-out good training images" if n_images else "held-out good training images"
+    ax.set_title(f"heat scale: 0 = median, 1 = 99.9th percentile of the pixel scores of {goods} "
+                 "(no test image)", fontsize=7.5, loc="left")
+    return _fig_uri(fig, dpi=100)
 
 
 def roc_pr(labels: np.ndarray, scores: np.ndarray) -> dict | None:

@@ -95,8 +95,9 @@ RESULT_COLUMNS: list[_Column] = [
     ("IS", "generation", lambda m: _get(m, "generation", "is"), fmt_num, "max"),
     ("IC-LPIPS", "generation", lambda m: _get(m, "generation", "ic_lpips"), fmt_num, "max"),
     ("total time", "cost", lambda m: _get(m, "timings", "total_s"), fmt_seconds, "min"),
-    ("peak memory", "cost", lambda m: m.get("peak_rss_mb"), fmt_mb, "min"),
 ]
+# No memory column: results.json's peak_rss_mb is the whole process's peak so far (getrusage), not a
+# method's own memory, so it is shown once, for the whole benchmark, and never compared.
 
 
 def results_table(methods: dict[str, dict]) -> dict:
@@ -125,6 +126,12 @@ def results_table(methods: dict[str, dict]) -> dict:
                      "status": m.get("status", "done"), "baseline": m.get("kind") == "baseline",
                      "n_pairs": fmt_int(m.get("n_pairs")), "cells": row})
     return {"groups": groups, "headers": [c[0] for c in RESULT_COLUMNS], "rows": rows}
+
+
+def process_peak(methods: dict[str, dict]) -> str | None:
+    """The benchmark process's peak resident memory (the largest recorded peak_rss_mb), or None."""
+    peaks = [v for v in (_num(m.get("peak_rss_mb")) for m in methods.values()) if v is not None]
+    return fmt_mb(max(peaks)) if peaks else None
 
 
 # ---- header ----------------------------------------------------------------------------------
@@ -191,11 +198,29 @@ class _Images:
         return self._cache[key]
 
 
-def sample_grid(maps: Maps, images: _Images) -> tuple[list[dict], list[str]]:
-    """Tiles (image with GT contour, heat overlay) for the fixed selection, plus notes."""
+def heat_scale(m: dict) -> tuple[float, float, int | None] | None:
+    """(lo, hi, n_images) of the method's recorded good-image heat scale, or None when absent."""
+    sc = m.get("display_scale")
+    lo, hi = _num(_get(sc, "lo")), _num(_get(sc, "hi"))
+    if lo is None or hi is None or hi <= lo:
+        return None
+    n = _num(_get(sc, "n_images"))
+    return lo, hi, None if n is None else int(n)
+
+
+def sample_grid(maps: Maps, images: _Images, scale: tuple[float, float, int | None] | None
+                ) -> tuple[list[dict], list[str]]:
+    """Tiles (image with GT contour, heat overlay) for the fixed selection, plus notes.
+
+    Heat maps are drawn on `scale` (the method's good-image scale from results.json): 0 = the
+    median pixel score of held-out good training images, 1 = their 99.9th percentile. Without a
+    recorded scale no heat map is drawn: a scale set on the test maps would hide how a good image
+    compares with the good level."""
     notes: list[str] = []
     size = (maps.maps.shape[2], maps.maps.shape[1])  # (w, h) of the maps, as the model saw the images
-    lo, hi = figures.normaliser(maps.maps)
+    if scale is None:
+        notes.append("No heat maps: results.json records no good-image heat scale for this method "
+                     "(display_scale: older benchmarks lack it); rerun the benchmark to see them.")
     pred = _cls_by_index(maps)
     tiles = []
     missing = 0
@@ -204,15 +229,15 @@ def sample_grid(maps: Maps, images: _Images) -> tuple[list[dict], list[str]]:
         if img is None:
             missing += 1
             img = figures.placeholder(size[1], size[0])
-        heat = (maps.maps[i] - lo) / (hi - lo)
         mask = maps.masks[i]
+        heat = None if scale is None else (maps.maps[i] - scale[0]) / (scale[1] - scale[0])
         tiles.append({
             "type": "good" if maps.labels[i] == 0 else str(maps.types[i]),
             "good": bool(maps.labels[i] == 0),
             "name": _short(str(maps.paths[i])),
             "score": f"{float(maps.image_scores[i]):.3g}",
             "image": figures.png_data_uri(figures.image_with_contour(img, mask, TILE)),
-            "heat": figures.png_data_uri(figures.heat_overlay(img, heat, mask, TILE)),
+            "heat": None if heat is None else figures.png_data_uri(figures.heat_overlay(img, heat, mask, TILE)),
             "pred": pred.get(i),
         })
     if missing:
@@ -316,7 +341,6 @@ def method_section(bench_dir: Path, name: str, m: dict, split: dict, images: _Im
     sec["timings"] = [(k.replace("_s", ""), fmt_seconds(t.get(k))) for k in ("generate_s", "train_s", "eval_s",
                                                                             "total_s")]
     sec["n_pairs"] = fmt_int(m.get("n_pairs"))
-    sec["peak"] = fmt_mb(m.get("peak_rss_mb"))
     rel = _get(m, "artifacts", "maps")
     maps = None
     if rel:
@@ -325,10 +349,15 @@ def method_section(bench_dir: Path, name: str, m: dict, split: dict, images: _Im
             notes.append(f"No prediction maps: {note}.")
     else:
         notes.append("No prediction maps recorded for this method (artifacts.maps).")
-    sec["tiles"], sec["curves"] = [], None
+    sec["tiles"], sec["curves"], sec["scale_bar"], sec["scale_text"] = [], None, None, None
     if maps is not None:
-        tiles, tnotes = sample_grid(maps, images)
+        scale = heat_scale(m)
+        tiles, tnotes = sample_grid(maps, images, scale)
         sec["tiles"] = tiles
+        sec["scale_bar"] = None if scale is None else figures.scale_bar(*scale)
+        sec["scale_text"] = (None if scale is None else
+                             f"0 = {scale[0]:.4g} (median), 1 = {scale[1]:.4g} (99.9th percentile) of the pixel "
+                             f"scores of {scale[2] or 'the'} held-out good training images")
         notes += tnotes
         loc = m.get("localization") or {}
         try:
@@ -392,6 +421,7 @@ def build_context(bench_dir: Path, progress: bool = False) -> dict:
         "report_version": __version__, "tile": TILE, "per_type_n": SAMPLES_PER_TYPE,
         "split": split_rows(split), "has_split": bool(split),
         "table": results_table(methods), "published": published_table(res), "caveat": CAVEAT,
+        "process_peak": process_peak(methods),
         "sections": sections, "comparison": comparison, "real_is": fmt_num(real_is) if real_is else None,
         "config_json": json.dumps(res.get("config", {}), indent=2, sort_keys=True, default=str),
     }
