@@ -34,13 +34,21 @@ def add_placeholder_tokens(tokenizer, text_encoder, names: list[str]) -> list[in
     """Add `names` to the tokenizer (if not there), resize the embedding table; return their ids.
 
     The new rows of the table are never read for conditioning (the hook replaces them), so the
-    encoder's behaviour on ordinary text is unchanged.
+    encoder's behaviour on ordinary text is unchanged. They are zeros, not transformers' random
+    initialisation: that draws from the global torch RNG (so the table, and anything computed
+    from it, would depend on whatever ran before) and would also advance that RNG.
     """
     new = [n for n in names if tokenizer.convert_tokens_to_ids(n) in (None, tokenizer.unk_token_id)]
     if new:
         tokenizer.add_tokens(new, special_tokens=True)
-    if text_encoder.get_input_embeddings().num_embeddings < len(tokenizer):
-        text_encoder.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+    old_rows = text_encoder.get_input_embeddings().num_embeddings
+    if old_rows < len(tokenizer):
+        weight = text_encoder.get_input_embeddings().weight
+        devices = [weight.device] if weight.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):  # the global RNG (CPU and the table's GPU) left alone
+            text_encoder.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+        with torch.no_grad():
+            text_encoder.get_input_embeddings().weight[old_rows:].zero_()
     ids = tokenizer.convert_tokens_to_ids(names)
     for name, tid in zip(names, ids, strict=False):
         if tid is None or tid == tokenizer.unk_token_id:
@@ -50,8 +58,13 @@ def add_placeholder_tokens(tokenizer, text_encoder, names: list[str]) -> list[in
 
 def init_vectors(tokenizer, text_encoder, init_word: str | None, n: int, generator: torch.Generator) -> torch.Tensor:
     """(n, dim) starting vectors: the mean embedding of `init_word`'s tokens (textual inversion's
-    usual start), plus a little seeded noise so the n tokens differ; random if no word."""
+    usual start), plus a little seeded noise so the n tokens differ; random if no word.
+
+    The noise scale is the spread of the tokenizer's own vocabulary (`tokenizer.vocab_size` rows):
+    placeholder rows added by `add_placeholder_tokens` are left out, so the start does not depend
+    on how many placeholders (of this or another generator) the table holds."""
     table = text_encoder.get_input_embeddings().weight.detach().float().cpu()
+    table = table[: min(int(getattr(tokenizer, "vocab_size", None) or len(table)), len(table))]
     dim = table.shape[1]
     noise = torch.randn(n, dim, generator=generator) * table.std() * 0.1
     if init_word:

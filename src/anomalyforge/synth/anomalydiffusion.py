@@ -218,10 +218,12 @@ class AnomalyDiffusion(Generator):
         self.injector = EmbeddingInjector(ldm.text_encoder)
 
     def _make_spatial(self):
-
+        """A spatial encoder initialised from the config's seed (the global torch RNG left alone)."""
         c = self.config
-        return SpatialEncoder(c.spatial_tokens, self.ldm.text_dim, c.spatial_backbone,
-                              c.spatial_backbone_weights, c.spatial_fpn_channels).to(self.ldm.device)
+        with torch.random.fork_rng(devices=[]):  # built on the CPU, then moved
+            torch.manual_seed(c.seed)
+            return SpatialEncoder(c.spatial_tokens, self.ldm.text_dim, c.spatial_backbone,
+                                  c.spatial_backbone_weights, c.spatial_fpn_channels).to(self.ldm.device)
 
     def _tokens(self, types: Sequence[str]) -> dict[str, list[str]]:
 
@@ -304,10 +306,7 @@ class AnomalyDiffusion(Generator):
             n = len(names)
             self.bank.add_group(g, init_vectors(self.ldm.tokenizer, self.ldm.text_encoder, word, n, torch_gen), names)
         self.bank.to(self.ldm.device)
-        with torch.random.fork_rng(devices=[]):  # seeded initialisation, global RNG left alone
-            torch.manual_seed(c.seed)
-            self.spatial = self._make_spatial()
-        self.spatial.train()
+        self.spatial = self._make_spatial().train()
         sched = self.ldm.make_scheduler("ddpm")
         latent_hw = (self.res // self.ldm.vae_scale_factor,) * 2
         fit_kw = {"dtype": self.ldm.dtype, "device": self.ldm.device, "progress": self._progress}
