@@ -267,10 +267,12 @@ class AnomalyDiffusion(Generator):
         self._save(Path(state_dir))
 
     def _collect_masks(self) -> None:
+        assert self.data is not None  # set by fit()/load() before this is called
         self.few_shot_masks = {t: [self._resized(self.data.mask(s), mask=True) for s in self.data.defects[t]]
                                for t in self.types}
 
     def _save(self, state_dir: Path) -> None:
+        assert self.data is not None  # set by fit()/load() before this is called
 
         state_dir.mkdir(parents=True, exist_ok=True)
         self.bank.save(state_dir / EMB_FILE)

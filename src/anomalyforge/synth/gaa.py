@@ -40,6 +40,8 @@ from anomalyforge.masks.placement import NoPlacement, place_mask
 from anomalyforge.masks.regions import (
     BACKGROUND,
     RegionConfig,
+    RegionMap,
+    RegionModel,
     load_user_regions,
     logical_mask,
     model_from_masks,
@@ -87,8 +89,8 @@ class GAA(AnomalyDiffusion):
         super().__init__(config)
         self.clusters: dict[str, list[dict]] = {}
         self.logical: dict[str, list[str]] = {}  # logical type -> region names its masks cover
-        self._region_model = None
-        self._region_cache: dict[str, object] = {}
+        self._region_model: RegionModel | None = None
+        self._region_cache: dict[str, RegionMap] = {}
         self._fg_cache: dict[str, np.ndarray] = {}
         self.original: FitData | None = None
 
@@ -104,7 +106,7 @@ class GAA(AnomalyDiffusion):
             c.mask_source = ok
 
     # ---- regions -------------------------------------------------------------------------------
-    def _regions(self, data: FitData):
+    def _regions(self, data: FitData) -> RegionModel:
         """The reference region model: the first user-annotated good image, else the first good image
         segmented automatically (deterministic, so `load` rebuilds the same regions)."""
 
@@ -124,7 +126,7 @@ class GAA(AnomalyDiffusion):
             self._region_model = segment_reference(data.image(data.good[0]), cfg, seed=self.config.seed)
         return self._region_model
 
-    def _region_map(self, data: FitData, sample) -> object:
+    def _region_map(self, data: FitData, sample) -> RegionMap:
 
         key = str(sample.image)
         if key not in self._region_cache:
@@ -209,12 +211,14 @@ class GAA(AnomalyDiffusion):
     # ---- masks ---------------------------------------------------------------------------------
     def _good_index(self, seed: int) -> int:
         # the same draw AnomalyDiffusion.generate uses to pick the good image of a seed
+        assert self.data is not None  # only called from generate(), which checked it
         return int(numpy_rng(seed, Stream.GOOD_IMAGE).integers(len(self.data.good)))
 
     def _foreground(self, sample) -> np.ndarray:
 
         key = str(sample.image)
         if key not in self._fg_cache:
+            assert self.data is not None  # only called from generate(), which checked it
             self._fg_cache[key] = foreground_mask(self.data.image(sample))
         return self._fg_cache[key]
 
@@ -223,6 +227,7 @@ class GAA(AnomalyDiffusion):
         reshaped and placed inside the foreground for local ones."""
 
         c, data = self.config, self.data
+        assert data is not None  # only called from generate(), which checked self.data
         base = base_type(defect_type)
         few = self.few_shot_masks[defect_type]
         mean_area = float(np.mean([(m > 0).sum() for m in few]))
