@@ -69,7 +69,7 @@ def weight_map(masks: list[np.ndarray], good: torch.Tensor, x0_hat: torch.Tensor
 
 
 def attention_input(attn, hidden_states: torch.Tensor, temb: torch.Tensor | None
-                    ) -> tuple[torch.Tensor, tuple[int, int, int, int] | None]:
+                    ) -> tuple[torch.Tensor, tuple[int, ...] | None]:
     """The start every diffusers attention processor shares: spatial norm, a (B, C, H, W) input
     flattened to (B, HW, C) (its shape is returned to undo it), group norm."""
     if attn.spatial_norm is not None:
@@ -84,7 +84,7 @@ def attention_input(attn, hidden_states: torch.Tensor, temb: torch.Tensor | None
 
 
 def attention_output(attn, hidden_states: torch.Tensor, residual: torch.Tensor,
-                     grid: tuple[int, int, int, int] | None) -> torch.Tensor:
+                     grid: tuple[int, ...] | None) -> torch.Tensor:
     """The shared end: back to (B, C, H, W) when the input was, residual, output rescaling."""
     if grid is not None:
         hidden_states = hidden_states.transpose(-1, -2).reshape(grid)
@@ -125,7 +125,7 @@ class ReweightingAttnProcessor:
         residual = hidden_states
         hidden_states, grid = attention_input(attn, hidden_states, temb)
         is_cross = encoder_hidden_states is not None
-        batch, seq_len, _ = hidden_states.shape if not is_cross else encoder_hidden_states.shape
+        batch, seq_len, _ = hidden_states.shape if encoder_hidden_states is None else encoder_hidden_states.shape
         attention_mask = attn.prepare_attention_mask(attention_mask, seq_len, batch)
         query = attn.to_q(hidden_states)
         if not is_cross:
@@ -180,7 +180,7 @@ def make_reweight_hook(ldm, controller: AttentionController, masks: list[np.ndar
     paper) or in latent space (cheaper: masks max-pooled to the latent grid). No weights at the
     first step (no x̂_0 yet)."""
 
-    hw = tuple(good_latents.shape[-2:])
+    hw = (good_latents.shape[-2], good_latents.shape[-1])
     lat_masks = [(mask_to_latent(torch.from_numpy(m > 0).float()[None, None], hw)[0, 0] > 0).numpy()
                  for m in masks]
     y_cpu, y0_cpu = good_images.float().cpu(), good_latents.float().cpu()

@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 
 from anomalyforge.diffusion.loading import LDM
 
-StepHook = Callable[[int, torch.Tensor, torch.Tensor, torch.Tensor], None]
+StepHook = Callable[[int, torch.Tensor, torch.Tensor, torch.Tensor | None], None]  # x0_hat is None at the first step
 
 
 def per_sample_randn(shape: Sequence[int], generators: Sequence[torch.Generator]) -> torch.Tensor:
@@ -72,6 +72,7 @@ def blended_sample(ldm: LDM, cond: torch.Tensor, good_latents: torch.Tensor, mas
             before_step(i, t, x, x0_hat)
         inp = sched.scale_model_input(x, t)
         if use_cfg:
+            assert uncond is not None  # use_cfg checked it
             both = torch.cat([uncond, cond]).to(ldm.dtype)
             eps_u, eps_c = ldm.unet(torch.cat([inp, inp]).to(ldm.dtype), t,
                                     encoder_hidden_states=both).sample.float().chunk(2)
@@ -98,7 +99,7 @@ def _step(sched, eps: torch.Tensor, t, x: torch.Tensor,
     from diffusers import DDPMScheduler  # lazy: diffusers is heavy to import
 
     if isinstance(sched, DDPMScheduler):
-        res = sched.step(eps, t, x, generator=list(generators), return_dict=True)
+        res = sched.step(eps, t, x, generator=list(generators), return_dict=True)  # type: ignore[attr-defined]  # mypy sees diffusers' dummy class
     else:
         res = sched.step(eps, t, x, eta=0.0, return_dict=True)
     return res.prev_sample.float(), res.pred_original_sample.float()

@@ -49,7 +49,7 @@ class GeneratedPairs:
         run = Path(run)
         if not records:
             raise DataError(run, "generated run holds no pairs")
-        cats = {r.get("category") for r in records if r.get("category")}
+        cats = {r["category"] for r in records if r.get("category")}
         if category is not None and cats and cats != {category}:
             raise DataError(run, f"generated run is for category {', '.join(sorted(cats))}, "
                                  f"not {category}")

@@ -85,7 +85,7 @@ def write_fewshot_report(out: Path) -> Path:
 
     def cell(e: dict, key: str) -> str:
         m, s = e.get(key), e.get(f"{key}_std")
-        return "—" if m is None else f"{100 * m:.1f} ± {100 * s:.1f}"
+        return "—" if m is None or s is None else f"{100 * m:.1f} ± {100 * s:.1f}"  # summarise() sets both or neither
 
     rows = [{"shots": e["shots"], "generated": e["generated"],
              "label": "K good" if not e["generated"] else f"K good + {e['generated']} generated",
