@@ -518,7 +518,7 @@ def _data_warnings_as_lines(previous: Callable) -> Callable:
 class _StderrHandler(logging.StreamHandler):
     """A stream handler on whatever `sys.stderr` is when a line is written (not when it was made)."""
 
-    @property  # type: ignore[override]
+    @property
     def stream(self):
         return sys.stderr
 

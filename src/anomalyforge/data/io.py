@@ -181,6 +181,7 @@ def read_mask(path: str | Path, size: Size = None, threshold: int = 128,
                 raise DataError(p, f"region mask is {part.shape[1]}x{part.shape[0]} but the other "
                                    f"masks in its folder are {arr.shape[1]}x{arr.shape[0]}")
             arr = part if arr is None else np.maximum(arr, part)
+        assert arr is not None  # mask_parts() raises on a folder without masks
     else:
         levels = _mask_levels(path)
         top = int(levels.max(initial=0))

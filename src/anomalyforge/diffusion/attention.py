@@ -64,7 +64,7 @@ def aar_weights(x_t: torch.Tensor, y0: torch.Tensor, mask: torch.Tensor) -> torc
 
 
 def attention_input(attn, hidden_states: torch.Tensor, temb: torch.Tensor | None
-                    ) -> tuple[torch.Tensor, tuple[int, int, int, int] | None]:
+                    ) -> tuple[torch.Tensor, tuple[int, ...] | None]:
     """The start every diffusers attention processor shares: spatial norm, a (B, C, H, W) input
     flattened to (B, HW, C) (its shape is returned to undo it), group norm."""
     if attn.spatial_norm is not None:
@@ -79,7 +79,7 @@ def attention_input(attn, hidden_states: torch.Tensor, temb: torch.Tensor | None
 
 
 def attention_output(attn, hidden_states: torch.Tensor, residual: torch.Tensor,
-                     grid: tuple[int, int, int, int] | None) -> torch.Tensor:
+                     grid: tuple[int, ...] | None) -> torch.Tensor:
     """The shared end: back to (B, C, H, W) when the input was, residual, output rescaling."""
     if grid is not None:
         hidden_states = hidden_states.transpose(-1, -2).reshape(grid)
@@ -122,7 +122,7 @@ class ReweightingAttnProcessor:
         residual = hidden_states
         hidden_states, grid = attention_input(attn, hidden_states, temb)
         is_cross = encoder_hidden_states is not None
-        batch, seq_len, _ = hidden_states.shape if not is_cross else encoder_hidden_states.shape
+        batch, seq_len, _ = hidden_states.shape if encoder_hidden_states is None else encoder_hidden_states.shape
         attention_mask = attn.prepare_attention_mask(attention_mask, seq_len, batch)
         query = attn.to_q(hidden_states)
         if not is_cross:
@@ -162,6 +162,7 @@ class ReweightingAttnProcessor:
     def _factor(self, logits: torch.Tensor, batch: int, heads: int) -> torch.Tensor:
         """(batch·heads, queries, tokens) multiplier: W on the anomaly tokens' columns, 1 elsewhere."""
         c = self.controller
+        assert c.weights is not None  # _factor runs only while weights are set
         n_query = logits.shape[1]
         wb, _, wh, ww = c.weights.shape
         # this layer's query grid has the weight map's aspect ratio

@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 
 from anomalyforge.diffusion.loading import LDM
 
-StepHook = Callable[[int, torch.Tensor, torch.Tensor, torch.Tensor], None]
+StepHook = Callable[[int, torch.Tensor, torch.Tensor, torch.Tensor | None], None]  # x0_hat is None at the first step
 
 
 def per_sample_randn(shape: Sequence[int], generators: Sequence[torch.Generator]) -> torch.Tensor:
@@ -89,6 +89,7 @@ def blended_sample(ldm: LDM, cond: torch.Tensor, good_latents: torch.Tensor, mas
             before_step(i, t, x, x0_hat)
         inp = sched.scale_model_input(x, t)
         if use_cfg:
+            assert uncond is not None  # use_cfg checked it
             both = torch.cat([uncond, cond]).to(ldm.dtype)
             eps_u, eps_c = ldm.unet(torch.cat([inp, inp]).to(ldm.dtype), t,
                                     encoder_hidden_states=both).sample.float().chunk(2)
@@ -105,6 +106,7 @@ def blended_sample(ldm: LDM, cond: torch.Tensor, good_latents: torch.Tensor, mas
             m = mask_at(timesteps[i + 1])
         else:
             y_prev = y0
+        assert m is not None
         x = x_prev * m + y_prev * (1 - m)
     return x
 
@@ -117,7 +119,7 @@ def _step(sched, eps: torch.Tensor, t, x: torch.Tensor, generators: Sequence[tor
     from diffusers import DDPMScheduler  # lazy: diffusers is heavy to import
 
     if isinstance(sched, DDPMScheduler):
-        res = sched.step(eps, t, x, generator=list(generators), return_dict=True)
+        res = sched.step(eps, t, x, generator=list(generators), return_dict=True)  # type: ignore[attr-defined]  # mypy sees diffusers' dummy class
     elif eta > 0:
         noise = per_sample_randn(x.shape, generators).to(x.device, x.dtype)
         res = sched.step(eps, t, x, eta=float(eta), variance_noise=noise, return_dict=True)

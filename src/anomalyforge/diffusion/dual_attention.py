@@ -27,6 +27,7 @@ With `background_dim` the adapters also carry DualAnoDiff's background compensat
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -119,6 +120,7 @@ class DualAttnProcessor:
         mode = self.store.mode if self.store is not None else "off"
         bcm = layer.background is not None and encoder_hidden_states is None
         if mode == "write":
+            assert self.store is not None  # mode is "off" without a store
             if bcm:
                 self.store.tokens[self.key] = hidden_states
             out = self._branch(attn, 0, hidden_states, context, attention_mask)
@@ -129,6 +131,7 @@ class DualAttnProcessor:
         for b in range(BRANCHES):
             h, ctx = hidden_states[b::BRANCHES], context[b::BRANCHES]
             if b == 0 and mode == "read" and bcm:
+                assert self.store is not None and layer.background is not None  # implied by mode and bcm
                 ctx = layer.background(h, self.store.tokens[self.key])
             mask = None if attention_mask is None else attention_mask[b::BRANCHES]
             outs.append(self._branch(attn, b, h, ctx, mask))
@@ -191,7 +194,8 @@ class DualAdapters(nn.ModuleDict):
         missing = [n for n in previous if _key(n) not in self]
         if missing:
             raise ValueError(f"adapters do not match this UNet (no layer {missing[0]})")
-        unet.set_attn_processor({n: DualAttnProcessor(self[_key(n)], _key(n), self.store) for n in previous})
+        unet.set_attn_processor({n: DualAttnProcessor(cast(DualLayer, self[_key(n)]), _key(n), self.store)
+                                 for n in previous})
         return previous
 
 

@@ -204,6 +204,6 @@ def load_ldm(base_model: str | Path | None, device: str | None = None, precision
     for module in (unet, vae, text_encoder):
         module.requires_grad_(False)
         module.eval()
-        module.to(dev)
+        module.to(dev)  # type: ignore[arg-type]  # functools.wraps on PreTrainedModel.to hides the bound self
     return LDM(unet=unet, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer,
                scheduler_config=scheduler_config, device=dev, dtype=dtype, source=str(base_model))

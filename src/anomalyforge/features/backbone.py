@@ -15,6 +15,7 @@ import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -61,7 +62,7 @@ class _LiteStages(nn.Module):
 
     def __init__(self, variant: str, weights: str | None) -> None:
         super().__init__()
-        net = load_lite_net(variant, weights)
+        net: Any = load_lite_net(variant, weights)  # an EfficientNet: its submodules are untyped
         self.stem = nn.Sequential(net._conv_stem, net._bn0, net._swish)
         self.blocks = net._blocks
         self.channels: list[int] = []
@@ -125,7 +126,7 @@ class _TorchvisionStages(nn.Module):
             ctor = getattr(torchvision.models, name)
         except AttributeError:
             raise ConfigError(f"unknown backbone {name!r}") from None
-        net = load_torchvision_model(ctor, weights, f"backbone {name}")
+        net: Any = load_torchvision_model(ctor, weights, f"backbone {name}")  # torchvision is untyped
         self.stem = nn.Sequential(net.conv1, net.bn1, net.relu)
         self.pool = net.maxpool
         self.layers = nn.ModuleList([net.layer1, net.layer2, net.layer3, net.layer4])
@@ -160,12 +161,16 @@ class FeatureExtractor(nn.Module):
     returns the feature maps of `spec.levels`. `channels` lists their widths.
     """
 
+    net: _LiteStages | _TorchvisionStages
+    mean: torch.Tensor  # buffers registered in __init__
+    std: torch.Tensor
+
     def __init__(self, spec: BackboneSpec | None = None) -> None:
         super().__init__()
         self.spec = spec or BackboneSpec()
         name = self.spec.name
         if name.startswith("efficientnet-lite"):
-            self.net: nn.Module = _LiteStages(name.removeprefix("efficientnet-"), self.spec.weights)
+            self.net = _LiteStages(name.removeprefix("efficientnet-"), self.spec.weights)
         else:
             self.net = _TorchvisionStages(name, self.spec.weights)
         all_channels = self.net.channels

@@ -70,7 +70,7 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
                 if m.key != key:  # the value has this arm's shape but something inside is wrong
                     deeper = deeper or m
         raise deeper or _Mismatch(key, f"must be {_describe(tp)}, got {_json_type(value)}")
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             raise _Mismatch(key, f"must be an object, got {_json_type(value)}")
         return _from_dict(tp, value, f"{key}.")
@@ -101,8 +101,8 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
 
 
 def _from_dict(cls: type[T], doc: dict, prefix: str = "") -> T:
-    hints = _hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = _hints(cls)  # type: ignore[arg-type]  # a dataclass type is hashable; T has no Hashable bound
+    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]  # T is a dataclass here
     kwargs: dict[str, Any] = {}
     for name, f in fields.items():
         if name == EXTRA:

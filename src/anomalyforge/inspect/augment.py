@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+from typing import cast, overload
+
 import torch
 
 
+@overload
+def flip_rotate(images: torch.Tensor, masks: torch.Tensor, gen: torch.Generator,
+                rotate: bool = True) -> tuple[torch.Tensor, torch.Tensor]: ...
+@overload
+def flip_rotate(images: torch.Tensor, masks: None, gen: torch.Generator,
+                rotate: bool = True) -> tuple[torch.Tensor, None]: ...
 def flip_rotate(images: torch.Tensor, masks: torch.Tensor | None, gen: torch.Generator,
                 rotate: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Random horizontal/vertical flip and 90-degree rotation per sample, drawn from `gen`.
@@ -33,4 +41,5 @@ def flip_rotate(images: torch.Tensor, masks: torch.Tensor | None, gen: torch.Gen
             m = torch.rot90(m, r, (-2, -1)) if m is not None else None
         out_i.append(x)
         out_m.append(m)
-    return torch.stack(out_i), (torch.stack(out_m) if masks is not None else None)
+    # with masks given, every entry of out_m is a tensor
+    return torch.stack(out_i), (torch.stack(cast(list[torch.Tensor], out_m)) if masks is not None else None)

@@ -8,6 +8,7 @@ local weights file; offline without them it stops with a clear error.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
@@ -22,6 +23,7 @@ from anomalyforge.features.backbone import (
     IMAGENET_STD,
     BackboneSpec,
     FeatureExtractor,
+    _LiteStages,
     load_torchvision_model,
     pick_device,
     to_tensor,
@@ -42,6 +44,7 @@ class _LiteClassifier(nn.Module):
         net = self.features.net
         self.fc = nn.Linear(self.features.channels[0], n_classes)
         if finetune_from > 0:
+            assert isinstance(net, _LiteStages)  # BackboneSpec's default name is efficientnet-lite0
             start = net.stage_ends[finetune_from - 1] + 1
             for p in self.features.parameters():
                 p.requires_grad_(False)
@@ -60,6 +63,7 @@ class _LiteClassifier(nn.Module):
     def trunk_features(self, x: torch.Tensor) -> torch.Tensor:
         """Output of the frozen levels (input of the fine-tuned blocks)."""
         fx = self.features
+        assert isinstance(fx.net, _LiteStages)  # BackboneSpec's default name is efficientnet-lite0
         h = fx.net.stem((x - fx.mean) / fx.std)
         for b in fx.net.blocks[: fx.net.stage_ends[self.finetune_from - 1] + 1]:
             h = b(h)
@@ -77,11 +81,14 @@ class _LiteClassifier(nn.Module):
 
 
 class _TorchvisionClassifier(nn.Module):
+    mean: torch.Tensor  # buffers registered in __init__
+    std: torch.Tensor
+
     def __init__(self, name: str, n_classes: int, weights: str | None) -> None:
         super().__init__()
         import torchvision  # lazy: torchvision is heavy to import
 
-        net = load_torchvision_model(getattr(torchvision.models, name), weights,
+        net: Any = load_torchvision_model(getattr(torchvision.models, name), weights,  # torchvision is untyped
                                      f"classifier {name} (efficientnet-lite0 works offline)")
         net.fc = nn.Linear(net.fc.in_features, n_classes)
         self.net = net
@@ -156,6 +163,7 @@ def train_classifier(pairs: GeneratedPairs, profile: Profile, seed: int = 0, pro
     cached = getattr(model, "finetune_from", 0) > 0
     if cached:  # the frozen trunk never changes: run it once per image
         model.eval()
+        assert isinstance(model, _LiteClassifier)  # only it has finetune_from
         trunk = torch.cat([model.trunk_features(to_tensor(images[i:i + 32]).to(device)).half().cpu()
                            for i in tqdm(range(0, len(images), 32), desc="classifier features",
                                          disable=not progress, leave=False)])
@@ -182,6 +190,7 @@ def train_classifier(pairs: GeneratedPairs, profile: Profile, seed: int = 0, pro
         cls = torch.randint(0, len(labels), (profile.cls_batch_size,), generator=gen)
         idx = torch.stack([draw(int(c)) for c in cls])
         if cached:  # lossless flips / rotations of the cached trunk features
+            assert isinstance(model, _LiteClassifier)  # only it has finetune_from
             x, _ = flip_rotate(trunk[idx].float(), None, gen)
             logits = model.from_trunk(x.to(device))
         else:

@@ -93,7 +93,8 @@ def _coerce(f: dataclasses.Field, value):
     ann = str(f.type)
     if value is None and "None" in ann:
         return None
-    kinds = {"bool": bool, "int": int, "float": (int, float), "str": str, "tuple": (list, tuple), "dict": dict}
+    kinds: dict[str, type | tuple[type, ...]] = {"bool": bool, "int": int, "float": (int, float), "str": str,
+                                                 "tuple": (list, tuple), "dict": dict}
     kind = ann.split("[")[0].split("|")[0].strip()
     want = kinds.get(kind)
     ok = want is None or (isinstance(value, want) and not (kind in ("int", "float") and isinstance(value, bool)))

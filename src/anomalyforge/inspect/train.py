@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, cast
 
 import cv2
 import numpy as np
@@ -60,8 +60,8 @@ class Localizer:
         act = torch.sigmoid if probs else (lambda t: t)
         for i in tqdm(range(0, len(images), self.batch_size), desc="predict", disable=not progress, leave=False):
             x = to_tensor(images[i:i + self.batch_size]).to(self.device)
-            p = sum(act(self.model(x.flip(d) if d else x)).flip(d) if d else
-                    act(self.model(x)) for d in flips) / len(flips)
+            p = cast(torch.Tensor, sum(act(self.model(x.flip(d) if d else x)).flip(d) if d else  # sum(): "| int"
+                                       act(self.model(x)) for d in flips) / len(flips))
             out.append(p[:, 0].float().cpu().numpy())
         return np.concatenate(out) if out else np.zeros((0,) + images.shape[1:3], np.float32)
 
@@ -216,7 +216,7 @@ def train_supervised(fit: FitData, pairs: GeneratedPairs, profile: Profile, seed
     steps = _schedule(profile, len(pairs), n_def)
 
     cached = isinstance(model, FeatureHead)
-    if cached:
+    if isinstance(model, FeatureHead):  # = cached; isinstance so that mypy narrows model
         f_good = _cache_features(model, goods, device, "features (good)", progress) if len(goods) else None
         f_pair = _cache_features(model, p_imgs, device, "features (pairs)", progress)
         params = [p for p in model.parameters() if p.requires_grad]
@@ -253,7 +253,9 @@ def train_supervised(fit: FitData, pairs: GeneratedPairs, profile: Profile, seed
                 gen.set_state(state)
                 _, m = flip_rotate(torch.zeros(len(m), 1, 1, 1), m, gen)
                 feats = out
-            target = F.adaptive_avg_pool2d(m, grid)  # soft coverage on the feature grid
+            # soft coverage on the feature grid (the stub wants a 2-tuple; a torch.Size works)
+            target = F.adaptive_avg_pool2d(m, grid)  # type: ignore[arg-type]
+            assert isinstance(model, FeatureHead)  # cached
             logits = model.head([f.to(device) for f in feats])
             loss = seg_loss(profile.loss, logits, target.to(device), profile.focal_gamma)
         else:

@@ -74,7 +74,7 @@ def enhance_mask(mask: np.ndarray, rng: np.random.Generator, cfg: EnhanceConfig 
     if not closed.any():
         closed = src
     contours, _ = cv2.findContours(closed, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
-    out = np.zeros_like(src)
+    out: np.ndarray = np.zeros_like(src)
     for c in contours:
         area = cv2.contourArea(c)
         eps = cfg.delta * cv2.arcLength(c, True)

@@ -64,7 +64,7 @@ def _object_from_labels(fg: np.ndarray, ring: np.ndarray, cfg: ForegroundConfig)
 
 
 def _fill_and_clean(obj: np.ndarray, cfg: ForegroundConfig) -> np.ndarray:
-    m = obj.astype(np.uint8) * 255
+    m: np.ndarray = obj.astype(np.uint8) * 255
     k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
     m = cv2.morphologyEx(m, cv2.MORPH_OPEN, k)
     contours, _ = cv2.findContours(m, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
@@ -92,7 +92,7 @@ def _colour_estimate(img: np.ndarray, ring: np.ndarray, cfg: ForegroundConfig) -
     lab = cv2.cvtColor(cv2.GaussianBlur(img, (5, 5), 0), cv2.COLOR_RGB2LAB).reshape(-1, 3).astype(np.float32)
     crit = (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_MAX_ITER, 20, 0.5)
     cv2.setRNGSeed(0)  # k-means initialisation is deterministic
-    _, labels, _ = cv2.kmeans(lab, 2, None, crit, 2, cv2.KMEANS_PP_CENTERS)
+    _, labels, _ = cv2.kmeans(lab, 2, None, crit, 2, cv2.KMEANS_PP_CENTERS)  # type: ignore[call-overload]  # stub: no None labels
     lab_img = labels.reshape(img.shape[:2]) > 0
     return _object_from_labels(lab_img, ring, cfg)
 
@@ -106,7 +106,8 @@ def _grabcut(img: np.ndarray, obj: np.ndarray, ring: np.ndarray, iters: int) -> 
     bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
     cv2.setRNGSeed(0)
     try:
-        cv2.grabCut(np.ascontiguousarray(img[..., ::-1]), gc, None, bgd, fgd, iters, cv2.GC_INIT_WITH_MASK)
+        cv2.grabCut(np.ascontiguousarray(img[..., ::-1]), gc, None, bgd, fgd, iters,  # type: ignore[call-overload]
+                    cv2.GC_INIT_WITH_MASK)  # (the stub has no rect=None, which GC_INIT_WITH_MASK ignores)
     except cv2.error:  # degenerate colour models (e.g. flat image): keep the estimate
         return obj
     out = (gc == cv2.GC_FGD) | (gc == cv2.GC_PR_FGD)

@@ -62,7 +62,7 @@ def segment_part(part: np.ndarray, background: tuple[int, int, int] = PART_BACKG
     d8 = np.clip(dist * (255.0 / float(dist.max())), 0, 255).astype(np.uint8)
     otsu, _ = cv2.threshold(d8, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
     thr = max(float(otsu) * float(dist.max()) / 255.0, min_contrast)
-    m = (dist > thr).astype(np.uint8)
+    m: np.ndarray = (dist > thr).astype(np.uint8)
     k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))
     m = cv2.morphologyEx(m, cv2.MORPH_CLOSE, k)
     n, labels, stats, _ = cv2.connectedComponentsWithStats(m, connectivity=8)
@@ -82,5 +82,5 @@ def choose_background(pixels: np.ndarray, candidates: dict[str, tuple[int, int, 
         name = next(iter(cands))
         return name, cands[name]
     score = {n: float(np.percentile(background_distance(px, bg), quantile)) for n, bg in cands.items()}
-    best = max(score, key=score.get)
+    best = max(score, key=score.__getitem__)
     return best, cands[best]

@@ -103,6 +103,7 @@ def place_mask(mask: np.ndarray, region: np.ndarray, rng: np.random.Generator, m
             shrink *= 0.8
             continue
         picks = rng.choice(idx, size=min(max(1, candidates), len(idx)), replace=False)
+        best: tuple[np.ndarray, np.ndarray] | None
         best, best_score = None, np.inf
         for pick in picks:
             py, px = divmod(int(pick), valid.shape[1])
@@ -113,6 +114,7 @@ def place_mask(mask: np.ndarray, region: np.ndarray, rng: np.random.Generator, m
             sc = float(score(placed, mat)) if score is not None and len(picks) > 1 else 0.0
             if best is None or sc < best_score:
                 best, best_score = (placed, mat), sc
+        assert best is not None  # picks is not empty
         placed, mat = best
         new_c = a @ c + mat[:, 2]
         return placed, (int(round(new_c[0] - c[0])), int(round(new_c[1] - c[1]))), mat

@@ -233,7 +233,8 @@ def _register_ecc(ref: np.ndarray, tgt: np.ndarray) -> np.ndarray | None:
     warp = np.eye(2, 3, dtype=np.float32)
     crit = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 100, 1e-5)
     try:
-        _, warp = cv2.findTransformECC(_grey(tgt), _grey(ref), warp, cv2.MOTION_AFFINE, crit, None, 5)
+        # the stub's 7-argument overload has no inputMask=None, which OpenCV accepts
+        _, warp = cv2.findTransformECC(_grey(tgt), _grey(ref), warp, cv2.MOTION_AFFINE, crit, None, 5)  # type: ignore[call-overload]
     except cv2.error:
         return None
     return warp
@@ -241,7 +242,7 @@ def _register_ecc(ref: np.ndarray, tgt: np.ndarray) -> np.ndarray | None:
 
 def _register_orb(ref: np.ndarray, tgt: np.ndarray) -> np.ndarray | None:
     """3x3 homography mapping reference pixels to target pixels, or None."""
-    orb = cv2.ORB_create(nfeatures=1000)
+    orb = cv2.ORB_create(nfeatures=1000)  # type: ignore[attr-defined]  # the stubs list only cv2.ORB.create
     g1 = cv2.cvtColor(ref, cv2.COLOR_RGB2GRAY)
     g2 = cv2.cvtColor(tgt, cv2.COLOR_RGB2GRAY)
     k1, d1 = orb.detectAndCompute(g1, None)
@@ -251,8 +252,8 @@ def _register_orb(ref: np.ndarray, tgt: np.ndarray) -> np.ndarray | None:
     matches = cv2.BFMatcher(cv2.NORM_HAMMING, crossCheck=True).match(d1, d2)
     if len(matches) < 8:
         return None
-    src = np.float32([k1[m.queryIdx].pt for m in matches]).reshape(-1, 1, 2)
-    dst = np.float32([k2[m.trainIdx].pt for m in matches]).reshape(-1, 1, 2)
+    src = np.array([k1[m.queryIdx].pt for m in matches], np.float32).reshape(-1, 1, 2)
+    dst = np.array([k2[m.trainIdx].pt for m in matches], np.float32).reshape(-1, 1, 2)
     hom, inliers = cv2.findHomography(src, dst, cv2.RANSAC, 3.0)
     if hom is None or inliers is None or int(inliers.sum()) < 8:
         return None
@@ -397,6 +398,7 @@ def region_maps(images: Sequence[np.ndarray], ids: Sequence[str], config: Region
             rm = propagate(model, img)
             if best is None or (rm.method != "centres", rm.score) > (best.method != "centres", best.score):
                 best = rm
+        assert best is not None  # models is not empty
         out[sid] = best
     return out
 
@@ -444,7 +446,7 @@ def combine_region_masks(masks: Sequence[np.ndarray], max_overlap: float = 0.1) 
     if not masks:
         raise ConfigError("no masks to combine")
     used: list[int] = []
-    union = np.zeros(masks[0].shape[:2], np.uint8)
+    union: np.ndarray = np.zeros(masks[0].shape[:2], np.uint8)  # (numpy's stub infers shape ())
     for i, m in enumerate(masks):
         if m.shape[:2] != union.shape:
             raise ConfigError(f"mask {i} is {m.shape[1]}x{m.shape[0]}, expected {union.shape[1]}x{union.shape[0]}")

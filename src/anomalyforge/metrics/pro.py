@@ -123,6 +123,7 @@ def aupro_binned_error_bound(
     rs, w, gs, sizes = _gather(maps, masks)
     c = cumulate(rs, gs, pos_weights=w, bins=required_bins(bins))
     curve = _curve(c, sizes.size)
+    assert c.single_valued is not None  # set in binned mode
     x0, x1 = curve.fpr[:-1], curve.fpr[1:]
     # the segment into a bin holding one distinct score is exact (the final (1, 1) is too)
     dy = np.diff(curve.pro) * np.concatenate((~c.single_valued, [False]))

@@ -86,6 +86,7 @@ def binned_error_bound(scores: Any, labels: Any, bins: int) -> dict[str, float]:
     scores and ``bins`` (the bounds documented there), so a caller can pick ``bins``.
     Bins holding a single distinct score add nothing: their binned point is exact."""
     c = _counts(scores, labels, required_bins(bins))
+    assert c.single_valued is not None  # set in binned mode
     mixed = ~c.single_valued
     p_b = np.diff(np.concatenate(([0.0], c.pos))) * mixed
     n_b = np.diff(np.concatenate(([0.0], c.neg))) * mixed

@@ -53,7 +53,7 @@ def _peak_rss_mb() -> float:
 def _save_maps(path: Path, **arrays: np.ndarray) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.tmp.npz")
-    np.savez_compressed(tmp, **arrays)
+    np.savez_compressed(tmp, **arrays)  # type: ignore[arg-type]  # names, never allow_pickle
     os.replace(tmp, path)
 
 

@@ -18,6 +18,7 @@ import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -100,6 +101,7 @@ def run_fewshot_benchmark(data: Path, out: Path, shots: Sequence[int] = (1, 2, 4
               "patchcore": {"levels": list(prof.pc_levels), "coreset": 1.0, "max_bank": prof.pc_max_bank,
                             "sigma": prof.pc_sigma, "projection": prof.pc_projection}}
     path = out / FEWSHOT_JSON
+    doc: dict[str, Any]
     doc = {"category": ds.category, "data": str(data.resolve()), "profile": prof.name, "config": config,
            "created": datetime.now(UTC).isoformat(timespec="seconds"), "version": __version__,
            "rows": {}}
@@ -130,6 +132,7 @@ def run_fewshot_benchmark(data: Path, out: Path, shots: Sequence[int] = (1, 2, 4
         pc = PatchCore(prof.pc_levels, 1.0, prof.pc_projection, prof.pc_sigma, s, prof.device,
                        max_bank=prof.pc_max_bank, candidates=prof.pc_candidates)
         pc.fit(train, progress=False)
+        assert pc.bank is not None  # set by fit()
         if not test:
             test.append(TestSet.load(split, prof.size, progress))
         maps = pc.predict(test[0].images, progress=False)
@@ -150,7 +153,7 @@ def format_fewshot_table(doc: dict) -> str:
     """Plain-text table: shots x generated goods -> mean (std) over seeds, in %."""
     def cell(e: dict, key: str) -> str:
         m, s = e.get(key), e.get(f"{key}_std")
-        return f"{'-':>13}" if m is None else f"{100 * m:7.1f} ({100 * s:3.1f})"
+        return f"{'-':>13}" if m is None or s is None else f"{100 * m:7.1f} ({100 * s:3.1f})"  # both or neither
 
     head = f"{'shots':>5}{'generated':>10}{'seeds':>6}" + "".join(
         f"{h:>13}" for h in ("image AUROC", "pixel AUROC", "pixel AP", "AUPRO"))

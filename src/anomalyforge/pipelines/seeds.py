@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -46,7 +47,7 @@ def seed_dir(out: Path, seed: int) -> Path:
 
 
 def _value(entry: dict, path: tuple[str, ...]) -> float | None:
-    v = entry
+    v: Any = entry
     for k in path:
         if not isinstance(v, dict) or v.get(k) is None:
             return None

@@ -37,7 +37,7 @@ from tqdm import tqdm
 
 from anomalyforge.data.io import read_image
 from anomalyforge.errors import ConfigError, DataError
-from anomalyforge.features.backbone import BackboneSpec, frozen_extractor, to_tensor
+from anomalyforge.features.backbone import BackboneSpec, FeatureExtractor, frozen_extractor, to_tensor
 
 
 @dataclass
@@ -90,7 +90,7 @@ class _Discriminator(nn.Module):
 
 
 @lru_cache(maxsize=4)
-def _shared_extractor(name: str, weights: str | None, levels: tuple[int, ...], device: str) -> nn.Module:
+def _shared_extractor(name: str, weights: str | None, levels: tuple[int, ...], device: str) -> FeatureExtractor:
     """Frozen extractors are read-only, so one per (backbone, weights, levels, device) is shared."""
 
     return frozen_extractor(BackboneSpec(name, weights, levels), device)
@@ -99,7 +99,7 @@ def _shared_extractor(name: str, weights: str | None, levels: tuple[int, ...], d
 class ARSScorer:
     """Feature extractor + adaptor + discriminator. `fit` on good images, then `anomaly_maps`/`score`."""
 
-    def __init__(self, config: ARSConfig | None = None, extractor: nn.Module | None = None,
+    def __init__(self, config: ARSConfig | None = None, extractor: FeatureExtractor | None = None,
                  device: str | torch.device = "cpu") -> None:
         self.config = config or ARSConfig()
         self.device = torch.device(device)
@@ -232,7 +232,7 @@ class ARSScorer:
 
     @classmethod
     def load(cls, folder: str | Path, device: str | torch.device = "cpu",
-             extractor: nn.Module | None = None) -> ARSScorer:
+             extractor: FeatureExtractor | None = None) -> ARSScorer:
         """Restore a scorer saved by `save`."""
         folder = Path(folder)
         try:
@@ -270,7 +270,7 @@ def training_subset(items: Sequence, max_items: int) -> list:
 
 
 def train_or_load(good_paths: Sequence[str | Path], cache: str | Path | None, config: ARSConfig | None = None,
-                  seed: int = 0, progress: bool = True, extractor: nn.Module | None = None) -> ARSScorer:
+                  seed: int = 0, progress: bool = True, extractor: FeatureExtractor | None = None) -> ARSScorer:
     """A discriminator for these good images: loaded from `cache` when its fingerprint matches,
     else trained (on at most `max_images` of them) and saved there."""
 

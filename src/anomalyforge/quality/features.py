@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -23,6 +24,9 @@ from skimage.feature import local_binary_pattern
 
 from anomalyforge.errors import ConfigError
 from anomalyforge.features.backbone import BackboneSpec, frozen_extractor, to_tensor
+
+if TYPE_CHECKING:
+    from torchvision.models import VisionTransformer  # torchvision is untyped: Any to mypy
 
 # An extractor maps a float tensor (N, 3, H, W) in [0, 1] to a list of feature maps (N, C, h, w).
 MapExtractor = Callable[[torch.Tensor], Sequence[torch.Tensor]]
@@ -52,7 +56,10 @@ class ViTExtractor(torch.nn.Module):
     Images are resized to the model's input size; g = image_size / patch_size (14 for ViT-B/16).
     """
 
-    def __init__(self, net: torch.nn.Module, blocks: tuple[int, ...] = (5, 8, 11)) -> None:
+    mean: torch.Tensor  # buffers registered in __init__
+    std: torch.Tensor
+
+    def __init__(self, net: VisionTransformer, blocks: tuple[int, ...] = (5, 8, 11)) -> None:
         super().__init__()
         self.net = net.eval()
         self.blocks = blocks
@@ -125,7 +132,8 @@ def deep_features(images: Sequence[np.ndarray], masks: Sequence[np.ndarray], ext
         m = torch.from_numpy(np.stack(masks[i:i + batch_size]).astype(np.float32) / 255.0)[:, None].to(dev)
         pooled = []
         for fmap in extractor(x):
-            w = F.adaptive_avg_pool2d(m, fmap.shape[-2:])  # fraction of each cell inside the mask
+            # fraction of each cell inside the mask (the stub wants a 2-tuple; a torch.Size works)
+            w = F.adaptive_avg_pool2d(m, fmap.shape[-2:])  # type: ignore[arg-type]
             w = w / w.sum(dim=(2, 3), keepdim=True).clamp_min(1e-8)
             pooled.append((fmap.float() * w).sum(dim=(2, 3)))
         out.append(torch.cat(pooled, dim=1).cpu().numpy())

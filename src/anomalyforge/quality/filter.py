@@ -167,6 +167,7 @@ def filter_run(run: str | Path, keep: int | None = None, keep_ratio: float | Non
     for i in tqdm(range(0, len(records) if rescore else 0, batch_size), desc="ARS scoring",
                   disable=not progress):
         chunk = records[i:i + batch_size]
+        assert scorer is not None  # the loop only runs when rescore
         imgs = [read_image(run / r["image"], cfg.size) for r in chunk]
         masks = [read_mask(run / r["mask"], cfg.size) for r in chunk]
         for r, s in zip(chunk, scorer.score(imgs, masks), strict=False):

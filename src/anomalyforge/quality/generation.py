@@ -22,10 +22,11 @@ import contextlib
 import io
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -50,6 +51,9 @@ from anomalyforge.formats.manifest import MANIFEST, open_run
 from anomalyforge.formats.quality import QUALITY_JSON, QualityScores
 from anomalyforge.formats.run import RUN_JSON, verified_split
 from anomalyforge.metrics.generation import inception_score, intra_cluster_distance, nearest_reference
+
+if TYPE_CHECKING:
+    import lpips  # untyped: Any to mypy
 
 CLASSIFIERS = {"efficientnet-lite0": 224, "efficientnet-lite1": 240, "efficientnet-lite2": 260,
                "inception_v3": 299}
@@ -141,7 +145,7 @@ class PerceptualEmbedding(nn.Module):
         super().__init__()
         if name not in LPIPS_NETS:
             raise ConfigError(f"lpips {name!r}: expected one of {', '.join(LPIPS_NETS)}")
-        self.lpips_model: nn.Module | None = None
+        self.lpips_model: lpips.LPIPS | None = None
         if name.startswith("efficientnet-lite"):
 
             self.features = FeatureExtractor(BackboneSpec(name, weights, levels=(1, 2, 3, 4)))
@@ -169,7 +173,7 @@ class PerceptualEmbedding(nn.Module):
         return torch.cat(out, 1)
 
 
-def _lpips_package_model(name: str, weights: str | None) -> nn.Module:
+def _lpips_package_model(name: str, weights: str | None) -> lpips.LPIPS:
     try:
         import lpips  # lazy: lpips is heavy to import
     except ModuleNotFoundError:
@@ -205,7 +209,7 @@ def _embed(model: nn.Module, paths: Sequence[Path], size: int | None, batch: int
     return torch.cat(outs)
 
 
-def generation_quality(generated: dict[str, Sequence[Path]], references: dict[str, Sequence[Path]],
+def generation_quality(generated: Mapping[str, Sequence[Path]], references: Mapping[str, Sequence[Path]],
                        config: QualityConfig | None = None, progress: bool = True,
                        cache_bytes: int = 1 << 30) -> dict:
     """IS and IC-LPIPS of generated images per defect type (see module doc).

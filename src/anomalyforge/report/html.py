@@ -148,7 +148,7 @@ def split_rows(split: dict) -> list[dict]:
 
 def published_table(res: dict) -> dict:
     """Published rows for this dataset/category next to this benchmark's same metrics."""
-    cfg = res.get("config") if isinstance(res.get("config"), dict) else {}
+    cfg = c if isinstance(c := res.get("config"), dict) else {}
     hints = [cfg.get("data_format"), cfg.get("format"), res.get("data_format"), res.get("data"), cfg.get("data")]
     key, rows = published_for(str(res.get("category", "")), *[h for h in hints if isinstance(h, str)])
     pub = [{"method": r["method"], "setting": r.get("setting", ""), "source": r.get("source", ""),
@@ -404,7 +404,7 @@ def build_context(bench_dir: Path, progress: bool = False) -> dict:
     bench_dir = Path(bench_dir)
     res = load_results(bench_dir)
     methods: dict[str, dict] = res["methods"]
-    split = res.get("split") if isinstance(res.get("split"), dict) else {}
+    split = s if isinstance(s := res.get("split"), dict) else {}
     images = _Images()
     curves: dict[str, dict] = {}
     sections = [method_section(bench_dir, name, m, split, images, curves)

@@ -273,9 +273,10 @@ class AnomalyDiffusion(Generator):
     def _texture(self) -> bool:
         """Whether the category is a texture (every good image's foreground is the whole frame)."""
         if getattr(self, "_is_texture", None) is None:
+            assert self.data is not None
             goods = [self.data.image(g) for g in self.data.good[:8]]
             self._is_texture = bool(category_foregrounds(goods)[1]) if goods else False
-        return self._is_texture
+        return bool(self._is_texture)
 
     def _reweight_on(self) -> bool:
         mode = self.config.reweight
@@ -353,10 +354,12 @@ class AnomalyDiffusion(Generator):
         self._save(Path(state_dir))
 
     def _collect_masks(self) -> None:
+        assert self.data is not None  # set by fit()/load() before this is called
         self.few_shot_masks = {t: [self._resized(self.data.mask(s), mask=True) for s in self.data.defects[t]]
                                for t in self.types}
 
     def _save(self, state_dir: Path) -> None:
+        assert self.data is not None  # set by fit()/load() before this is called
 
         state_dir.mkdir(parents=True, exist_ok=True)
         self.bank.save(state_dir / EMB_FILE)

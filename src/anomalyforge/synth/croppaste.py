@@ -147,6 +147,7 @@ class CropPaste(ModelFreeGenerator):
         if defect_type not in self._usable:
             raise ConfigError(f"unknown defect type {defect_type!r}; known: {', '.join(sorted(self._usable))}")
         k = self._usable[defect_type][int(rng.integers(len(self._usable[defect_type])))]
+        assert self.data is not None  # only called from generate(), which checked it
         sample = self.data.defects[defect_type][k]
         d_img, d_mask = self.data.image(sample), self.data.mask(sample)
         if cfg.mask_variation:
@@ -175,7 +176,7 @@ class CropPaste(ModelFreeGenerator):
         if cfg.colour_match:
             dst_ring = _ring(p_box, ring_px) & (fg[box] > 0)
             w_box = match_lab_stats(w_box, d_img[src_ring], t_box[dst_ring])
-        alpha = p_box.astype(np.float32) / 255.0
+        alpha: np.ndarray = p_box.astype(np.float32) / 255.0
         if r:
             alpha = cv2.dilate(alpha, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))
         if sigma > 0:

@@ -44,7 +44,7 @@ from collections.abc import Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import cv2
 import numpy as np
@@ -194,6 +194,7 @@ class DualAnoDiff(Generator):
         """Object masks of the good training images (computed once) and their pixel-wise majority;
         the majority is None on a texture category (every mask is the whole frame)."""
         if self._good_object_masks is None:
+            assert self.data is not None  # set by fit()/load() before this is called
 
             if not self.data.good:
                 raise ConfigError(f"{self.data.category}: background compensation needs good training images; "
@@ -219,6 +220,7 @@ class DualAnoDiff(Generator):
         """BCM input for a generated pair: the background of a good training image drawn by its seed."""
 
         masks, _ = self._good_objects()
+        assert self.data is not None  # only called from generate(), which checked it
         k = int(numpy_rng(seed, Stream.BACKGROUND).integers(len(self.data.good)))
         return str(self.data.good[k].image), background_image(self.data.image(self.data.good[k]), masks[k])
 
@@ -304,6 +306,7 @@ class DualAnoDiff(Generator):
             self._use(None)
 
     def _save(self, state_dir: Path) -> None:
+        assert self.data is not None  # set by fit()/load() before this is called
 
         state_dir.mkdir(parents=True, exist_ok=True)
         files = {}
@@ -332,7 +335,8 @@ class DualAnoDiff(Generator):
         self.data = data
         self._progress = self.config.progress and bool(data.extra.get("progress", True))
         self.types = list(meta["defect_types"])
-        self.backgrounds = {t: tuple(int(x) for x in v) for t, v in meta["backgrounds"].items()}
+        self.backgrounds = {t: cast(tuple[int, int, int], tuple(int(x) for x in v))
+                            for t, v in meta["backgrounds"].items()}
         self._good_object_masks = None
         for t in self.types:
             path = state_dir / meta["adapter_files"][t]
@@ -419,6 +423,7 @@ class DualAnoDiff(Generator):
             return from_model_images(ldm.decode_latents(whole)), from_model_images(ldm.decode_latents(part))
 
     def _to_size(self, image: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        assert self.data is not None  # only called from generate(), which checked it
         size = self.data.size
         if size == image.shape[0]:
             return image, mask

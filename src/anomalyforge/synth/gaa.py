@@ -31,6 +31,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import cast
 
 import cv2
 import numpy as np
@@ -40,10 +41,12 @@ from anomalyforge.errors import ConfigError
 from anomalyforge.formats.manifest import base_type
 from anomalyforge.masks.enhance import enhance_mask
 from anomalyforge.masks.foreground import foreground_mask
-from anomalyforge.masks.placement import NoPlacement, combine_masks, place_mask
+from anomalyforge.masks.placement import Mode, NoPlacement, combine_masks, place_mask
 from anomalyforge.masks.regions import (
     BACKGROUND,
     RegionConfig,
+    RegionMap,
+    RegionModel,
     load_user_regions,
     logical_mask,
     model_from_masks,
@@ -100,8 +103,8 @@ class GAA(AnomalyDiffusion):
         super().__init__(config)
         self.clusters: dict[str, list[dict]] = {}
         self.logical: dict[str, list[str]] = {}  # logical type -> region names its masks cover
-        self._region_model = None
-        self._region_cache: dict[str, object] = {}
+        self._region_model: RegionModel | None = None
+        self._region_cache: dict[str, RegionMap] = {}
         self._fg_cache: dict[str, np.ndarray] = {}
         self.original: FitData | None = None
 
@@ -119,7 +122,7 @@ class GAA(AnomalyDiffusion):
             c.mask_source = ok
 
     # ---- regions -------------------------------------------------------------------------------
-    def _regions(self, data: FitData):
+    def _regions(self, data: FitData) -> RegionModel:
         """The reference region model: the first user-annotated good image, else the first good image
         segmented automatically (deterministic, so `load` rebuilds the same regions)."""
 
@@ -139,7 +142,7 @@ class GAA(AnomalyDiffusion):
             self._region_model = segment_reference(data.image(data.good[0]), cfg, seed=self.config.seed)
         return self._region_model
 
-    def _region_map(self, data: FitData, sample) -> object:
+    def _region_map(self, data: FitData, sample) -> RegionMap:
 
         key = str(sample.image)
         if key not in self._region_cache:
@@ -224,12 +227,14 @@ class GAA(AnomalyDiffusion):
     # ---- masks ---------------------------------------------------------------------------------
     def _good_index(self, seed: int) -> int:
         # the same draw AnomalyDiffusion.generate uses to pick the good image of a seed
+        assert self.data is not None  # only called from generate(), which checked it
         return int(numpy_rng(seed, Stream.GOOD_IMAGE).integers(len(self.data.good)))
 
     def _foreground(self, sample) -> np.ndarray:
 
         key = str(sample.image)
         if key not in self._fg_cache:
+            assert self.data is not None  # only called from generate(), which checked it
             self._fg_cache[key] = foreground_mask(self.data.image(sample))
         return self._fg_cache[key]
 
@@ -238,6 +243,7 @@ class GAA(AnomalyDiffusion):
         reshaped and placed inside the foreground for local ones."""
 
         c, data = self.config, self.data
+        assert data is not None  # only called from generate(), which checked self.data
         base = base_type(defect_type)
         few = self.few_shot_masks[defect_type]
         mean_area = float(np.mean([(m > 0).sum() for m in few]))
@@ -259,7 +265,8 @@ class GAA(AnomalyDiffusion):
 
                 new = reshaped()
                 fg = cv2.resize(self._foreground(good), (self.res, self.res), interpolation=cv2.INTER_NEAREST)
-                mode = c.place_mode if c.place_mode != "random" else ("inside", "edge")[int(rng.integers(2))]
+                mode = cast(Mode, c.place_mode if c.place_mode != "random"
+                            else ("inside", "edge")[int(rng.integers(2))])
                 kw = {"rotation": c.place_rotation, "scale": tuple(c.place_scale), "flip": True}
                 try:
                     if base in tuple(c.combined_types):

@@ -164,6 +164,7 @@ class ModelFreeGenerator(Generator):
     def _finalize(self, d: Draft) -> tuple[np.ndarray, np.ndarray]:
         """Make the mask cover exactly the changed pixels, or raise Reject."""
         cfg = self.config
+        assert self.data is not None  # generate() checked it
         src = self.data.image(self.data.good[d.source_index])
         img = d.image
         prop = d.mask > 0
@@ -214,9 +215,11 @@ class ModelFreeGenerator(Generator):
 
     # ---- helpers for subclasses ----------------------------------------------------------------
     def _pick_good(self, rng: np.random.Generator) -> tuple[int, np.ndarray, np.ndarray]:
+        assert self.data is not None  # only called from generate(), which checked it
         i = int(rng.integers(len(self.data.good)))
         return i, self.data.image(self.data.good[i]), self.fg[i]
 
     def _px(self, v: float) -> float:
         """A length given at 256 px, at this run's size."""
+        assert self.data is not None  # only called from generate(), which checked it
         return v * self.data.size / 256.0

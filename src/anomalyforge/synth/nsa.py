@@ -58,6 +58,7 @@ class NSA(ModelFreeGenerator):
         cfg = self.config
         i, img, fg = self._pick_good(rng)
         h, w = img.shape[:2]
+        assert self.data is not None  # only called from generate(), which checked it
         n = len(self.data.good)
         j = int(rng.integers(n - 1)) if n > 1 else 0
         j = j + 1 if n > 1 and j >= i else j

@@ -90,6 +90,7 @@ class Perlin(ModelFreeGenerator):
 
     def _texture(self, k: int) -> np.ndarray:
         """Texture image k at the data size, cached per generator and per texture list."""
+        assert self.data is not None  # only called from generate(), which checked it
         key = (str(self._textures[k]), self.data.size)
         cache: dict = self.__dict__.setdefault("_texture_cache", {})
         if key not in cache:
@@ -99,6 +100,8 @@ class Perlin(ModelFreeGenerator):
         return cache[key]
 
     def _source(self, i: int, rng: np.random.Generator) -> tuple[np.ndarray, dict]:
+        assert self.data is not None  # only called from generate(), which checked it
+        info: dict
         if self._textures:
             k = int(rng.integers(len(self._textures)))
             a, info = self._texture(k), {"texture": str(self._textures[k])}
@@ -126,7 +129,7 @@ class Perlin(ModelFreeGenerator):
         h, w = img.shape[:2]
         sx = 2 ** int(rng.integers(*cfg.perlin_scale))
         sy = 2 ** int(rng.integers(*cfg.perlin_scale))
-        noise = perlin_noise((h, w), (sy, sx), rng).astype(np.float32)
+        noise: np.ndarray = perlin_noise((h, w), (sy, sx), rng).astype(np.float32)
         ang = float(rng.uniform(-cfg.rotation, cfg.rotation))
         rot = cv2.getRotationMatrix2D((w / 2, h / 2), ang, 1.0)
         noise = cv2.warpAffine(noise, rot, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
