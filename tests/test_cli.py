@@ -106,3 +106,17 @@ def test_quiet_keeps_results_and_drops_notes(tmp_path, capsys, monkeypatch):
     assert main(["-q", "cluster", "--data", str(tmp_path), "--no-progress"]) == 0
     out, err = capsys.readouterr()
     assert "RESULT TABLE" in out and "note:" not in err
+
+
+def test_input_layout_is_layout_everywhere_and_format_is_a_deprecated_alias(tmp_path, capsys):
+    data = _tiny_mvtec(tmp_path / "cat")
+    assert main(["info", "--data", str(data), "--layout", "mvtec", "--no-verify"]) == 0
+    out, err = capsys.readouterr()
+    assert "[mvtec]" in out and "deprecated" not in err
+    assert main(["info", str(data), "--format", "folder", "--no-verify"]) == 0  # the old spelling still works
+    out, err = capsys.readouterr()
+    assert "[folder]" in out and "warning: --format for the input layout is deprecated; use --layout" in err
+    assert main(["info"]) == 2 and "as PATH or as --data PATH" in capsys.readouterr().err
+    assert main(["info", str(data), "--data", str(data)]) == 2
+    for cmd in ("generate", "benchmark", "cluster", "fewshot"):
+        assert "--layout LAYOUT" in help_text(capsys, cmd), cmd

@@ -43,13 +43,30 @@ from anomalyforge.synth.run import generate_run
 log = logging.getLogger("anomalyforge.cli")
 
 
+class _DeprecatedAlias(argparse.Action):
+    """Stores the value; when given under its old spelling, says once on stderr what replaces it."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        if option_string in ("--format",):
+            print(f"warning: {option_string} for the input layout is deprecated; use --layout", file=sys.stderr)
+        setattr(namespace, self.dest, values)
+
+
+def _layout_arg(p: argparse.ArgumentParser) -> None:
+    """--layout (input dataset layout); --format is its deprecated old spelling (--format now means
+    an output format, as in `export`)."""
+    p.add_argument("--layout", "--format", dest="data_format", default=None, action=_DeprecatedAlias,
+                   metavar="LAYOUT",
+                   help="force the input layout (mvtec, mvtec_loco, mvtec3d, visa, btad, magnetic_tile, folder); "
+                        "--format is the deprecated old spelling")
+
+
 def _data_args(p: argparse.ArgumentParser, required: bool = True) -> None:
-    """Options every data-reading command shares: PATH, --category, --format."""
+    """Options every data-reading command shares: --data PATH, --category, --layout."""
     p.add_argument("--data", type=Path, required=required,
                    help="dataset root or one category's folder")
     p.add_argument("--category", default=None, help="category to use when --data holds several")
-    p.add_argument("--format", dest="data_format", default=None,
-                   help="force the layout (mvtec, mvtec_loco, mvtec3d, visa, btad, magnetic_tile, folder)")
+    _layout_arg(p)
 
 
 def _parse_params(items: Sequence[str] | None, flag: str = "--param") -> dict:
@@ -69,10 +86,11 @@ def _parse_params(items: Sequence[str] | None, flag: str = "--param") -> dict:
 # ---- info (foundation) -------------------------------------------------------------------------
 def _add_info(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("info", help="counts per split and defect type, few-shot split sizes, data warnings")
-    p.add_argument("path", type=Path, help="dataset root or one category's folder")
+    p.add_argument("path", type=Path, nargs="?", default=None,
+                   help="dataset root or one category's folder (or --data PATH, as in the other commands)")
+    p.add_argument("--data", type=Path, default=None, dest="data", help="the same as PATH")
     p.add_argument("--category", default=None, help="category to use when PATH holds several")
-    p.add_argument("--format", dest="data_format", default=None,
-                   help="force the layout (mvtec, mvtec_loco, mvtec3d, visa, btad, magnetic_tile, folder)")
+    _layout_arg(p)
     p.add_argument("--ratio", type=float, default=1 / 3, help="few-shot training fraction per defect type")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--holdout", type=float, default=0.2,
@@ -87,7 +105,10 @@ def _add_info(sub: argparse._SubParsersAction) -> None:
 
 def _run_info(args: argparse.Namespace) -> int:
 
-    infos = dataset_info(args.path, category=args.category, data_format=args.data_format, ratio=args.ratio,
+    if (args.path is None) == (args.data is None):
+        raise AnomalyForgeError("info: give the dataset once, as PATH or as --data PATH")
+    infos = dataset_info(args.path or args.data, category=args.category, data_format=args.data_format,
+                         ratio=args.ratio,
                          verify=args.verify, progress=args.progress, holdout=args.holdout, seed=args.seed,
                          mask_threshold=args.mask_threshold)
     if args.json:
