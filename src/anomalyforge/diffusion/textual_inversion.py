@@ -18,9 +18,10 @@ from pathlib import Path
 import numpy as np
 import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
+from safetensors.torch import save as safetensors_bytes
 from torch import nn
 
+from anomalyforge.atomic import write_bytes_atomic
 from anomalyforge.errors import ConfigError
 
 
@@ -107,7 +108,7 @@ class TokenBank(nn.Module):
 
 
         tensors = {g: self.group(g).detach().float().cpu().contiguous() for g in self.groups}
-        save_file(tensors, str(path), metadata={"token_names": json.dumps(self.token_names)})
+        write_bytes_atomic(path, safetensors_bytes(tensors, metadata={"token_names": json.dumps(self.token_names)}))
 
     @classmethod
     def load(cls, path: str | Path) -> TokenBank:

@@ -11,7 +11,6 @@ atomically after each method, so an interrupted benchmark resumes by skipping fi
 
 from __future__ import annotations
 
-import os
 import resource
 import time
 from datetime import UTC, datetime
@@ -21,7 +20,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from anomalyforge import __version__
-from anomalyforge.atomic import check_output_dir, first_missing, remove_created
+from anomalyforge.atomic import check_output_dir, first_missing, remove_created, write_with
 from anomalyforge.data import few_shot_split, fit_data, load_dataset
 from anomalyforge.data.scan import verify_samples
 from anomalyforge.errors import ConfigError, DataError
@@ -51,10 +50,7 @@ def _peak_rss_mb() -> float:
 
 
 def _save_maps(path: Path, **arrays: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp.npz")
-    np.savez_compressed(tmp, **arrays)  # type: ignore[arg-type]  # names, never allow_pickle
-    os.replace(tmp, path)
+    write_with(path, lambda fh: np.savez_compressed(fh, **arrays))  # type: ignore[arg-type]  # never allow_pickle
 
 
 def check_methods(methods: list[str]) -> list[str]:

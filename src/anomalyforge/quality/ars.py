@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 from functools import lru_cache
@@ -35,6 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from anomalyforge.atomic import write_json_atomic, write_with
 from anomalyforge.data.io import read_image
 from anomalyforge.errors import ConfigError, DataError
 from anomalyforge.features.backbone import BackboneSpec, FeatureExtractor, frozen_extractor, to_tensor
@@ -220,15 +220,12 @@ class ARSScorer:
         """Weights (state.pt) and config (config.json) written atomically into `folder`."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / ".state.pt.tmp"
-        torch.save({"adaptor": self.adaptor.state_dict(), "discriminator": self.discriminator.state_dict(),
-                    "mean": self.mean.cpu(), "std": self.std.cpu()}, tmp)
-        os.replace(tmp, folder / "state.pt")
+        state = {"adaptor": self.adaptor.state_dict(), "discriminator": self.discriminator.state_dict(),
+                 "mean": self.mean.cpu(), "std": self.std.cpu()}
+        write_with(folder / "state.pt", lambda fh: torch.save(state, fh))
         meta = {"config": asdict(self.config), "fingerprint": fingerprint,
                 "final_loss": self.history[-1] if self.history else None}
-        tmpj = folder / ".config.json.tmp"
-        tmpj.write_text(json.dumps(meta, indent=2))
-        os.replace(tmpj, folder / "config.json")
+        write_json_atomic(folder / "config.json", meta)
 
     @classmethod
     def load(cls, folder: str | Path, device: str | torch.device = "cpu",

@@ -25,7 +25,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -37,7 +36,7 @@ from sklearn.cluster import KMeans
 from sklearn.metrics import calinski_harabasz_score, davies_bouldin_score
 from tqdm import tqdm
 
-from anomalyforge.atomic import check_output_dir, write_png_atomic
+from anomalyforge.atomic import check_output_dir, write_json_atomic, write_png_atomic
 from anomalyforge.data import few_shot_split, load_dataset
 from anomalyforge.data.fitdata import FitData
 from anomalyforge.data.types import FewShotSplit, Sample
@@ -234,11 +233,6 @@ def contact_sheet(data: FitData, samples: Sequence[Sample], columns: int = 6, ti
     return np.vstack(rows)
 
 
-def _write_json_atomic(path: Path, obj: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2))
-    os.replace(tmp, path)
 
 
 def write_clusters(out: Path, data: FitData, clusters: dict, details: dict, config: ClusterConfig,
@@ -251,7 +245,7 @@ def write_clusters(out: Path, data: FitData, clusters: dict, details: dict, conf
     doc = {"category": data.category, "seed": seed, "config": asdict(config), "source": source or {},
            "clusters": clusters, "details": details}
     path = out / "clusters.json"
-    _write_json_atomic(path, doc)
+    write_json_atomic(path, doc)
     return path
 
 

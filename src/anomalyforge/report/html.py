@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from tqdm import tqdm
 
 from anomalyforge import __version__
+from anomalyforge.atomic import write_text_atomic
 from anomalyforge.data.io import read_image, read_mask
 from anomalyforge.errors import AnomalyForgeError, ConfigError, DataError
 from anomalyforge.report import figures
@@ -441,13 +441,7 @@ def write_report(bench_dir: Path, out: Path | None = None, *, progress: bool = F
     ctx = build_context(bench_dir, progress=progress)
     text = _environment().get_template("report.html.j2").render(**ctx)
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(f".{out.name}.tmp")
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, out)
+        write_text_atomic(out, text)
     except OSError as exc:
         raise DataError(out, f"cannot write the report ({exc.strerror or exc})") from None
     return out

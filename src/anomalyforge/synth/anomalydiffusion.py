@@ -44,8 +44,10 @@ from typing import Any
 import cv2
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+from safetensors.torch import save as safetensors_bytes
 
+from anomalyforge.atomic import write_bytes_atomic
 from anomalyforge.data.fitdata import FitData
 from anomalyforge.diffusion.attention import (
     AttentionController,
@@ -363,8 +365,8 @@ class AnomalyDiffusion(Generator):
 
         state_dir.mkdir(parents=True, exist_ok=True)
         self.bank.save(state_dir / EMB_FILE)
-        save_file({k: v.detach().float().cpu().contiguous() for k, v in self.spatial.state_dict().items()},
-                  str(state_dir / ENC_FILE))
+        weights = {k: v.detach().float().cpu().contiguous() for k, v in self.spatial.state_dict().items()}
+        write_bytes_atomic(state_dir / ENC_FILE, safetensors_bytes(weights))
         meta = {"method": self.name, "category": self.data.category, "defect_types": self.types,
                 "token_names": self.token_names, "text_dim": self.ldm.text_dim,
                 "config": dataclasses.asdict(self.config),

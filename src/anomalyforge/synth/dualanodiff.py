@@ -49,8 +49,10 @@ from typing import Any, cast
 import cv2
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+from safetensors.torch import save as safetensors_bytes
 
+from anomalyforge.atomic import write_bytes_atomic
 from anomalyforge.data.fitdata import FitData
 from anomalyforge.diffusion.augment import flip_pair, to_resolution
 from anomalyforge.diffusion.background_compensation import BackgroundReference
@@ -312,10 +314,8 @@ class DualAnoDiff(Generator):
         files = {}
         for i, t in enumerate(self.types):
             files[t] = f"adapters-{i}.safetensors"
-            tmp = state_dir / f".{files[t]}.tmp"
-            save_file({k: v.detach().float().cpu().contiguous() for k, v in self.adapters[t].state_dict().items()},
-                      str(tmp))
-            tmp.replace(state_dir / files[t])
+            weights = {k: v.detach().float().cpu().contiguous() for k, v in self.adapters[t].state_dict().items()}
+            write_bytes_atomic(state_dir / files[t], safetensors_bytes(weights))
         meta = {"method": self.name, "category": self.data.category, "defect_types": self.types,
                 "adapter_files": files, "backgrounds": {t: list(v) for t, v in self.backgrounds.items()},
                 "config": dataclasses.asdict(self.config),

@@ -13,14 +13,13 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from anomalyforge.atomic import write_json_atomic
 from anomalyforge.errors import ConfigError
 
 
 def write_state_meta(path: Path, meta: dict[str, Any]) -> None:
     """Write `meta` as JSON to `path` via a temporary file and a rename."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(meta, indent=2), encoding="utf-8")
-    tmp.replace(path)
+    write_json_atomic(path, meta)
 
 
 def read_state_meta(path: Path, method: str, category: str, config: Any, must_match: Iterable[str]) -> dict:
