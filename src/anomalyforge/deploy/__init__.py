@@ -1,0 +1,1 @@
+"""anomalyforge.deploy: placeholder (filled in below)."""
