@@ -123,7 +123,7 @@ def predict_images(model: Runnable, paths: Sequence[str | Path], out: str | Path
             if not skip_bad:
                 raise
             bad[str(f)] = _one_line(exc)
-    rows = {**{r.path: r for r in old if r.path in done}}
+    rows = dict(done)
     order = [str(f) for f in files]
     s, c = info.image_size, info.cls_size
     lo = (info.display_scale or {}).get("lo")
@@ -170,8 +170,8 @@ def predict_images(model: Runnable, paths: Sequence[str | Path], out: str | Path
             score = float(scores[j])
             dtype, prob = None, None
             if probs.shape[1]:
-                k = int(np.argmax(probs[j]))
-                dtype, prob = info.labels[k], float(probs[j, k])
+                best = int(np.argmax(probs[j]))
+                dtype, prob = info.labels[best], float(probs[j, best])
             rows[str(f)] = PredictionRow(
                 path=str(f), score=score, verdict="defect" if score > info.thresholds.image else "good",
                 image_threshold=info.thresholds.image, defect_type=dtype, type_prob=prob,

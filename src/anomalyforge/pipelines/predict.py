@@ -6,8 +6,9 @@ Both runtimes go through `deploy.predict_images`, so they write the same files a
 
 from __future__ import annotations
 
-import io
 import json
+import tempfile
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -61,13 +62,14 @@ def export_model(model: str | Path, out: str | Path, fmt: str = "onnx") -> Path:
     xc = torch.rand(2, 3, c, c, generator=torch.Generator().manual_seed(1))
     import onnx  # lazy: onnx is only needed to export
 
-    buf = io.BytesIO()
-    with torch.no_grad():
-        torch.onnx.export(graph, (x, xc), buf, input_names=["image", "cls_image"],
+    with tempfile.TemporaryDirectory(prefix="af_export_") as tmp, torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the tracer's notes on constant shapes: the model size is fixed
+        raw = Path(tmp) / "graph.onnx"
+        torch.onnx.export(graph, (x, xc), raw, input_names=["image", "cls_image"],
                           output_names=["score", "map", "probs"], opset_version=OPSET, dynamo=False,
                           dynamic_axes={"image": {0: "batch"}, "cls_image": {0: "batch"}, "score": {0: "batch"},
                                         "map": {0: "batch"}, "probs": {0: "batch"}})
-    proto = onnx.load_from_string(buf.getvalue())
+        proto = onnx.load(str(raw))
     entry = proto.metadata_props.add()
     entry.key, entry.value = METADATA_KEY, json.dumps(info.to_dict())
     write_bytes_atomic(out, proto.SerializeToString())
