@@ -25,6 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 DATASETS = Path(os.environ.get("ANOMALYFORGE_DATASETS", REPO.parent / "shared" / "datasets"))
 DATA_FIXTURES = frozenset({"datasets_root", "bottle_dir", "juice_dir", "mtile_dir"})
 _TRUE = {"1", "true", "yes", "on"}
+pytest_plugins = ["modelfixture"]  # the session's trained bottle model (train/predict and deploy tests)
 
 
 def pytest_addoption(parser):

@@ -28,7 +28,9 @@ from anomalyforge.formats.manifest import MANIFEST
 from anomalyforge.inspect.profiles import get_profile
 from anomalyforge.pipelines.benchmark import BASELINES, format_results_table, run_benchmark
 from anomalyforge.pipelines.fewshot import format_fewshot_table, run_fewshot_benchmark
+from anomalyforge.pipelines.predict import export_model, predict
 from anomalyforge.pipelines.seeds import format_seeds_table, run_benchmark_seeds
+from anomalyforge.pipelines.train import DEFAULT_FPR, train_model
 from anomalyforge.quality.ars import ARSConfig
 from anomalyforge.quality.cluster import ClusterConfig, cluster_category, format_clusters
 from anomalyforge.quality.filter import filter_run, format_summary
@@ -406,6 +408,77 @@ def _run_benchmark(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---- train / predict / export-model (a model on the line) ---------------------------------------
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train the inspection model a benchmark scores, on the training split, "
+                                     "and write it as a model folder")
+    _data_args(p)
+    p.add_argument("--method", required=True, help=f"synthesis method: {', '.join(available())}")
+    p.add_argument("--run", type=Path, default=None,
+                   help="use this generated run (made from the same split) instead of generating into OUT/run")
+    p.add_argument("--profile", default="cpu", help="smoke, cpu or paper")
+    p.add_argument("--seed", type=int, default=0, help="seed of generation and training")
+    p.add_argument("--n", type=int, default=None, help="generated pairs per defect type (default: profile's)")
+    p.add_argument("--fpr", type=float, default=DEFAULT_FPR,
+                   help="false-alarm rate on held-out good training images that sets the thresholds")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a profile setting (saved in model.json)")
+    p.add_argument("--out", type=Path, required=True, help="model folder to write (model.json, weights.safetensors)")
+    _add_progress(p)
+    p.set_defaults(func=_run_train)
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    profile = get_profile(args.profile, **_parse_params(args.set, "--set"))
+    info = train_model(args.data, args.out, args.method, category=args.category, run=args.run, profile=profile,
+                       seed=args.seed, n=args.n, fpr=args.fpr, data_format=args.data_format, progress=args.progress)
+    t = info.thresholds
+    print(f"{args.out}: {info.model} for {info.category} ({info.method}, profile {info.profile}); "
+          f"image threshold {t.image:.4g}, pixel threshold {t.pixel:.4g} at {100 * t.fpr:g} % false alarms "
+          f"on {t.n_images} held-out good training images")
+    return 0
+
+
+def _add_predict(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("predict", help="score, verdict, defect type, mask and heat map of each image "
+                                       "(a model folder, or an exported .onnx run without torch)")
+    p.add_argument("model", type=Path, help="model folder (anomalyforge train) or exported .onnx file")
+    p.add_argument("paths", nargs="+", help="image files, folders or glob patterns (any image size)")
+    p.add_argument("--out", type=Path, required=True,
+                   help="folder for predictions.csv / .jsonl, masks/ and overlays/ (re-running resumes)")
+    p.add_argument("--batch", type=int, default=8, help="images per model call")
+    p.add_argument("--skip-bad", action="store_true",
+                   help="an image that does not decode becomes an error row instead of stopping")
+    _add_progress(p)
+    p.set_defaults(func=_run_predict)
+
+
+def _run_predict(args: argparse.Namespace) -> int:
+    rows = predict(args.model, args.paths, args.out, batch=args.batch, skip_bad=args.skip_bad,
+                   progress=args.progress)
+    ok = [r for r in rows if r.status == "ok"]
+    n_def = sum(r.verdict == "defect" for r in ok)
+    print(f"{args.out}: {len(ok)} images predicted ({n_def} defect, {len(ok) - n_def} good), "
+          f"{len(rows) - len(ok)} errors; predictions.csv")
+    return 0
+
+
+def _add_export_model(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export-model", help="write a model folder as one ONNX file "
+                                            "(image -> score, map, type probabilities)")
+    p.add_argument("model", type=Path, help="model folder (anomalyforge train)")
+    p.add_argument("out", type=Path, help="the .onnx file to write")
+    p.add_argument("--format", dest="fmt", default="onnx", help="export format (onnx)")
+    p.set_defaults(func=_run_export_model)
+
+
+def _run_export_model(args: argparse.Namespace) -> int:
+    path = export_model(args.model, args.out, args.fmt)
+    print(f"{path}: exported ({path.stat().st_size / 1e6:.1f} MB); run it with "
+          f"`anomalyforge predict {path} IMAGES... --out DIR`")
+    return 0
+
+
 # ---- fewshot (unsupervised detection from K good images) ---------------------------------------
 def _int_list(text: str) -> list[int]:
     try:
@@ -461,7 +534,8 @@ def _run_fewshot(args: argparse.Namespace) -> int:
 
 _COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_info, _add_report, _add_generate, _add_preview, _add_export, _add_make_tiny_model, _add_cluster,
-    _add_filter, _add_quality, _add_benchmark, _add_fewshot]
+    _add_filter, _add_quality, _add_benchmark, _add_fewshot, _add_train, _add_predict,
+    _add_export_model]
 
 
 class _HelpFormatter(argparse.HelpFormatter):
@@ -568,7 +642,7 @@ def _output_path(args: argparse.Namespace) -> Path | None:
     out = getattr(args, "out", None) or getattr(args, "dir", None)
     if not isinstance(out, Path):
         return None
-    return out.parent if args.command in ("report", "preview") else out
+    return out.parent if args.command in ("report", "preview", "export-model") else out
 
 
 def main(argv: Sequence[str] | None = None) -> int:

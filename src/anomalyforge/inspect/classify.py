@@ -138,6 +138,17 @@ class DefectClassifier:
             out.extend(self.model(x).argmax(1).cpu().tolist())
         return [self.labels[k] for k in out]
 
+    @torch.no_grad()
+    def predict_proba(self, images: np.ndarray) -> np.ndarray:
+        """(N, S, S, 3) uint8 -> (N, len(labels)) float32 softmax probabilities (argmax = `predict`)."""
+        self.model.eval()
+        out = [np.zeros((0, len(self.labels)), np.float32)]
+        images = _resize(images, self.size)
+        for i in range(0, len(images), self.batch_size):
+            x = to_tensor(images[i:i + self.batch_size]).to(self.device)
+            out.append(torch.softmax(self.model(x).float(), 1).cpu().numpy())
+        return np.concatenate(out)
+
 
 def train_classifier(pairs: GeneratedPairs, profile: Profile, seed: int = 0, progress: bool = True,
                      weights: str | None = "imagenet", real: GeneratedPairs | None = None,

@@ -33,8 +33,9 @@ from anomalyforge.inspect.evaluate import TestSet, classification_metrics, local
 from anomalyforge.inspect.pairs import GeneratedPairs
 from anomalyforge.inspect.patchcore import PatchCore
 from anomalyforge.inspect.profiles import Profile, get_profile
-from anomalyforge.inspect.train import good_images, holdout_goods, train_localizer
+from anomalyforge.inspect.train import good_images, holdout_goods
 from anomalyforge.metrics import image_scores_from_maps
+from anomalyforge.pipelines.train import train_inspection
 from anomalyforge.quality.generation import QualityConfig, score_run
 from anomalyforge.report.figures import good_scale
 from anomalyforge.report.html import write_report
@@ -250,14 +251,10 @@ def _run_synthetic(data: Path, out: Path, method: str, category: str, data_forma
     quality_rel = f"methods/{method}/quality.json"
     generation = _generation_quality(run, out / quality_rel, prof, seed, progress) if prof.quality else None
     t1 = time.perf_counter()
-    # fused: holds the scale goods out itself (same draw); otherwise train without them
-    loc_model = train_localizer(fit if prof.fusion else train_fit, pairs, prof, seed=seed, progress=progress)
-    real, trained_on = None, "generated pairs"
-    if prof.cls_real_share > 0:
-        real = GeneratedPairs.from_fit_data(fit)
-        trained_on = f"generated pairs + real few-shot defects (real share {prof.cls_real_share:g})"
-    cls_model = (train_classifier(pairs, prof, seed=seed, progress=progress, real=real, real_share=prof.cls_real_share)
-                 if len(pairs.defect_types) > 1 else None)
+    # the delivered model's training (`anomalyforge train`): a fused localiser holds the scale goods
+    # out itself (same draw), any other trains without them
+    trained = train_inspection(fit, pairs, prof, seed, progress)
+    loc_model, cls_model, trained_on = trained.localizer, trained.classifier, trained.trained_on
     t2 = time.perf_counter()
     scale = _display_scale(loc_model.predict, scale_images(), progress)
 

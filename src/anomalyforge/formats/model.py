@@ -1,0 +1,166 @@
+"""A trained model folder: `MODEL/model.json` (everything needed to run and audit the model) and
+`MODEL/weights.safetensors` (every tensor: localiser, PatchCore bank and backbone, classifier).
+
+Schema of model.json (version 1):
+
+    schema_version  int      1
+    kind            str      "anomalyforge-model"
+    category, method  str    the category and the synthesis method the model was trained with
+    defect_types    [str]    the few-shot training split's defect types
+    labels          [str]    the classifier's output classes in order (empty: no classifier)
+    image_size      int      side the localiser runs at (images are resized to it)
+    cls_size        int|null side the classifier runs at
+    model           str      the localiser (e.g. "feature_head+patchcore")
+    fusion          object|null  {weight, sup_stats [mean, std], pc_stats [mean, std]} of a fused model
+    score_pool      int      image score = max of the score_pool x score_pool averaged map
+    profile         str      profile name; config: the profile's every setting; seed int; n int
+    backbone        object   {name, weights_file, sha256}: the pretrained weights' identity
+    split           object   {root, train_defects {type: [path]}, train_good [path], holdout_good [path],
+                             test_defects {type: n}, test_good n}: the few-shot split (paths relative to root)
+    run             str|null the generated run the model was trained on
+    thresholds      Thresholds  image and pixel decision thresholds and how they were chosen
+    display_scale   object|null heat-map scale {lo, hi} from held-out good training images
+    weights         WeightsRef  {file, sha256, n_tensors}
+    version, created  str
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from anomalyforge.atomic import write_bytes_atomic, write_json_atomic
+from anomalyforge.errors import DataError
+from anomalyforge.formats.schema import dump, parse, read_json
+
+MODEL_JSON = "model.json"
+WEIGHTS = "weights.safetensors"
+SCHEMA_VERSION = 1
+KIND = "anomalyforge-model"
+
+
+@dataclass
+class Thresholds:
+    """Decision thresholds chosen on held-out good TRAINING images (never the test split)."""
+
+    image: float  # verdict "defect" when the image score is > image
+    pixel: float  # mask pixel set when its map value is > pixel
+    fpr: float  # the stated false-alarm rate both were chosen for
+    n_images: int  # held-out good images they were chosen on
+    n_pixels: int
+    image_fpr: float  # share of those images / pixels above the threshold (achieved rate)
+    pixel_fpr: float
+    rule: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class WeightsRef:
+    file: str
+    sha256: str
+    n_tensors: int
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ModelInfo:
+    """The typed model.json of one model folder."""
+
+    category: str
+    method: str
+    defect_types: list[str]
+    labels: list[str]
+    image_size: int
+    model: str
+    score_pool: int
+    profile: str
+    config: dict[str, Any]
+    thresholds: Thresholds
+    weights: WeightsRef
+    kind: str = KIND
+    cls_size: int | None = None
+    fusion: dict[str, Any] | None = None
+    seed: int = 0
+    n: int = 0
+    backbone: dict[str, Any] = field(default_factory=dict)
+    split: dict[str, Any] = field(default_factory=dict)
+    run: str | None = None
+    display_scale: dict[str, Any] | None = None
+    version: str = ""
+    created: str = ""
+    schema_version: int = SCHEMA_VERSION
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.kind != KIND:
+            raise ValueError(f"kind must be {KIND!r}, got {self.kind!r}")
+
+    @classmethod
+    def from_dict(cls, doc: Any, where: str | Path = MODEL_JSON) -> ModelInfo:
+        return parse(cls, doc, where, SCHEMA_VERSION)
+
+    @classmethod
+    def read(cls, path: str | Path) -> ModelInfo:
+        """model.json of a model folder (or the file); DataError naming it when it is not one."""
+        path = Path(path)
+        if path.is_dir():
+            path = path / MODEL_JSON
+        elif not path.exists():
+            raise DataError(path, "model folder not found")
+        if not path.is_file():
+            raise DataError(path.parent, "not a model folder (no model.json); train one with `anomalyforge train`")
+        return cls.from_dict(read_json(path, "model description"), path)
+
+    def to_dict(self) -> dict:
+        return dump(self)
+
+    def write(self, folder: str | Path) -> Path:
+        self.schema_version = SCHEMA_VERSION
+        return write_json_atomic(Path(folder) / MODEL_JSON, self.to_dict())
+
+    @property
+    def identity(self) -> str:
+        """Short id of the model (its weights' hash), recorded beside every prediction."""
+        return self.weights.sha256[:16]
+
+
+def sha256_file(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def write_weights(folder: str | Path, tensors: dict[str, np.ndarray]) -> WeightsRef:
+    """All tensors into `folder/weights.safetensors` (atomically); returns its reference."""
+    from safetensors.numpy import save  # lazy: safetensors is only needed with a model
+
+    data = save({k: np.ascontiguousarray(v) for k, v in tensors.items()})
+    write_bytes_atomic(Path(folder) / WEIGHTS, data)
+    return WeightsRef(WEIGHTS, hashlib.sha256(data).hexdigest(), len(tensors))
+
+
+def read_weights(folder: str | Path, ref: WeightsRef) -> dict[str, np.ndarray]:
+    """The tensors of a model folder; DataError naming the file when it is missing, altered or corrupt."""
+    from safetensors.numpy import load  # lazy: safetensors is only needed with a model
+
+    path = Path(folder) / ref.file
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise DataError(path, "model weights missing") from None
+    if hashlib.sha256(data).hexdigest() != ref.sha256:
+        raise DataError(path, "model weights do not match model.json (sha256 differs): corrupt or replaced")
+    try:
+        return load(data)
+    except Exception as exc:  # SafetensorError: a header that does not parse
+        raise DataError(path, f"cannot read model weights ({type(exc).__name__})") from None
+
+
+__all__ = ["KIND", "MODEL_JSON", "SCHEMA_VERSION", "WEIGHTS", "ModelInfo", "Thresholds", "WeightsRef",
+           "read_weights", "sha256_file", "write_weights"]

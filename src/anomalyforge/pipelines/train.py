@@ -1,0 +1,305 @@
+"""Train the model that goes on the line: exactly what `benchmark` trains for a synthetic method.
+
+`train_model(data, out, method)` reads the few-shot split, generates (or reuses, `run=`) the method's
+pairs, trains the profile's localiser (fused with PatchCore when the profile's `fusion` > 0) and the
+defect-type classifier with `train_inspection` -- the function the benchmark calls too, so the
+benchmarked model is the delivered model -- on the training split only, chooses the decision
+thresholds on held-out good TRAINING images (`choose_thresholds`), and writes the model folder:
+`model.json` (`formats.model.ModelInfo`) and `weights.safetensors`. No test image is ever read.
+
+`load_model(folder)` gives it back as a `TorchModel` (what `predict` runs with PyTorch).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from anomalyforge import __version__
+from anomalyforge.atomic import check_output_dir, first_missing, remove_created
+from anomalyforge.data import few_shot_split, fit_data, load_dataset
+from anomalyforge.data.fitdata import FitData
+from anomalyforge.errors import ConfigError, DataError
+from anomalyforge.features.backbone import _lite_weights_path, pick_device
+from anomalyforge.formats.manifest import read_pairs
+from anomalyforge.formats.model import MODEL_JSON, ModelInfo, Thresholds, read_weights, sha256_file, write_weights
+from anomalyforge.formats.run import RUN_JSON, RunInfo, check_complete, check_training
+from anomalyforge.inspect.classify import DefectClassifier, build_classifier, train_classifier
+from anomalyforge.inspect.models import build_localizer
+from anomalyforge.inspect.pairs import GeneratedPairs
+from anomalyforge.inspect.patchcore import PatchCore
+from anomalyforge.inspect.profiles import PROFILES, Profile, get_profile
+from anomalyforge.inspect.train import (
+    FusedLocalizer,
+    Localizer,
+    MapPredictor,
+    good_images,
+    holdout_goods,
+    train_localizer,
+)
+from anomalyforge.metrics import image_scores_from_maps
+from anomalyforge.metrics.pooling import default_pool
+from anomalyforge.report.figures import good_scale
+from anomalyforge.synth.base import available
+from anomalyforge.synth.run import generate_run
+
+DEFAULT_FPR = 0.01
+
+
+@dataclass
+class InspectionModel:
+    """A trained localiser and (with two or more defect types) classifier, as the benchmark scores them."""
+
+    localizer: MapPredictor
+    classifier: DefectClassifier | None
+    trained_on: str  # what the classifier learnt from
+
+
+def train_inspection(fit: FitData, pairs: GeneratedPairs, prof: Profile, seed: int = 0,
+                     progress: bool = True) -> InspectionModel:
+    """The localiser and classifier of a synthetic method, on the training split only.
+
+    `fit` is the whole few-shot training view; a fused localiser holds its seeded share of good
+    images out itself, any other is trained without that same share (`holdout_goods`), so the
+    held-out goods (heat-map scale, thresholds) are never trained on."""
+    train_fit, _ = holdout_goods(fit, prof.fusion_holdout, seed)
+    loc = train_localizer(fit if prof.fusion else train_fit, pairs, prof, seed=seed, progress=progress)
+    real, trained_on = None, "generated pairs"
+    if prof.cls_real_share > 0:
+        real = GeneratedPairs.from_fit_data(fit)
+        trained_on = f"generated pairs + real few-shot defects (real share {prof.cls_real_share:g})"
+    cls = (train_classifier(pairs, prof, seed=seed, progress=progress, real=real, real_share=prof.cls_real_share)
+           if len(pairs.defect_types) > 1 else None)
+    return InspectionModel(loc, cls, trained_on)
+
+
+def score_pool(prof: Profile) -> int:
+    """The window of the image score (`image_scores_from_maps`) at the profile's size."""
+    return min(prof.score_pool or default_pool(prof.size, prof.size), prof.size)
+
+
+def _threshold(values: np.ndarray, fpr: float) -> tuple[float, float]:
+    """The smallest value t among `values` with share(values > t) <= fpr, and that share."""
+    v = np.sort(np.asarray(values, dtype=np.float64).reshape(-1))
+    k = int(np.floor(fpr * len(v)))  # at most k values may lie above t
+    t = float(v[len(v) - 1 - k])
+    return t, float(np.mean(v > t))
+
+
+def choose_thresholds(good_maps: np.ndarray, pool: int, fpr: float = DEFAULT_FPR) -> Thresholds:
+    """Image and pixel thresholds from a model's maps of held-out good TRAINING images: each flags at
+    most `fpr` of those images (by image score) / pixels (by map value). With n held-out images the
+    image rate cannot be finer than 1/n: below that the threshold is the largest good score."""
+    if not 0.0 <= fpr < 1.0:
+        raise ConfigError(f"--fpr must be in [0, 1), got {fpr}")
+    if not len(good_maps):
+        raise ConfigError("thresholds need held-out good training images; the split has too few good images")
+    scores = image_scores_from_maps(good_maps, pool)
+    t_img, a_img = _threshold(scores, fpr)
+    t_px, a_px = _threshold(good_maps, fpr)
+    return Thresholds(image=t_img, pixel=t_px, fpr=float(fpr), n_images=int(len(good_maps)),
+                      n_pixels=int(good_maps.size), image_fpr=a_img, pixel_fpr=a_px,
+                      rule=(f"smallest threshold flagging <= {fpr:g} of the {len(good_maps)} held-out good training "
+                            f"images (image score) and of their pixels (map value); no model trained on them"))
+
+
+# ---- the model folder -------------------------------------------------------------------------------
+def _state(prefix: str, module: torch.nn.Module) -> dict[str, np.ndarray]:
+    return {f"{prefix}.{k}": v.detach().cpu().clone().numpy() for k, v in module.state_dict().items()}
+
+
+def model_tensors(model: InspectionModel) -> dict[str, np.ndarray]:
+    loc = model.localizer
+    out: dict[str, np.ndarray] = {}
+    if isinstance(loc, FusedLocalizer):
+        out.update(_state("localizer", loc.supervised.model))
+        out.update(_state("patchcore.extractor", loc.patchcore.extractor))
+        assert loc.patchcore.bank is not None
+        out["patchcore.bank"] = loc.patchcore.bank.float().cpu().numpy()
+    else:
+        assert isinstance(loc, Localizer)
+        out.update(_state("localizer", loc.model))
+    if model.classifier is not None:
+        out.update(_state("classifier", model.classifier.model))
+    return out
+
+
+def _load_state(module: torch.nn.Module, tensors: dict[str, np.ndarray], prefix: str, where: Path) -> None:
+    sd = {k[len(prefix) + 1:]: torch.from_numpy(v.copy()) for k, v in tensors.items() if k.startswith(prefix + ".")}
+    try:
+        module.load_state_dict(sd, strict=True)
+    except RuntimeError as exc:
+        raise DataError(where, f"weights do not fit the model ({str(exc).splitlines()[0]})") from None
+
+
+def profile_of(info: ModelInfo) -> Profile:
+    cfg = dict(info.config)
+    name = cfg.pop("name", info.profile)
+    base = PROFILES.get(name) or Profile(name=name)
+    return get_profile(base, **cfg)
+
+
+@dataclass
+class TorchModel:
+    """A model folder loaded for PyTorch inference."""
+
+    info: ModelInfo
+    model: InspectionModel
+    pool: int
+
+    def run(self, images: np.ndarray, cls_images: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(N, S, S, 3) uint8 (+ (N, C, C, 3) for the classifier) -> scores (N,), maps (N, S, S), probs (N, K)."""
+        maps = self.model.localizer.predict(images)
+        scores = image_scores_from_maps(maps, self.pool).astype(np.float32)
+        cls = self.model.classifier
+        probs = (cls.predict_proba(cls_images if cls_images is not None else images) if cls is not None
+                 else np.zeros((len(images), 0), np.float32))
+        return scores, maps, probs
+
+
+def load_model(folder: str | Path, device: str | None = "cpu") -> TorchModel:
+    """A model folder (model.json + weights.safetensors) as a `TorchModel`; DataError naming the file on
+    a missing folder, a model.json of another schema, or weights that are missing, altered or corrupt."""
+    folder = Path(folder)
+    info = ModelInfo.read(folder)
+    prof = dataclasses.replace(profile_of(info), device=device)
+    tensors = read_weights(folder, info.weights)
+    where = folder / info.weights.file
+    dev = pick_device(device)
+    net = build_localizer(prof.localizer, prof.levels, prof.head_width, weights=None)
+    _load_state(net, tensors, "localizer", where)
+    net = net.to(dev).eval()
+    sup = Localizer(net, prof.localizer, prof.size, dev, batch_size=prof.batch_size, tta=prof.tta)
+    loc: MapPredictor = sup
+    if info.fusion is not None:
+        pc = PatchCore(prof.pc_levels, prof.pc_coreset, prof.pc_projection, prof.pc_sigma, info.seed, device,
+                       weights=None, max_bank=prof.pc_max_bank, candidates=prof.pc_candidates)
+        _load_state(pc.extractor, tensors, "patchcore.extractor", where)
+        if "patchcore.bank" not in tensors:
+            raise DataError(where, "weights hold no PatchCore bank")
+        pc.bank = torch.from_numpy(tensors["patchcore.bank"].copy()).to(dev)
+        f = info.fusion
+        loc = FusedLocalizer(sup, pc, float(f["weight"]), (float(f["sup_stats"][0]), float(f["sup_stats"][1])),
+                             (float(f["pc_stats"][0]), float(f["pc_stats"][1])))
+    cls = None
+    if info.labels:
+        cnet = build_classifier(prof.classifier, len(info.labels), None, prof.cls_finetune_from)
+        _load_state(cnet, tensors, "classifier", where)
+        cls = DefectClassifier(cnet.to(dev).eval(), list(info.labels), prof.cls_size, dev, prof.cls_batch_size)
+    return TorchModel(info, InspectionModel(loc, cls, ""), info.score_pool)
+
+
+def _backbone_identity(prof: Profile) -> dict:
+    name = "efficientnet-lite0"
+    try:
+        path = Path(_lite_weights_path("lite0"))
+        return {"name": name, "weights": "imagenet", "weights_file": path.name, "sha256": sha256_file(path)}
+    except (ConfigError, OSError):
+        return {"name": name, "weights": "imagenet", "weights_file": None, "sha256": None}
+
+
+def _rel(path: Path, root: Path) -> str:
+    try:
+        return str(Path(path).resolve().relative_to(root.resolve()))
+    except ValueError:
+        return str(Path(path).resolve())
+
+
+def save_model(out: Path, model: InspectionModel, prof: Profile, *, category: str, method: str, seed: int,
+               n: int, split, data: Path, run: str | None, holdout: FitData, thresholds: Thresholds,
+               display_scale: dict | None) -> ModelInfo:
+    """Write `out/weights.safetensors`, then `out/model.json` (last: a folder with model.json is complete)."""
+    ref = write_weights(out, model_tensors(model))
+    loc = model.localizer
+    fusion = None
+    if isinstance(loc, FusedLocalizer):
+        fusion = {"weight": loc.weight, "sup_stats": list(loc.sup_stats), "pc_stats": list(loc.pc_stats),
+                  "bank_size": int(loc.patchcore.bank.shape[0]) if loc.patchcore.bank is not None else 0}
+    cls = model.classifier
+    info = ModelInfo(
+        category=category, method=method, defect_types=sorted(split.train_defects),
+        labels=list(cls.labels) if cls is not None else [], image_size=prof.size,
+        cls_size=prof.cls_size if cls is not None else None,
+        model=prof.localizer + ("+patchcore" if prof.fusion else ""), score_pool=score_pool(prof),
+        profile=prof.name, config=prof.to_dict(), thresholds=thresholds, weights=ref, fusion=fusion, seed=seed,
+        n=n, backbone=_backbone_identity(prof),
+        split={"root": str(Path(data).resolve()),
+               "train_defects": {t: [_rel(s.image, data) for s in v] for t, v in sorted(split.train_defects.items())},
+               "train_good": [_rel(s.image, data) for s in split.train_good],
+               "holdout_good": [_rel(s.image, data) for s in holdout.good],
+               "test_defects": {t: len(v) for t, v in sorted(split.test_defects.items())},
+               "test_good": len(split.test_good), "classifier_trained_on": model.trained_on},
+        run=run, display_scale=display_scale, version=__version__,
+        created=datetime.now(UTC).isoformat(timespec="seconds"))
+    info.write(out)
+    return info
+
+
+def train_model(data: str | Path, out: str | Path, method: str, category: str | None = None,
+                run: str | Path | None = None, profile: str | Profile = "cpu", seed: int = 0, n: int | None = None,
+                fpr: float = DEFAULT_FPR, data_format: str | None = None, progress: bool = True) -> ModelInfo:
+    """Train the model of synthesis `method` on one category's training split and write the folder `out`.
+
+    Generates the method's pairs into `out/run` (or uses `run`, which must have been made from this
+    split), trains with `train_inspection`, chooses thresholds with `choose_thresholds` at `fpr`, and
+    writes weights.safetensors + model.json. Returns the ModelInfo written. Options and input files are
+    checked before anything is written; a failed call removes the folders it created."""
+    data, out = Path(data), Path(out)
+    prof = get_profile(profile)
+    if method not in available():
+        raise ConfigError(f"unknown method {method!r}; available: {', '.join(available())}")
+    if not 0.0 <= fpr < 1.0:
+        raise ConfigError(f"--fpr must be in [0, 1), got {fpr}")
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise ConfigError(f"seed must be a non-negative integer, got {seed}")
+    if n is not None and (not isinstance(n, int) or isinstance(n, bool) or n <= 0):
+        raise ConfigError(f"n must be a positive number of pairs per defect type, got {n}")
+    n = int(n) if n is not None else prof.n_per_type
+    check_output_dir(out, [data])
+    if (out / MODEL_JSON).exists():
+        raise ConfigError(f"{out}: folder holds a trained model already; pick another --out")
+    created = first_missing(out)
+    try:
+        return _train(data, out, method, category, None if run is None else Path(run), prof, seed, n, fpr,
+                      data_format, progress)
+    except BaseException as exc:
+        if not isinstance(exc, KeyboardInterrupt):  # an interrupt keeps the generated run to resume
+            remove_created(created)
+        raise
+
+
+def _train(data: Path, out: Path, method: str, category: str | None, run: Path | None, prof: Profile, seed: int,
+           n: int, fpr: float, data_format: str | None, progress: bool) -> ModelInfo:
+    ds = load_dataset(data, category=category, data_format=data_format)
+    split = few_shot_split(ds, progress=progress)
+    split.check_disjoint()
+    if run is not None:
+        if not (run / RUN_JSON).is_file():
+            raise DataError(run, "--run: not a generated run folder (no run.json)")
+        rinfo = RunInfo.read(run)
+        check_training(run, rinfo, split, root=data)
+        check_complete(run, rinfo, len(read_pairs(run, include_rejected=True)))
+    fit = fit_data(split, size=prof.size)
+    fit.verify()
+    out.mkdir(parents=True, exist_ok=True)
+    if run is None:
+        run = out / "run"
+        generate_run(data, run, method=method, n=n, category=ds.category, types=None, seed=seed,
+                     size=prof.size, params=None, data_format=data_format, progress=progress)
+    pairs = GeneratedPairs.from_run(run, prof.size, category=ds.category, progress=progress)
+    pairs.check_covers(sorted(fit.defects), run)
+    model = train_inspection(fit, pairs, prof, seed, progress)
+    _, held = holdout_goods(fit, prof.fusion_holdout, seed)
+    goods = good_images(held, prof.size, progress)
+    maps = model.localizer.predict(goods, progress) if len(goods) else np.zeros((0, prof.size, prof.size), np.float32)
+    thresholds = choose_thresholds(maps, score_pool(prof), fpr)
+    scale = {**good_scale(maps), "n_images": int(len(goods)),
+             "from": "held-out good training images (no model trained on them)"}
+    run_ref = _rel(run, out) if run.resolve().is_relative_to(out.resolve()) else str(run.resolve())
+    return save_model(out, model, prof, category=ds.category, method=method, seed=seed, n=n, split=split,
+                      data=data, run=run_ref, holdout=held, thresholds=thresholds, display_scale=scale)
