@@ -202,7 +202,7 @@ def test_defect_type_folder_without_images(capsys, tmp_path: Path):
 
 def test_bad_options(capsys, tmp_path: Path):
     root = make_mvtec(tmp_path / "w")
-    expect_error(capsys, root, "--format", "nope", names="'nope'", problem="unknown data format")
+    expect_error(capsys, root, "--layout", "nope", names="'nope'", problem="unknown data format")
     expect_error(capsys, root, "--ratio", "0", names="ratio", problem="(0, 1)")
     expect_error(capsys, root, "--mask-threshold", "300", names="threshold", problem="1..255")
 
