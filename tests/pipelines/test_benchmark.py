@@ -12,6 +12,7 @@ from anomalyforge.errors import ConfigError, DataError
 from anomalyforge.formats.results import SCHEMA_VERSION, BenchmarkResults, MethodResult
 from anomalyforge.metrics import auroc, average_precision
 from anomalyforge.pipelines.benchmark import format_results_table, run_benchmark
+from anomalyforge.report.figures import good_scale
 
 TYPES = ["broken_large", "broken_small", "contamination"]
 
@@ -65,6 +66,10 @@ def test_results_follow_the_schema(bench):
     assert syn["classification"]["trained_on"] == "generated pairs + real few-shot defects (real share 0.5)"
     z = np.load(out / "methods/patchcore/maps.npz")
     assert z["cls_pred"].shape == (41,) and z["cls_true"].tolist() == z["types"][:41].tolist()
+    # PatchCore's scale goods are unseen good images like the test goods, so its top of scale is
+    # theirs (15.8 vs 15.9 measured); goods from its memory bank would score far lower (12.6)
+    test_goods = good_scale(z["maps"][z["labels"] == 0].astype(np.float32))
+    assert base["display_scale"]["hi"] == pytest.approx(test_goods["hi"], rel=0.1)
     # generation quality of the 12 kept pairs, 4 per type, against each type's few-shot defects
     gen = syn["generation"]
     assert gen["n"] == 12 and sorted(gen["types"]) == TYPES
