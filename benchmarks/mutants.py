@@ -3,6 +3,7 @@ the tests that should notice, and report which mutants survive.
 
     /work/main/.venv/bin/python benchmarks/mutants.py              # every mutant, table on stdout
     /work/main/.venv/bin/python benchmarks/mutants.py -k patchcore # mutants whose name contains it
+    /work/main/.venv/bin/python benchmarks/mutants.py -k aar,seed  # ... any of these
     /work/main/.venv/bin/python benchmarks/mutants.py --list       # the list only
     /work/main/.venv/bin/python benchmarks/mutants.py --json out.json
 
@@ -53,8 +54,8 @@ MUTANTS: list[Mutant] = [
            ("tests/synth/test_synth_generators.py::test_croppaste_pastes_the_defects_own_pixels_transformed",),
            "mask placed, defect pixels not warped"),
     Mutant("resume-forgets-rejected", "src/anomalyforge/synth/run.py",
-           'done = {r["id"] for r in read_manifest(out, include_rejected=True)}',
-           'done = {r["id"] for r in read_manifest(out)}',
+           "records = read_pairs(out, include_rejected=True)\n    bad =",
+           "records = read_pairs(out)\n    bad =",
            ("tests/synth/test_synth_run.py::test_keep_ratio_generates_more_and_keeps_the_best_by_ars",),
            "resume's done-set lacks rejected pairs: a finished --keep-ratio run regenerates them"),
     Mutant("resume-redoes-everything", "src/anomalyforge/synth/run.py",
@@ -140,6 +141,45 @@ MUTANTS: list[Mutant] = [
     Mutant("filter-keep-ratio-rounds-down", "src/anomalyforge/quality/filter.py",
            "return min(n, math.ceil(n * keep_ratio))", "return min(n, int(n * keep_ratio))",
            ("tests/quality/test_quality_filter.py",), "keep_ratio rounds down (ceil documented)"),
+    # --- formats: run.json training files, manifest --------------------------------------------
+    Mutant("run-training-hash-not-checked", "src/anomalyforge/formats/run.py",
+           "if p is not None and (not resolve(p).is_file() or sha256_file(resolve(p)) != h):",
+           "if p is not None and not resolve(p).is_file():",
+           ("tests/formats/test_run_trust.py::test_a_changed_training_file_is_refused",),
+           "a training file whose bytes changed since the run was made is trusted"),
+    Mutant("read-pairs-includes-rejected", "src/anomalyforge/formats/manifest.py",
+           "return recs if include_rejected else [r for r in recs if not r.rejected]", "return recs",
+           ("tests/formats/test_formats.py::test_manifest_round_trip_torn_line_and_rejected",
+            "tests/pipelines/test_benchmark_runs.py::test_labelled_run_is_benchmarked_without_rejected_pairs"),
+           "pairs rejected by the ARS filter are read (and trained on) by default"),
+    # --- export ----------------------------------------------------------------------------------
+    Mutant("export-background-in-train", "src/anomalyforge/synth/export.py",
+           "in_train = {_key(g) for g in train}", "in_train: set[str] = set()",
+           ("tests/synth/test_synth_export_cli.py::test_export_train_good_holds_no_background_of_a_test_defect",
+            "tests/synth/test_synth_export_cli.py::test_split_goods_leaves_out_the_defects_painted_on_a_training_good"),
+           "split_goods keeps defects whose background is also in train/good"),
+    # --- benchmark heat-map scale ----------------------------------------------------------------
+    Mutant("display-scale-on-test-goods", "src/anomalyforge/pipelines/benchmark.py",
+           "scale = _display_scale(loc_model.predict, scale_images(), progress)",
+           "scale = _display_scale(loc_model.predict, test_set().images[test_set().labels == 0], progress)",
+           ("tests/pipelines/test_benchmark.py::test_results_follow_the_schema",),
+           "heat-map scale set on the test good images"),
+    Mutant("display-scale-on-trained-goods", "src/anomalyforge/pipelines/benchmark.py",
+           "scale = _display_scale(pc.predict, scale_images(), progress)",
+           "scale = _display_scale(pc.predict, good_images(fit, prof.size, progress)[:len(scale_images())], "
+           "progress)",
+           ("tests/pipelines/test_benchmark.py::test_results_follow_the_schema",),
+           "PatchCore's heat-map scale set on good images in its memory bank"),
+    # --- diffusion -------------------------------------------------------------------------------
+    Mutant("aar-weights-not-clipped", "src/anomalyforge/diffusion/attention.py",
+           "return w.clamp(AAR_MIN_WEIGHT, AAR_MAX_WEIGHT)", "return w",
+           ("tests/diffusion/test_attention.py::test_aar_weights_per_cell_normalised_and_clipped",),
+           "AAR weights not clipped to [1, 1.5]"),
+    # --- seed streams ----------------------------------------------------------------------------
+    Mutant("seed-streams-collide", "src/anomalyforge/seeds.py", "    MASK = 2\n", "    MASK = 3\n",
+           ("tests/test_seeds.py",), "masks and good images of a pair drawn from one stream (MASK == GOOD_IMAGE)"),
+    Mutant("seed-stream-renumbered", "src/anomalyforge/seeds.py", "    SHOTS = 7\n", "    SHOTS = 8\n",
+           ("tests/test_seeds.py",), "a stream's value changed: published few-shot draws no longer reproduce"),
 ]
 
 
@@ -200,13 +240,14 @@ def run_one(m: Mutant, python: str, timeout: float) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("-k", default="", help="only mutants whose name contains this")
+    ap.add_argument("-k", default="", help="only mutants whose name contains this (several: comma-separated)")
     ap.add_argument("--list", action="store_true", help="print the mutants and exit")
     ap.add_argument("--json", type=Path, help="also write the results here")
     ap.add_argument("--python", default=sys.executable, help="interpreter that runs pytest")
     ap.add_argument("--timeout", type=float, default=600, help="seconds per mutant")
     args = ap.parse_args(argv)
-    chosen = [m for m in MUTANTS if args.k in m.name]
+    keys = [k.strip() for k in args.k.split(",")]
+    chosen = [m for m in MUTANTS if any(k in m.name for k in keys)]
     bad = check(chosen)
     if bad:
         print("mutant list out of date:\n  " + "\n  ".join(bad), file=sys.stderr)

@@ -27,3 +27,19 @@ def croppaste(fit: FitData, n_per_type: int, seed: int) -> GeneratedPairs:
             masks.append(m.astype(np.uint8) * 255)
             types.append(dt)
     return GeneratedPairs(np.stack(imgs), np.stack(masks), types, fit.category)
+
+
+def stripe_patch(img: np.ndarray, y: int, x: int, h: int = 12, w: int = 24) -> tuple[np.ndarray, np.ndarray]:
+    """`img` with a flat patch of vertical black/white stripes (2 px wide) at rows y:y+h, columns
+    x:x+w, and its mask (bool). Wide and placed off the diagonal, it is asymmetric: a map with h
+    and w swapped lights up somewhere else entirely."""
+    out, mask = img.copy(), np.zeros(img.shape[:2], bool)
+    mask[y:y + h, x:x + w] = True
+    stripes = np.where((np.arange(x, x + w) // 2) % 2 == 0, 250, 5).astype(np.uint8)
+    out[y:y + h, x:x + w] = stripes[None, :, None]
+    return out, mask
+
+
+def off_diagonal_defect(img: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`stripe_patch` in the upper right of a 64 px image (rows 8:20, columns 34:58)."""
+    return stripe_patch(img, 8, 34)

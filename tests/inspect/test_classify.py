@@ -23,6 +23,20 @@ def test_classifier_trains_deterministically_over_the_pair_types(bottle_pairs64,
     assert b.predict(bottle_pairs64.images) == pred
 
 
+def test_classifier_tells_the_pair_types_apart_on_held_out_pairs(bottle_fit64, bottle_pairs64):
+    """Not a constant predictor: on 48 held-out pairs (the few-shot defects pasted onto other good
+    images, other flips) it predicts more than one type and beats the majority-class rate (16)."""
+    from inspectdata import croppaste
+
+    prof = get_profile("smoke", cls_finetune_from=4, cls_steps=30, cls_lr=1e-3)
+    clf = train_classifier(bottle_pairs64, prof, seed=0, progress=False)
+    held = croppaste(bottle_fit64, 8, seed=99) + croppaste(bottle_fit64, 8, seed=7)
+    pred = clf.predict(held.images)
+    majority = max(held.counts().values())
+    assert len(set(pred)) > 1
+    assert _hits(pred, held.types) >= majority + 5  # 26 measured at 1 thread
+
+
 def test_classifier_learns_separable_types():
     rng = np.random.default_rng(0)
     imgs = rng.integers(0, 40, (24, 64, 64, 3), dtype=np.uint8)

@@ -6,6 +6,7 @@ import pytest
 from anomalyforge.errors import ConfigError
 from anomalyforge.inspect.profiles import get_profile
 from anomalyforge.inspect.train import FusedLocalizer, train_localizer
+from anomalyforge.metrics.ranking import auroc
 
 
 def _heldout(fit, n=4, seed=99):
@@ -53,5 +54,12 @@ def test_benchmark_records_the_fused_model(bottle_dir, tmp_path):
     assert e["model"] == "feature_head+patchcore"
     px = e["localization"]["pixel"]
     assert 0.5 < px["auroc"] <= 1.0  # fused PatchCore evidence ranks real defect pixels above chance
-    maps = np.load(tmp_path / e["artifacts"]["maps"])["maps"]
-    assert maps.shape[1:] == (64, 64) and maps.min() >= 0 and maps.max() <= 1
+    z = np.load(tmp_path / e["artifacts"]["maps"])
+    maps, masks = z["maps"].astype(np.float32), z["masks"] > 0
+    assert maps.shape == (61, 64, 64) and maps.min() > 0 and maps.max() < 1  # squashed into (0, 1)
+    # the figures are those of the saved (fused) maps, up to their float16 rounding
+    assert auroc(maps, masks) == pytest.approx(px["auroc"], abs=2e-3)
+    assert auroc(z["image_scores"], z["labels"]) == pytest.approx(e["localization"]["image"]["auroc"], abs=1e-9)
+    # the heat-map scale comes from the goods the fused model holds out (10 % of 209), not from test images
+    sc = e["display_scale"]
+    assert sc["n_images"] == 21 and sc["pixels"] == 21 * 64 * 64 and 0 < sc["lo"] < sc["hi"] < 1

@@ -5,6 +5,7 @@ import torch
 from anomalyforge.errors import ConfigError
 from anomalyforge.inspect.patchcore import PatchCore, greedy_coreset
 from anomalyforge.metrics.ranking import auroc
+from inspectdata import off_diagonal_defect
 
 
 def test_greedy_coreset_spreads_over_clusters():
@@ -37,23 +38,13 @@ def test_patchcore_finds_real_defects(bottle_fit64):
     np.testing.assert_allclose(again.predict(imgs[:2]), maps[:2], rtol=1e-4)  # same bank, same maps
 
 
-def _off_diagonal_defect(img: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """`img` with a wide, flat stripe patch in the upper right (rows 8:20, cols 34:58): asymmetric
-    and off the diagonal, so a map with h and w swapped lights up somewhere else entirely."""
-    out, mask = img.copy(), np.zeros(img.shape[:2], bool)
-    mask[8:20, 34:58] = True
-    stripes = np.where((np.arange(34, 58) // 2) % 2 == 0, 250, 5).astype(np.uint8)
-    out[8:20, 34:58] = stripes[None, :, None]
-    return out, mask
-
-
 def test_patchcore_map_is_aligned_with_the_image(bottle_fit64):
     """Maps are in image coordinates: row = y, column = x (a transposed or batch-mixed map fails)."""
     fit = bottle_fit64
     good = np.stack([fit.image(s) for s in fit.good])
     pc = PatchCore((2, 3), coreset=0.5, projection=32, seed=0, max_bank=2000).fit(good[:10], progress=False)
     clean = good[10:12]
-    test, mask = zip(*[_off_diagonal_defect(g) for g in clean], strict=True)
+    test, mask = zip(*[off_diagonal_defect(g) for g in clean], strict=True)
     maps = pc.predict(np.stack([clean[0], test[0], clean[1], test[1]]))
     for k in (1, 3):
         m, own, mirror = maps[k], mask[k // 2], mask[k // 2].T

@@ -9,7 +9,10 @@ import pytest
 
 from anomalyforge.cli import main
 from anomalyforge.errors import ConfigError, DataError
+from anomalyforge.formats.results import SCHEMA_VERSION, BenchmarkResults, MethodResult
+from anomalyforge.metrics import auroc, average_precision
 from anomalyforge.pipelines.benchmark import format_results_table, run_benchmark
+from anomalyforge.report.figures import good_scale
 
 TYPES = ["broken_large", "broken_small", "contamination"]
 
@@ -63,6 +66,10 @@ def test_results_follow_the_schema(bench):
     assert syn["classification"]["trained_on"] == "generated pairs + real few-shot defects (real share 0.5)"
     z = np.load(out / "methods/patchcore/maps.npz")
     assert z["cls_pred"].shape == (41,) and z["cls_true"].tolist() == z["types"][:41].tolist()
+    # PatchCore's scale goods are unseen good images like the test goods, so its top of scale is
+    # theirs (15.8 vs 15.9 measured); goods from its memory bank would score far lower (12.6)
+    test_goods = good_scale(z["maps"][z["labels"] == 0].astype(np.float32))
+    assert base["display_scale"]["hi"] == pytest.approx(test_goods["hi"], rel=0.1)
     # generation quality of the 12 kept pairs, 4 per type, against each type's few-shot defects
     gen = syn["generation"]
     assert gen["n"] == 12 and sorted(gen["types"]) == TYPES
@@ -78,6 +85,42 @@ def test_results_follow_the_schema(bench):
     assert cls["accuracy"] == pytest.approx(np.trace(conf) / conf.sum())
     # PatchCore needs no training on defects and already separates them at 64 px
     assert base["localization"]["pixel"]["auroc"] > 0.85
+    # the typed reader accepts the file and reads back exactly what was written
+    typed = BenchmarkResults.read(out)
+    assert typed.schema_version == SCHEMA_VERSION and typed.to_dict() == doc
+    assert (typed.category, typed.seed, list(typed.methods)) == ("bottle", 0, ["croppaste", "patchcore"])
+    assert all(isinstance(m, MethodResult) and not m.extra for m in typed.methods.values())
+
+
+@pytest.mark.parametrize("method", ["croppaste", "patchcore"])
+def test_reported_figures_are_those_of_the_saved_maps(bench, method):
+    """Every reported figure is recomputed from the saved maps.npz: the metrics were computed on
+    these maps and masks (not transposed, not another method's, not a subset of the test split)."""
+    out, _ = bench
+    e = BenchmarkResults.read(out).methods[method]
+    z = np.load(out / e.artifacts["maps"])
+    maps, masks, labels, types = z["maps"].astype(np.float32), z["masks"] > 0, z["labels"], z["types"]
+    px, im = e.localization["pixel"], e.localization["image"]
+    # the saved maps are float16 copies of the float32 maps the figures came from: a rounding margin
+    assert auroc(maps, masks) == pytest.approx(px["auroc"], abs=2e-3)
+    assert average_precision(maps, masks) == pytest.approx(px["ap"], abs=5e-3)
+    assert auroc(z["image_scores"], labels) == pytest.approx(im["auroc"], abs=1e-9)  # saved as float64
+    if method == "patchcore":
+        # its image score is the maximum of its map; and its maps (pixel AUROC > 0.85) are saved in
+        # image coordinates: transposed they rank the defect pixels clearly worse
+        np.testing.assert_allclose(z["image_scores"], maps.reshape(len(maps), -1).max(1), rtol=2e-3)
+        assert auroc(maps.transpose(0, 2, 1), masks) < px["auroc"] - 0.02
+    for t, v in e.localization["per_type"].items():
+        sel = (labels == 0) | (types == t)
+        assert auroc(maps[sel], masks[sel]) == pytest.approx(v["pixel_auroc"], abs=2e-3), t
+        assert auroc(z["image_scores"][sel], labels[sel]) == pytest.approx(v["image_auroc"], abs=1e-9), t
+    cls = e.classification
+    pred, true = z["cls_pred"].tolist(), z["cls_true"].tolist()
+    conf = np.zeros((3, 3), int)
+    for p, t in zip(pred, true, strict=True):
+        conf[cls["labels"].index(t), cls["labels"].index(p)] += 1
+    assert conf.tolist() == cls["confusion"]
+    assert cls["accuracy"] == pytest.approx(np.mean([p == t for p, t in zip(pred, true, strict=True)]))
 
 
 def test_maps_artifact_matches_the_test_split(bench):

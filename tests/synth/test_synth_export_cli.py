@@ -140,3 +140,20 @@ def test_cli_missing_data_folder(tmp_path, capsys):
     rc = main(["generate", "--data", str(tmp_path / "nope"), "--out", str(tmp_path / "o"), "--no-progress"])
     err = capsys.readouterr().err
     assert rc == 2 and "nope" in err and not (tmp_path / "o").exists()
+
+
+def test_split_goods_leaves_out_the_defects_painted_on_a_training_good(tmp_path):
+    """Every good is some defect's background here, so train/good must take backgrounds: the
+    defects painted on them are left out of the export (never a background in train and test)."""
+    from anomalyforge.synth.export import split_goods
+
+    goods = [str(tmp_path / f"{i:03d}.png") for i in range(10)]
+    backgrounds = goods[1:] + goods[1:3]  # 11 defects: on every good but 000, two on 001 and 002
+    recs = [f"pair{i}" for i in range(len(backgrounds))]
+    s = split_goods(goods, recs, backgrounds, seed=0)  # type: ignore[arg-type]  # any record objects
+    assert len(s["test"]) == 1 and len(s["train"]) >= 5 and not set(s["train"]) & set(s["test"])
+    assert sorted(s["train"] + s["test"] + s["background_only"]) == goods
+    by_rec = dict(zip(recs, backgrounds, strict=True))
+    assert s["kept"] and s["left_out"] and sorted(s["kept"] + s["left_out"]) == sorted(recs)
+    assert not {by_rec[r] for r in s["kept"]} & set(s["train"])  # the rule this split exists for
+    assert {by_rec[r] for r in s["left_out"]} <= set(s["train"])  # and nothing else is left out
