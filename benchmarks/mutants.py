@@ -177,7 +177,8 @@ MUTANTS: list[Mutant] = [
            "AAR weights not clipped to [1, 1.5]"),
     # --- seed streams ----------------------------------------------------------------------------
     Mutant("seed-streams-collide", "src/anomalyforge/seeds.py", "    MASK = 2\n", "    MASK = 3\n",
-           ("tests/test_seed_streams.py",), "masks and good images of a pair drawn from one stream (MASK == GOOD_IMAGE)"),
+           ("tests/test_seed_streams.py",),
+           "masks and good images of a pair drawn from one stream (MASK == GOOD_IMAGE)"),
     Mutant("seed-stream-renumbered", "src/anomalyforge/seeds.py", "    SHOTS = 7\n", "    SHOTS = 8\n",
            ("tests/test_seed_streams.py",), "a stream's value changed: published few-shot draws no longer reproduce"),
 ]
