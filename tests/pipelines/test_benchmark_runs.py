@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-import anomalyforge.pipelines.benchmark as bench_mod
+import anomalyforge.pipelines.train as train_mod
 from anomalyforge.errors import DataError
 from anomalyforge.formats.manifest import read_manifest, read_pairs, write_manifest
 from anomalyforge.inspect.pairs import GeneratedPairs
@@ -39,8 +39,9 @@ def test_labelled_run_is_benchmarked_without_rejected_pairs(bottle_dir, tmp_path
             return real_fn(*args, **kw)
         return wrapped
 
-    monkeypatch.setattr(bench_mod, "train_localizer", spy("localizer", bench_mod.train_localizer))
-    monkeypatch.setattr(bench_mod, "train_classifier", spy("classifier", bench_mod.train_classifier))
+    # the benchmark trains through pipelines.train (the same code path as `anomalyforge train`)
+    monkeypatch.setattr(train_mod, "train_localizer", spy("localizer", train_mod.train_localizer))
+    monkeypatch.setattr(train_mod, "train_classifier", spy("classifier", train_mod.train_classifier))
     files = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
     res = run_benchmark(bottle_dir, tmp_path / "b", [], profile="smoke", runs={"croppaste+filtered": run},
                         progress=False)
