@@ -27,6 +27,7 @@ from anomalyforge.errors import AnomalyForgeError
 from anomalyforge.formats.manifest import MANIFEST
 from anomalyforge.inspect.profiles import get_profile
 from anomalyforge.pipelines.benchmark import BASELINES, format_results_table, run_benchmark
+from anomalyforge.pipelines.distributed import BACKENDS, RayOptions, generate_on_ray
 from anomalyforge.pipelines.fewshot import format_fewshot_table, run_fewshot_benchmark
 from anomalyforge.pipelines.predict import export_model, predict
 from anomalyforge.pipelines.seeds import format_seeds_table, run_benchmark_seeds
@@ -40,6 +41,7 @@ from anomalyforge.report.preview import contact_sheet
 from anomalyforge.synth.base import available
 from anomalyforge.synth.export import export_run
 from anomalyforge.synth.good import DiffusionGoodConfig, GoodAugmentConfig
+from anomalyforge.synth.merge import merge_runs
 from anomalyforge.synth.run import generate_run
 
 log = logging.getLogger("anomalyforge.cli")
@@ -160,8 +162,38 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--keep-ratio", type=float, default=None,
                    help="ARS quality filter: generate n / R pairs per type and keep the best n "
                         "(default: the method's, 0.5 for gaa, none otherwise; 0 = no filtering)")
+    p.add_argument("--shard", default=None, metavar="I/N",
+                   help="draw only shard I of N (0 <= I < N; same pair ids and seeds); shards may write into one "
+                        "shared --out or into separate ones joined by `anomalyforge merge`")
+    p.add_argument("--shards", type=int, default=None,
+                   help="--backend ray: number of shard tasks (default: as many as the cluster runs at once)")
+    _add_backend(p)
     _add_progress(p)
     p.set_defaults(func=_run_generate)
+
+
+def _add_backend(p: argparse.ArgumentParser) -> None:
+    """--backend local|ray and where / how big the Ray tasks are."""
+    p.add_argument("--backend", choices=BACKENDS, default="local",
+                   help="local: this process; ray: Ray tasks on this machine or a cluster")
+    p.add_argument("--address", default=None,
+                   help="--backend ray: address of a running cluster (`ray start --head` prints it; default: "
+                        "start Ray on this machine)")
+    p.add_argument("--cpus-per-task", type=float, default=1.0, help="--backend ray: CPUs each task reserves")
+    p.add_argument("--gpus-per-task", type=float, default=0.0, help="--backend ray: GPUs each task reserves")
+
+
+def _ray_options(args: argparse.Namespace) -> RayOptions | None:
+    """The RayOptions of --backend ray (None for local); Ray options without it are an error."""
+    if args.backend != "ray":
+        given = [flag for flag, on in (("--address", args.address is not None),
+                                       ("--shards", getattr(args, "shards", None) is not None),
+                                       ("--cpus-per-task", args.cpus_per_task != 1.0),
+                                       ("--gpus-per-task", args.gpus_per_task != 0.0)) if on]
+        if given:
+            raise AnomalyForgeError(f"{given[0]} needs --backend ray")
+        return None
+    return RayOptions(address=args.address, cpus_per_task=args.cpus_per_task, gpus_per_task=args.gpus_per_task)
 
 
 def _run_generate(args: argparse.Namespace) -> int:
@@ -175,15 +207,36 @@ def _run_generate(args: argparse.Namespace) -> int:
         types = [t.strip() for t in args.types.split(",") if t.strip()]
         if not types:
             raise AnomalyForgeError(f"--types {args.types!r}: no defect type named; leave --types out to use all")
-    s = generate_run(args.data, args.out, method=args.method, n=args.n, category=args.category, types=types,
-                     seed=args.seed, size=args.size, params=params, data_format=args.data_format,
-                     progress=args.progress, subtypes=args.subtypes, keep_ratio=args.keep_ratio)
+    ray = _ray_options(args)
+    kwargs = dict(method=args.method, n=args.n, category=args.category, types=types, seed=args.seed, size=args.size,
+                  params=params, data_format=args.data_format, subtypes=args.subtypes, keep_ratio=args.keep_ratio)
+    if ray is not None:
+        if args.shard is not None:
+            raise AnomalyForgeError("--shard with --backend ray: the ray backend makes the shards (see --shards)")
+        s = generate_on_ray(args.data, args.out, ray, shards=args.shards, progress=args.progress, **kwargs)
+    else:
+        s = generate_run(args.data, args.out, progress=args.progress, shard=args.shard, **kwargs)
     print(f"{'defect type':<24} {'pairs':>7} {'kept':>7}")
     for t, k in s["pairs"].items():
         print(f"{t:<24} {k:>7} {s['kept'].get(t, k):>7}")
     why = ", ".join(f"{k} {v}" for k, v in sorted(s.get("rejected_drafts", {}).items()))
     print(f"{s['category']}/{s['method']}: {s['new']} new pairs in {s['seconds']:.1f} s "
           f"({s['pairs_per_s']:.1f} pairs/s, {s['redraws']} redraws{': ' + why if why else ''}) -> {s['run']}")
+    return 0
+
+
+def _add_merge(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("merge", help="join the run folders of `generate --shard I/N` into one run")
+    p.add_argument("runs", type=Path, nargs="+", help="run folders written by the shards of one generate command")
+    p.add_argument("--out", type=Path, required=True, help="the merged run folder (may be one of RUNS)")
+    _add_progress(p)
+    p.set_defaults(func=_run_merge)
+
+
+def _run_merge(args: argparse.Namespace) -> int:
+    s = merge_runs(args.runs, args.out, progress=args.progress)
+    state = "complete" if s["complete"] else f"incomplete: run the missing shards into {s['run']}"
+    print(f"{s['run']}: {s['total']} of {s['expected']} pairs from {s['parts']} run(s) ({state})")
     return 0
 
 
@@ -369,6 +422,7 @@ def _add_benchmark(sub: argparse._SubParsersAction) -> None:
                    help="skip the generation-quality scores (IS, IC-LPIPS) of each method's pairs")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a profile setting, e.g. fusion=0 or cls_real_share=0 (saved in results.json)")
+    _add_backend(p)
     _add_progress(p)
     p.set_defaults(func=_run_benchmark)
 
@@ -396,11 +450,15 @@ def _run_benchmark(args: argparse.Namespace) -> int:
             raise AnomalyForgeError("--run with --seeds: a fixed generated run does not change with the seed")
         if args.seed != 0:
             raise AnomalyForgeError("give --seed or --seeds, not both")
+        ray = _ray_options(args)
         summary = run_benchmark_seeds(args.data, args.out, methods, _int_list(args.seeds), category=args.category,
                                       profile=profile, n=args.n, data_format=args.data_format,
-                                      progress=args.progress)
+                                      progress=args.progress, backend=args.backend, ray=ray)
         print(format_seeds_table(summary))
         return 0
+    if args.backend != "local":
+        raise AnomalyForgeError("--backend ray runs one task per seed: give --seeds")
+    _ray_options(args)
     results = run_benchmark(args.data, args.out, methods, category=args.category, profile=profile,
                             seed=args.seed, n=args.n, data_format=args.data_format, runs=runs,
                             progress=args.progress)
@@ -533,7 +591,7 @@ def _run_fewshot(args: argparse.Namespace) -> int:
 
 
 _COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
-    _add_info, _add_report, _add_generate, _add_preview, _add_export, _add_make_tiny_model, _add_cluster,
+    _add_info, _add_report, _add_generate, _add_merge, _add_preview, _add_export, _add_make_tiny_model, _add_cluster,
     _add_filter, _add_quality, _add_benchmark, _add_fewshot, _add_train, _add_predict,
     _add_export_model]
 

@@ -18,6 +18,11 @@ Records are appended (and fsynced) only after both PNGs exist, so a crash leaves
 last line (no newline), which readers ignore and `repair_manifest` truncates away. Any other line
 that is not a valid record is a DataError naming the file and line. Later steps (filters) rewrite
 the whole manifest atomically with `write_manifest`; rejected records are skipped by default.
+
+A shard of a run (`generate --shard I/N`) records its pairs in `shards/I-of-N.jsonl` (same records,
+same rules), so shards can write into one shared folder at once; `shard_manifest_name` names that
+file, `shard_manifests` lists those present, and `synth.merge` assembles them into the manifest.
+The functions below take that file name as `name` (default: the run's manifest).
 """
 
 from __future__ import annotations
@@ -35,8 +40,22 @@ from anomalyforge.formats.run import RUN_JSON, RunInfo, check_complete, sha256_f
 from anomalyforge.formats.schema import dump, parse
 
 MANIFEST = "manifest.jsonl"
+SHARDS = "shards"
 SCHEMA_VERSION = 2
 SUBTYPE_SEP = "@"
+
+
+def shard_manifest_name(index: int, count: int) -> str:
+    """The manifest file (relative to the run folder) of shard `index` of `count`: 'shards/0-of-4.jsonl'."""
+    return f"{SHARDS}/{int(index)}-of-{int(count)}.jsonl"
+
+
+def shard_manifests(run: str | Path) -> list[str]:
+    """The shard manifest files present in a run folder (names relative to it, sorted)."""
+    folder = Path(run) / SHARDS
+    if not folder.is_dir():
+        return []
+    return sorted(f"{SHARDS}/{p.name}" for p in folder.glob("*-of-*.jsonl") if p.is_file())
 
 
 def base_type(name: str) -> str:
@@ -91,8 +110,8 @@ class PairRecord:
         return bad
 
 
-def _path(run: str | Path) -> Path:
-    return Path(run) / MANIFEST
+def _path(run: str | Path, name: str = MANIFEST) -> Path:
+    return Path(run) / name
 
 
 def _lines(raw: bytes) -> tuple[list[tuple[int, bytes]], int]:
@@ -115,10 +134,10 @@ def _parse_line(p: Path, i: int, line: bytes) -> PairRecord:
     return PairRecord.from_dict(doc, f"{p}: line {i}")
 
 
-def read_pairs(run: str | Path, include_rejected: bool = False) -> list[PairRecord]:
+def read_pairs(run: str | Path, include_rejected: bool = False, name: str = MANIFEST) -> list[PairRecord]:
     """All records of a run in file order; rejected ones only on request. DataError naming the file
     and line on a record that does not match the schema (a torn last line is ignored)."""
-    p = _path(run)
+    p = _path(run, name)
     if not p.is_file():
         if not Path(run).is_dir():
             raise DataError(run, "run folder not found")
@@ -143,9 +162,9 @@ def _encode(records: Iterable[PairRecord | dict]) -> bytes:
     return b"".join((json.dumps(_as_record(r).to_dict(), sort_keys=True) + "\n").encode() for r in records)
 
 
-def repair_manifest(run: str | Path) -> None:
+def repair_manifest(run: str | Path, name: str = MANIFEST) -> None:
     """Drop a torn last line left by an interrupted run (truncate to the last complete record)."""
-    p = _path(run)
+    p = _path(run, name)
     if not p.is_file():
         return
     raw = p.read_bytes()
@@ -157,20 +176,22 @@ def repair_manifest(run: str | Path) -> None:
             os.fsync(fh.fileno())
 
 
-def append_records(run: str | Path, records: Iterable[PairRecord | dict]) -> None:
+def append_records(run: str | Path, records: Iterable[PairRecord | dict], name: str = MANIFEST) -> None:
     """Append records with one fsync (called after all of their PNGs exist)."""
     data = _encode(records)
     if not data:
         return
-    with open(_path(run), "ab") as fh:
+    p = _path(run, name)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    with open(p, "ab") as fh:
         fh.write(data)
         fh.flush()
         os.fsync(fh.fileno())
 
 
-def write_manifest(run: str | Path, records: Iterable[PairRecord | dict]) -> Path:
+def write_manifest(run: str | Path, records: Iterable[PairRecord | dict], name: str = MANIFEST) -> Path:
     """Replace the manifest atomically with `records` (e.g. after a filter added scores)."""
-    return write_bytes_atomic(_path(run), _encode(records))
+    return write_bytes_atomic(_path(run, name), _encode(records))
 
 
 @dataclass

@@ -9,6 +9,9 @@ noise. `run_benchmark_seeds` runs the same benchmark once per seed, each in `<ou
 seeds, and, when the PatchCore baseline is among the methods, each method's paired difference to
 it (same seed, same test split) with the number of seeds on which the method was ahead.
 Written to `<out>/summary.json` and `<out>/summary.html`.
+
+With `backend="ray"` each seed's benchmark is one Ray task with its own CPU / GPU budget
+(`pipelines.distributed.RayOptions`), on this machine or a cluster; the results are the same.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from anomalyforge.atomic import check_output_dir, write_json_atomic
 from anomalyforge.errors import ConfigError
 from anomalyforge.inspect.profiles import Profile, get_profile
 from anomalyforge.pipelines.benchmark import BASELINES, run_benchmark
+from anomalyforge.pipelines.distributed import RayOptions, check_backend, map_on_ray
 from anomalyforge.report.seeds import write_seeds_report
 
 SUMMARY = "summary.json"
@@ -119,18 +123,26 @@ def _check_seeds(seeds) -> list[int]:
 
 def run_benchmark_seeds(data: Path, out: Path, methods: list[str], seeds: list[int], category: str | None = None,
                         profile: str | Profile = "cpu", n: int | None = None, data_format: str | None = None,
-                        progress: bool = True) -> dict:
+                        progress: bool = True, backend: str = "local", ray: RayOptions | None = None) -> dict:
     """`run_benchmark` once per seed into `<out>/seed-<s>/`, then the summary over seeds (see module
     doc); returns the summary, also written to `<out>/summary.json` and `<out>/summary.html`.
 
-    An interrupted call resumes: finished seeds and methods are skipped."""
+    `backend="ray"` runs one Ray task per seed (`ray`: address and budget per task). An
+    interrupted call resumes: finished seeds and methods are skipped."""
     seeds = _check_seeds(seeds)
     prof = get_profile(profile)
+    check_backend(backend)
     check_output_dir(out, [data])
-    docs = {}
+    docs: dict[int, dict] = {}
+    if backend == "ray":
+        data, out = Path(data).absolute(), Path(out).absolute()  # the workers' cwd may differ
+        calls = [dict(data=data, out=seed_dir(out, s), methods=methods, category=category, profile=prof, seed=s,
+                      n=n, data_format=data_format, progress=False) for s in seeds]
+        docs = dict(zip(seeds, map_on_ray(run_benchmark, calls, ray, progress=progress, desc="seeds"), strict=True))
     for s in seeds:
-        docs[s] = run_benchmark(data, seed_dir(out, s), methods, category=category, profile=prof, seed=s, n=n,
-                                data_format=data_format, progress=progress)
+        if s not in docs:
+            docs[s] = run_benchmark(data, seed_dir(out, s), methods, category=category, profile=prof, seed=s, n=n,
+                                    data_format=data_format, progress=progress)
     summary = summarize_seeds(docs)
     summary["data"] = str(Path(data).resolve())
     summary["created"] = datetime.now(UTC).isoformat(timespec="seconds")

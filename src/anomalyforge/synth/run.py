@@ -8,6 +8,10 @@ the few-shot training split), `images/<type>/<id>.png`, `masks/<type>/<id>.png` 
 `manifest.jsonl` (one record per pair). Every pair's seed derives from (run seed, defect type,
 index) through numpy's SeedSequence, so an interrupted run resumes to byte-identical files and
 asking for a larger `n` with the same config extends the run.
+
+`shard=Shard(I, N)` draws only shard I's pairs (`anomalyforge.synth.shards`) and records them in
+`shards/I-of-N.jsonl`, so shards may write into one shared folder at once; the shard that
+completes the set writes the manifest (`anomalyforge.synth.merge.assemble_shards`).
 """
 
 from __future__ import annotations
@@ -17,7 +21,10 @@ import os
 import shutil
 import sys
 import time
+import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,11 +36,13 @@ from anomalyforge.atomic import check_output_dir, write_png_atomic
 from anomalyforge.data import few_shot_split, fit_data, load_dataset
 from anomalyforge.errors import ConfigError, DataError
 from anomalyforge.formats.manifest import (
+    MANIFEST,
     PairRecord,
     append_records,
     base_type,
     read_pairs,
     repair_manifest,
+    shard_manifests,
     write_manifest,
 )
 from anomalyforge.formats.run import IDENTITY_KEYS, RUN_JSON, RunInfo, data_relative, record_training, sha256_file
@@ -42,6 +51,8 @@ from anomalyforge.quality.cluster import plan_subtypes, save_subtypes
 from anomalyforge.quality.filter import filter_run
 from anomalyforge.seeds import pair_seed
 from anomalyforge.synth.base import Generator, get_generator
+from anomalyforge.synth.merge import assemble_shards
+from anomalyforge.synth.shards import Shard, parse_shard, shard_pairs
 
 ID_DIGITS = 6
 STATE = "state"
@@ -131,7 +142,7 @@ def _check_existing(out: Path, info: RunInfo) -> RunInfo | None:
     if not out.is_dir():
         raise ConfigError(f"{out}: output exists and is not a folder")
     if not (out / RUN_JSON).is_file():
-        if any(out.iterdir()):
+        if any(not p.name.startswith(".") for p in out.iterdir()):  # a hidden temp file: a shard starting too
             raise ConfigError(f"{out}: folder is not empty and holds no run; pick another --out")
         return None
     old = RunInfo.read(out)
@@ -140,18 +151,26 @@ def _check_existing(out: Path, info: RunInfo) -> RunInfo | None:
 
 
 def _fit_or_load(gen: Generator, fd, out: Path) -> None:
+    """Fit into a folder of this process's own and rename it to `state/` (a shard fitting at the
+    same time in a shared folder loses the race and loads the winner's state: the same bytes)."""
     state = out / STATE
     if (state / _DONE).is_file():
         gen.load(fd, state)
         return
-    tmp = out / f"{STATE}.partial"
-    for p in (tmp, state):
-        if p.exists():
-            shutil.rmtree(p)
-    tmp.mkdir(parents=True)
-    gen.fit(fd, tmp)
-    (tmp / _DONE).write_text("fitted\n")
-    os.replace(tmp, state)
+    if state.exists():  # an unfinished state of an older version (new ones appear complete, by rename)
+        shutil.rmtree(state)
+    tmp = out / f".{STATE}.{uuid.uuid4().hex}.partial"
+    try:
+        tmp.mkdir(parents=True)
+        gen.fit(fd, tmp)
+        (tmp / _DONE).write_text("fitted\n")
+        try:
+            os.replace(tmp, state)
+        except OSError:
+            if not (state / _DONE).is_file():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     gen.load(fd, state)  # generate from the saved state, exactly as a resumed run does
 
 
@@ -161,37 +180,50 @@ def _fit(gen: Generator, fd, out: Path, fresh: bool, created: bool) -> None:
         _fit_or_load(gen, fd, out)
     except BaseException:
         if fresh:
-            shutil.rmtree(out / f"{STATE}.partial", ignore_errors=True)
             (out / RUN_JSON).unlink(missing_ok=True)
             if created and out.is_dir() and not any(out.iterdir()):
                 out.rmdir()
         raise
 
 
-def _pairs_on_disk(out: Path) -> set[str]:
-    """Ids of the pairs already written (resume): the manifest's torn tail is dropped, and records
-    whose PNGs are missing or differ from their recorded hash are removed, to be drawn again."""
-    repair_manifest(out)
-    records = read_pairs(out, include_rejected=True)
+def _pairs_on_disk(out: Path, name: str = MANIFEST, wanted: set[str] | None = None) -> set[str]:
+    """Ids of the pairs already written (resume): the torn tail of the manifest `name` is dropped,
+    and records whose PNGs are missing or differ from their recorded hash are removed, to be drawn
+    again. A shard (`wanted`: its pair ids) also counts its pairs that the run's other record
+    files (the manifest, shards of another N) already hold intact."""
+    repair_manifest(out, name)
+    records = read_pairs(out, include_rejected=True, name=name)
     bad = {r.id: files for r in records if (files := r.changed_files(out))}
     if bad:
         first = next(iter(bad.values()))[0]
-        print(f"warning: {out}: {len(bad)} pair(s) listed in the manifest are missing or changed on disk "
+        print(f"warning: {out}: {len(bad)} pair(s) listed in {name} are missing or changed on disk "
               f"(first {first}); drawing them again", file=sys.stderr)
-        write_manifest(out, [r for r in records if r.id not in bad])
-    return {r.id for r in records if r.id not in bad}
+        write_manifest(out, [r for r in records if r.id not in bad], name=name)
+    done = {r.id for r in records if r.id not in bad}
+    if wanted is not None:
+        for other in (MANIFEST, *shard_manifests(out)):
+            if other != name and (out / other).is_file():
+                done.update(r.id for r in read_pairs(out, include_rejected=True, name=other)
+                            if r.id in wanted and r.id not in done and not r.changed_files(out))
+    return done
 
 
 def _write_pairs(gen: Generator, out: Path, todo: list[tuple[str, int]], seed: int, method: str, category: str,
-                 size: int, root: str, bar) -> _Writer:
-    """Draw the pairs of `todo` in batches of one type and write them (PNG writes overlap drawing)."""
+                 size: int, root: str, bar, name: str = MANIFEST,
+                 on_records: Callable[[int], None] | None = None) -> _Writer:
+    """Draw the pairs of `todo` in batches of one type and write them (PNG writes overlap drawing).
+    A batch never crosses a block of `batch_size` indices (pairs i // batch_size alike), so a
+    resumed run or a shard draws each pair in the batch a fresh single-process run draws it in."""
     bs = max(1, int(getattr(gen, "batch_size", 1)))
-    writer = _Writer(out, bar)
+    writer = _Writer(out, bar, name, on_records)
     try:
         k = 0
         while k < len(todo):
-            t = todo[k][0]
-            batch = [todo[j] for j in range(k, min(k + bs, len(todo))) if todo[j][0] == t]
+            t, block = todo[k][0], todo[k][1] // bs
+            j = k
+            while j < len(todo) and j - k < bs and todo[j][0] == t and todo[j][1] // bs == block:
+                j += 1
+            batch = todo[k:j]
             seeds = [pair_seed(seed, t, i) for _, i in batch]
             pairs = gen.generate(t, seeds)
             if len(pairs) != len(seeds):
@@ -205,10 +237,11 @@ def _write_pairs(gen: Generator, out: Path, todo: list[tuple[str, int]], seed: i
     return writer
 
 
-def _summary(out: Path, method: str, category: str, new: int, secs: float, writer: _Writer) -> dict:
+def _summary(out: Path, method: str, category: str, new: int, secs: float, writer: _Writer,
+             name: str = MANIFEST) -> dict:
     per_type: dict[str, int] = {}
     kept: dict[str, int] = {}
-    for r in read_pairs(out, include_rejected=True):
+    for r in read_pairs(out, include_rejected=True, name=name):
         per_type[r.defect_type] = per_type.get(r.defect_type, 0) + 1
         kept[r.defect_type] = kept.get(r.defect_type, 0) + (not r.rejected)
     return {"run": str(out), "method": method, "category": category, "pairs": per_type, "kept": kept,
@@ -216,28 +249,23 @@ def _summary(out: Path, method: str, category: str, new: int, secs: float, write
             "redraws": writer.redraws, "rejected_drafts": writer.rejects}
 
 
-def generate_run(data: Path, out: Path, method: str = "croppaste", n: int = 100, category: str | None = None,
-                 types: list[str] | None = None, seed: int = 0, size: int = 256, params: dict | None = None,
-                 data_format: str | None = None, progress: bool = True, subtypes: str | None = None,
-                 keep_ratio: float | None = None, filter_config=None) -> dict:
-    """Fit `method` on the few-shot training split of `data` and write `n` pairs per defect type to `out`.
+@dataclass
+class _Prepared:
+    """A run folder set up and fitted: what generating its pairs needs."""
 
-    `keep_ratio` (None: the method's default, e.g. 0.5 for gaa; 0: no filtering) generates
-    n / keep_ratio pairs per type and then keeps the best n by ARS (`quality.filter.filter_run`,
-    with `filter_config` as its ARSConfig); the others stay in the manifest, marked rejected.
+    gen: Generator
+    info: RunInfo
+    types: list[str]
+    counts: dict[str, int]
+    category: str
+    root: str
+    keep_ratio: float | None
 
-    `subtypes` ("auto" or a clusters.json path) splits each defect type into anomaly concepts
-    ``<type>@<k>`` first (GAA clustering, `anomalyforge.quality.cluster.plan_subtypes`); the
-    clusters are saved in `out/clusters/`.
 
-    run.json records the exact training files (path and sha256) and is marked complete when
-    generation (and filtering) ends. Resumes an interrupted run (re-checking the hash of every
-    PNG already written) and extends one with the same config; a folder holding a different run
-    is a ConfigError. Returns a summary: pairs per type (in the folder), new pairs written now,
-    seconds, pairs/s, redraws (drafts rejected and redrawn) and rejected_drafts (count per reason).
-    """
-
-    t0 = time.perf_counter()
+def _prepare_run(data: Path, out: Path, method: str, n: int, category: str | None, types: list[str] | None,
+                 seed: int, size: int, params: dict | None, data_format: str | None, progress: bool,
+                 subtypes: str | None, keep_ratio: float | None) -> _Prepared:
+    """Check the options, write run.json, fit the generator (or load its saved state)."""
     data, out = Path(data), Path(out)
     _check_options(n, seed, size)
     check_output_dir(out, [data])  # never inside the dataset, never below a file
@@ -268,21 +296,77 @@ def generate_run(data: Path, out: Path, method: str = "croppaste", n: int = 100,
     if clusters is not None:  # after a successful fit, so a failed fresh run leaves nothing behind
 
         save_subtypes(out, fd, clusters, int(seed))
+    return _Prepared(gen, info, types, counts, ds.category, root, keep_ratio)
 
-    done = _pairs_on_disk(out)
-    todo = [(t, i) for t in types for i in range(counts[t]) if pair_id(t, i) not in done]
-    bar = tqdm(total=len(todo), desc=f"{ds.category}/{method}", unit="pair", file=sys.stderr,
-               disable=not progress)
+
+def fit_run(data: Path, out: Path, method: str = "croppaste", n: int = 100, category: str | None = None,
+            types: list[str] | None = None, seed: int = 0, size: int = 256, params: dict | None = None,
+            data_format: str | None = None, progress: bool = True, subtypes: str | None = None,
+            keep_ratio: float | None = None) -> dict:
+    """The first half of `generate_run` (same arguments): write run.json and fit the generator's
+    state into `out/state/` (or find it there), drawing no pair. A distributed run fits once this
+    way, then its shards load the state. Returns {"run", "types", "expected_pairs"}."""
+    prep = _prepare_run(data, out, method, n, category, types, seed, size, params, data_format, progress,
+                        subtypes, keep_ratio)
+    return {"run": str(out), "types": prep.types, "expected_pairs": prep.info.expected_pairs}
+
+
+def generate_run(data: Path, out: Path, method: str = "croppaste", n: int = 100, category: str | None = None,
+                 types: list[str] | None = None, seed: int = 0, size: int = 256, params: dict | None = None,
+                 data_format: str | None = None, progress: bool = True, subtypes: str | None = None,
+                 keep_ratio: float | None = None, filter_config=None, shard: Shard | str | None = None,
+                 assemble: bool = True, on_records: Callable[[int], None] | None = None) -> dict:
+    """Fit `method` on the few-shot training split of `data` and write `n` pairs per defect type to `out`.
+
+    `keep_ratio` (None: the method's default, e.g. 0.5 for gaa; 0: no filtering) generates
+    n / keep_ratio pairs per type and then keeps the best n by ARS (`quality.filter.filter_run`,
+    with `filter_config` as its ARSConfig); the others stay in the manifest, marked rejected.
+
+    `subtypes` ("auto" or a clusters.json path) splits each defect type into anomaly concepts
+    ``<type>@<k>`` first (GAA clustering, `anomalyforge.quality.cluster.plan_subtypes`); the
+    clusters are saved in `out/clusters/`.
+
+    `shard` ('I/N' or a `Shard`) draws only that shard's pairs (same ids and seeds) and records
+    them in `out/shards/I-of-N.jsonl`; with `assemble` (default) the shard that finds every pair
+    of the run written writes the manifest in pair order and marks the run complete (then the ARS
+    filter runs); without, `anomalyforge.synth.merge.assemble_shards` is left to the caller.
+    `on_records(k)` is called each time k records were appended (progress of a remote shard).
+
+    run.json records the exact training files (path and sha256) and is marked complete when
+    generation (and filtering) ends. Resumes an interrupted run (re-checking the hash of every
+    PNG already written) and extends one with the same config; a folder holding a different run
+    is a ConfigError. Returns a summary: pairs per type (in the folder; a shard's: in its file),
+    new pairs written now, seconds, pairs/s, redraws (drafts rejected and redrawn) and
+    rejected_drafts (count per reason).
+    """
+
+    t0 = time.perf_counter()
+    out = Path(out)
+    part = parse_shard(shard) if shard is not None else None
+    prep = _prepare_run(data, out, method, n, category, types, seed, size, params, data_format, progress,
+                        subtypes, keep_ratio)
+    name = part.manifest if part is not None else MANIFEST
+    block = max(1, int(getattr(prep.gen, "batch_size", 1)))
+    wanted = shard_pairs(prep.types, prep.counts, block, part)
+    done = _pairs_on_disk(out, name, {pair_id(t, i) for t, i in wanted} if part is not None else None)
+    todo = [(t, i) for t, i in wanted if pair_id(t, i) not in done]
+    desc = f"{prep.category}/{method}" + (f" shard {part}" if part is not None else "")
+    bar = tqdm(total=len(todo), desc=desc, unit="pair", file=sys.stderr, disable=not progress)
     try:
-        writer = _write_pairs(gen, out, todo, int(seed), method, ds.category, int(size), root, bar)
+        writer = _write_pairs(prep.gen, out, todo, int(seed), method, prep.category, int(size), prep.root, bar,
+                              name, on_records)
     finally:
         bar.close()
-    if keep_ratio:
+    if part is not None:
+        if assemble:
+            assemble_shards(out, filter_config=filter_config, progress=progress)
+    else:
+        if prep.keep_ratio:
 
-        filter_run(out, keep_ratio=keep_ratio, seed=int(seed), config=filter_config, progress=progress)
-    info.complete = True
-    info.write(out)
-    return _summary(out, method, ds.category, len(todo), time.perf_counter() - t0, writer)
+            filter_run(out, keep_ratio=prep.keep_ratio, seed=int(seed), config=filter_config, progress=progress)
+        prep.info.complete = True
+        prep.info.write(out)
+    return _summary(out, method, prep.category, len(todo), time.perf_counter() - t0, writer, name)
 
 
 def pairs_per_type(types: list[str], n: int, fd) -> dict[str, int]:
@@ -335,8 +419,8 @@ class _Writer:
     drawn; appends a batch's manifest records, in order and with one fsync, once all of the
     batch's PNGs exist. On error or interrupt, records whose PNGs were written are still kept."""
 
-    def __init__(self, out: Path, bar) -> None:
-        self.out, self.bar = out, bar
+    def __init__(self, out: Path, bar, name: str = MANIFEST, on_records: Callable[[int], None] | None = None) -> None:
+        self.out, self.bar, self.name, self.on_records = out, bar, name, on_records
         self.pool = ThreadPoolExecutor(max_workers=2)
         self.pending: list[tuple[PairRecord, list]] = []
         self.redraws = 0
@@ -358,13 +442,15 @@ class _Writer:
         self._append([rec for rec, _ in batch])
 
     def _append(self, recs: list[PairRecord]) -> None:
-        append_records(self.out, recs)
+        append_records(self.out, recs, name=self.name)
         for r in recs:
             params = r.params
             self.redraws += int(params.get("redraws", 0))
             for why, k in (params.get("rejected_because") or {}).items():
                 self.rejects[why] = self.rejects.get(why, 0) + int(k)
         self.bar.update(len(recs))
+        if self.on_records is not None and recs:
+            self.on_records(len(recs))
 
     def close(self) -> None:
         self._flush()
