@@ -2,14 +2,18 @@
 
 Every file the toolkit writes goes through `write_bytes_atomic`: the bytes go to a hidden temp file
 beside the target, are fsynced, and the temp file is renamed over the target (atomic on POSIX and
-Windows). A crash leaves either the old file or the new one, plus at most a stray ``.NAME.tmp``.
+Windows). A crash leaves either the old file or the new one, plus at most a stray
+``.NAME.<random>.tmp``. The temp name is each call's own, so processes writing the same file at
+once (shards sharing a run folder) never rename each other's temp file away.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
+import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -19,11 +23,13 @@ import numpy as np
 
 from anomalyforge.errors import ConfigError, DataError
 
+TEMP_NAME = re.compile(r"\.(.+?)(?:\.[0-9a-f]{12})?\.tmp")  # a temp file's name -> the target's name
+
 
 def temp_path(path: str | Path) -> Path:
-    """The hidden temp file `write_*_atomic` uses for `path` (``.NAME.tmp`` beside it)."""
+    """A new hidden temp file for writing `path` (``.NAME.<12 hex digits>.tmp`` beside it)."""
     p = Path(path)
-    return p.with_name(f".{p.name}.tmp")
+    return p.with_name(f".{p.name}.{uuid.uuid4().hex[:12]}.tmp")
 
 
 def write_with(path: str | Path, write: Callable[[BinaryIO], Any]) -> Path:

@@ -12,14 +12,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import re
 import sys
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from anomalyforge import __version__
-from anomalyforge.atomic import first_missing, remove_created
+from anomalyforge.atomic import TEMP_NAME, first_missing, remove_created
 from anomalyforge.data import DataWarning
 from anomalyforge.data.info import dataset_info, format_info_table
 from anomalyforge.diffusion.tiny import make_tiny_model
@@ -631,14 +630,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def os_error_line(exc: OSError) -> str:
-    """``PATH: problem`` for an OSError: the file being written (not its hidden ``.NAME.tmp``), and
+    """``PATH: problem`` for an OSError: the file being written (not its hidden ``.NAME.<random>.tmp``), and
     for a path below a regular file, that file."""
     problem = (exc.strerror or str(exc) or exc.__class__.__name__).rstrip(".")
     problem = problem[:1].lower() + problem[1:]
     if exc.filename is None:
         return problem
     path = Path(exc.filename)
-    m = re.fullmatch(r"\.(.+)\.tmp", path.name)
+    m = TEMP_NAME.fullmatch(path.name)
     if m:
         path = path.with_name(m.group(1))
     if isinstance(exc, NotADirectoryError):

@@ -1,6 +1,7 @@
 """The Ray backend on a local Ray instance this module starts (2 CPUs): a sharded croppaste run and
 a tiny-model AnomalyDiffusion run are byte-identical to the single-process run, a worker killed
-mid-shard is retried with identical output, and tasks per seed map like a local loop."""
+mid-shard is retried with identical output, and a benchmark over seeds (one task per seed) gives
+the local loop's figures."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import torch
 from anomalyforge import cli
 from anomalyforge.errors import ConfigError
 from anomalyforge.pipelines.distributed import KILL_ONCE_ENV, RayOptions, generate_on_ray, map_on_ray
+from anomalyforge.pipelines.seeds import run_benchmark_seeds
 from anomalyforge.seeds import pair_seed
 from anomalyforge.synth.run import generate_run
 
@@ -28,9 +30,10 @@ def _files(run: Path) -> dict[str, bytes]:
 
 def _small(src: Path, dst: Path, types: tuple[str, ...], n_good: int = 6, n_defect: int = 3) -> Path:
     """A few real bottle files linked into an MVTec AD layout."""
-    for p in sorted((src / "train" / "good").glob("*.png"))[:n_good]:
-        (dst / "train" / "good").mkdir(parents=True, exist_ok=True)
-        os.symlink(p, dst / "train" / "good" / p.name)
+    for split, k in (("train", n_good), ("test", 2)):
+        for p in sorted((src / split / "good").glob("*.png"))[:k]:
+            (dst / split / "good").mkdir(parents=True, exist_ok=True)
+            os.symlink(p, dst / split / "good" / p.name)
     for t in types:
         for p in sorted((src / "test" / t).glob("*.png"))[:n_defect]:
             for f, d in ((p, dst / "test" / t), (src / "ground_truth" / t / f"{p.stem}_mask.png",
@@ -105,6 +108,16 @@ def test_a_task_error_is_the_error_itself(cluster, data, tmp_path):
 def test_one_task_per_call_maps_like_a_loop(cluster):
     calls = [dict(run_seed=s, defect_type="crack", index=i) for s in (0, 1) for i in range(3)]
     assert map_on_ray(pair_seed, calls, progress=False) == [pair_seed(**c) for c in calls]
+
+
+@pytest.mark.slow  # two smoke benchmarks, each seed's in a Ray task and then in a local loop
+def test_benchmark_seeds_on_ray_are_the_local_loop(cluster, data, tmp_path):
+    kw = dict(methods=["patchcore"], seeds=[0, 1], profile="smoke", progress=False)
+    on_ray = run_benchmark_seeds(data, tmp_path / "ray", backend="ray", **kw)
+    assert all((tmp_path / "ray" / f"seed-{s}" / "results.json").is_file() for s in (0, 1))
+    local = run_benchmark_seeds(data, tmp_path / "local", **kw)
+    assert on_ray["seeds"] == local["seeds"] == [0, 1]
+    assert on_ray["figures"] == local["figures"]
 
 
 def test_ray_options_need_the_ray_backend(data, tmp_path, capsys):

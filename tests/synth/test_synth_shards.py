@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -58,6 +59,15 @@ def test_shards_into_one_folder_are_the_single_run(single, small_bottle, tmp_pat
         assert json.loads((out / "run.json").read_text())["complete"] is (i == 1)
     assert _files(out) == _files(single)
     assert sorted(p.name for p in (out / "shards").iterdir()) == ["0-of-3.jsonl", "1-of-3.jsonl", "2-of-3.jsonl"]
+
+
+def test_shards_writing_one_folder_at_the_same_time_are_the_single_run(single, small_bottle, tmp_path):
+    """Two shards start together (fit, run.json, records, manifest race): same files, no temp left."""
+    out = tmp_path / "together"
+    with ThreadPoolExecutor(2) as pool:
+        list(pool.map(lambda i: generate_run(small_bottle, out, shard=f"{i}/2", **KW), range(2)))
+    assert _files(out) == _files(single)
+    assert not list(out.rglob(".*.tmp")) and not list(out.glob(".state.*"))
 
 
 def test_separate_shards_merge_to_the_single_run_and_a_missing_one_can_follow(single, small_bottle, tmp_path,

@@ -32,7 +32,7 @@ import numpy as np
 from tqdm import tqdm
 
 from anomalyforge import __version__
-from anomalyforge.atomic import check_output_dir, write_png_atomic
+from anomalyforge.atomic import TEMP_NAME, check_output_dir, write_png_atomic
 from anomalyforge.data import few_shot_split, fit_data, load_dataset
 from anomalyforge.errors import ConfigError, DataError
 from anomalyforge.formats.manifest import (
@@ -157,8 +157,8 @@ def _fit_or_load(gen: Generator, fd, out: Path) -> None:
     if (state / _DONE).is_file():
         gen.load(fd, state)
         return
-    if state.exists():  # an unfinished state of an older version (new ones appear complete, by rename)
-        shutil.rmtree(state)
+    if state.exists() and not (state / _DONE).is_file():  # an older version's unfinished state (new
+        shutil.rmtree(state, ignore_errors=True)         # ones appear complete, by one rename)
     tmp = out / f".{STATE}.{uuid.uuid4().hex}.partial"
     try:
         tmp.mkdir(parents=True)
@@ -196,7 +196,8 @@ def _pairs_on_disk(out: Path, name: str = MANIFEST, wanted: set[str] | None = No
     bad = {r.id: files for r in records if (files := r.changed_files(out))}
     if bad:
         first = next(iter(bad.values()))[0]
-        print(f"warning: {out}: {len(bad)} pair(s) listed in {name} are missing or changed on disk "
+        where = "the manifest" if name == MANIFEST else name
+        print(f"warning: {out}: {len(bad)} pair(s) listed in {where} are missing or changed on disk "
               f"(first {first}); drawing them again", file=sys.stderr)
         write_manifest(out, [r for r in records if r.id not in bad], name=name)
     done = {r.id for r in records if r.id not in bad}
@@ -206,6 +207,23 @@ def _pairs_on_disk(out: Path, name: str = MANIFEST, wanted: set[str] | None = No
                 done.update(r.id for r in read_pairs(out, include_rejected=True, name=other)
                             if r.id in wanted and r.id not in done and not r.changed_files(out))
     return done
+
+
+def _drop_stray_temps(out: Path, todo: list[tuple[str, int]]) -> None:
+    """Remove the temp PNGs an interrupted writer left for the pairs about to be drawn (only this
+    run, or this shard, writes those pairs, so no other writer's temp file is touched)."""
+    ids: dict[str, set[str]] = {}
+    for t, i in todo:
+        ids.setdefault(t, set()).add(pair_id(t, i))
+    for t, wanted in ids.items():
+        for kind in ("images", "masks"):
+            folder = out / kind / t
+            if not folder.is_dir():
+                continue
+            for p in folder.iterdir():
+                m = TEMP_NAME.fullmatch(p.name) if p.name.startswith(".") else None
+                if m and m.group(1).removesuffix(".png") in wanted:
+                    p.unlink(missing_ok=True)
 
 
 def _write_pairs(gen: Generator, out: Path, todo: list[tuple[str, int]], seed: int, method: str, category: str,
@@ -350,6 +368,7 @@ def generate_run(data: Path, out: Path, method: str = "croppaste", n: int = 100,
     wanted = shard_pairs(prep.types, prep.counts, block, part)
     done = _pairs_on_disk(out, name, {pair_id(t, i) for t, i in wanted} if part is not None else None)
     todo = [(t, i) for t, i in wanted if pair_id(t, i) not in done]
+    _drop_stray_temps(out, todo)
     desc = f"{prep.category}/{method}" + (f" shard {part}" if part is not None else "")
     bar = tqdm(total=len(todo), desc=desc, unit="pair", file=sys.stderr, disable=not progress)
     try:
