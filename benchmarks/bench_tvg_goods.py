@@ -2,14 +2,20 @@
 
 On the first K good training images of a category (training data only), the offline VAE
 (`anomalyforge.diffusion.autoencoder.fit_autoencoder`, what `fewshot --goods vae` fits when no
---vae is given) is fitted once, and each latent of TVG's ablation (mu, mu + sigma, mu + sigma*eps,
-the last over 3 noise seeds) is decoded and compared with the original image: SSIM (scikit-image,
-RGB, data range 255) and PSNR, mean over the K images. Then the in-process time per generated image
+--vae is given, at 64 px) is fitted once, and each latent of TVG's ablation (mu, mu + sigma,
+mu + sigma*eps, the last over 3 noise seeds) is compared with the original image: SSIM
+(scikit-image, RGB, data range 255) and PSNR, mean over the K images, both as decoded (at the
+VAE's size, against the resized original) and as the generator delivers it at the study size
+(the decoded variation, upsampled, added to the original). Then the in-process time per generated image
 of each generator arm: the torchvision arms, the variance-aware VAE (after its fit), and one CLIP
 guidance step of `--goods tvg` on a random-weight CLIP with ViT-B/16's configuration (speed does
 not depend on the weights), extrapolated to the published 25 steps.
 
     python benchmarks/bench_tvg_goods.py ../shared/datasets/mvtec_ad/bottle --out tvg_goods.json
+
+`--only ARM --n N` only generates N goods with one arm (vae: after a `--fit-steps` fit), for
+timing the whole process from outside: the difference between N and 0 goods, over N, is the cost
+per image, start-up and fit excluded.
 """
 
 from __future__ import annotations
@@ -25,11 +31,23 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from anomalyforge.data import few_shot_split, load_dataset
 from anomalyforge.data.io import read_image
-from anomalyforge.diffusion.autoencoder import LATENT_SAMPLES, AutoencoderFit, fit_autoencoder, sample_latent
+from anomalyforge.diffusion.autoencoder import (
+    LATENT_SAMPLES,
+    AutoencoderFit,
+    fit_autoencoder,
+    resize_images,
+    sample_latent,
+)
 from anomalyforge.diffusion.blended import from_model_images, to_model_images
 from anomalyforge.diffusion.clip import Clip, refine_latent
 from anomalyforge.seeds import torch_generator
-from anomalyforge.synth.good import TORCHVISION_ARMS, TorchvisionGoodConfig, torchvision_goods
+from anomalyforge.synth.good import (
+    TORCHVISION_ARMS,
+    TorchvisionGoodConfig,
+    VaeGoodConfig,
+    VaeGoods,
+    torchvision_goods,
+)
 
 
 def similarity(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
@@ -64,37 +82,53 @@ def main() -> None:
     ap.add_argument("--temperature", type=float, default=1.0)
     ap.add_argument("--clip-steps", type=int, default=2, help="CLIP guidance steps timed (0: skip)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--only", choices=("vae", *TORCHVISION_ARMS), default=None,
+                    help="only generate --n goods with this arm (for whole-process timing)")
+    ap.add_argument("--n", type=int, default=8, help="goods generated with --only")
     args = ap.parse_args()
-    torch.set_num_threads(max(1, torch.get_num_threads()))
 
     split = few_shot_split(load_dataset(args.data), progress=False)
     images = np.stack([read_image(x.image, args.size) for x in split.train_good[:args.k]])
     x = to_model_images(list(images))
+    if args.only:
+        if args.only == "vae":
+            VaeGoods(VaeGoodConfig(fit=AutoencoderFit(steps=args.fit_steps)), split.category).generate(
+                images, args.n, args.seed)
+        else:
+            torchvision_goods(images, args.n, args.seed, TorchvisionGoodConfig(args.only))
+        return
     res: dict = {"category": split.category, "k": len(images), "size": args.size, "fit_steps": args.fit_steps,
                  "temperature": args.temperature, "threads": torch.get_num_threads()}
 
     t0 = time.perf_counter()
     ae = fit_autoencoder(images, args.seed, AutoencoderFit(steps=args.fit_steps))
     res["fit_s"] = round(time.perf_counter() - t0, 1)
-    ablation = {}
+    small = resize_images(images, ae.size or args.size)
+    ablation: dict = {}
     with torch.no_grad():
-        mu, sigma = ae.stats(x)
+        mu, sigma = ae.stats(to_model_images(list(small)))
         res["sigma_mean"] = float(sigma.mean())
         for mode in LATENT_SAMPLES:
             seeds = range(3) if mode == "mu+sigma*eps" else range(1)
-            scores = []
+            direct, added = [], []
             for s in seeds:
                 z = torch.cat([sample_latent(mu[i:i + 1], sigma[i:i + 1], mode, args.temperature,
                                              torch_generator(s, i)) for i in range(len(images))])
-                scores.append(similarity(np.stack(from_model_images(ae.decode(z))), images))
-            ablation[mode] = {"ssim": float(np.mean([a for a, _ in scores])),
-                              "psnr": float(np.mean([b for _, b in scores]))}
-        t0 = time.perf_counter()
-        for i in range(len(images)):  # encode, sample, decode: one generated good image
-            m, s_ = ae.stats(x[i:i + 1])
-            ae.decode(sample_latent(m, s_, "mu+sigma*eps", args.temperature, torch_generator(9, i)))
-        res["vae_s_per_image"] = round((time.perf_counter() - t0) / len(images), 3)
+                direct.append(similarity(np.stack(from_model_images(ae.decode(z))), small))
+                delta = torch.nn.functional.interpolate(ae.decode(z) - ae.decode(mu), size=images.shape[1:3],
+                                                        mode="bilinear", align_corners=False)
+                added.append(similarity(np.stack(from_model_images((x + delta).clamp(-1, 1))), images))
+            ablation[mode] = {
+                f"decoded_{small.shape[1]}px": {"ssim": float(np.mean([a for a, _ in direct])),
+                                                "psnr": float(np.mean([b for _, b in direct]))},
+                f"added_to_original_{args.size}px": {"ssim": float(np.mean([a for a, _ in added])),
+                                                     "psnr": float(np.mean([b for _, b in added]))}}
     res["ablation"] = ablation
+    gen = VaeGoods(VaeGoodConfig(), split.category)
+    gen.autoencoder = ae  # the fitted one: time generation only
+    t0 = time.perf_counter()
+    gen.generate(images, 8, seed=9)
+    res["vae_s_per_image"] = round((time.perf_counter() - t0) / 8, 3)
     arms = {}
     for arm in TORCHVISION_ARMS:
         t0 = time.perf_counter()
@@ -105,7 +139,7 @@ def main() -> None:
         clip = vit_b16_clip()
         text = torch.nn.functional.normalize(torch.randn(512), dim=0)
         with torch.no_grad():
-            z0 = ae.stats(x[:1])[0]
+            z0 = ae.stats(to_model_images(list(small[:1])))[0]
         refine_latent(z0, ae.decode, clip, text, 1)  # warm-up
         t0 = time.perf_counter()
         refine_latent(z0, ae.decode, clip, text, args.clip_steps)

@@ -63,7 +63,7 @@ def test_autoencoder_found_in_a_pipeline_folder_and_bad_folders_refused(models, 
 
 def test_offline_vae_fitted_on_good_images_reconstructs_them(goods):
     x = to_model_images(list(goods))
-    cfg = AutoencoderFit(steps=40, crop=32, batch_size=2)
+    cfg = AutoencoderFit(steps=40, size=32, batch_size=2)
     ae = fit_autoencoder(goods, seed=0, config=cfg)
     assert ae.source == "offline-fitted" and ae.kind == "kl"
     with torch.no_grad():
@@ -75,8 +75,9 @@ def test_offline_vae_fitted_on_good_images_reconstructs_them(goods):
     again = fit_autoencoder(goods, seed=0, config=cfg)
     with torch.no_grad():  # seeded: the same weights up to float rounding
         assert torch.allclose(again.stats(x)[0], mu, atol=1e-3)
-    with pytest.raises(ConfigError, match="multiples of 4"):
-        fit_autoencoder(goods[:, :30, :30], seed=0, config=cfg)
+    assert ae.size == 32
+    with pytest.raises(ConfigError, match="size a multiple of 4"):
+        AutoencoderFit(size=30)
 
 
 def test_clip_loads_scores_and_guidance_raises_similarity(models, goods):

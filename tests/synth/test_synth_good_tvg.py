@@ -61,7 +61,7 @@ def test_bad_goods_config_is_refused(goods):
 
 
 def test_offline_vae_goods_say_so_and_are_seeded(goods, capsys):
-    cfg = VaeGoodConfig(fit=AutoencoderFit(steps=20, crop=32, batch_size=2))
+    cfg = VaeGoodConfig(fit=AutoencoderFit(steps=20, size=32, batch_size=2))
     gen = goods_generator(cfg, "bottle")
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no --vae" in err[0] and "fitted on the K good images" in err[0]
@@ -70,6 +70,12 @@ def test_offline_vae_goods_say_so_and_are_seeded(goods, capsys):
     b = gen(goods, 3, 0)
     assert np.abs(a.astype(int) - b.astype(int)).max() <= 2  # same fit, same noise (float rounding only)
     assert cfg.to_dict()["generator"] == "vae" and cfg.to_dict()["fit"]["steps"] == 20
+    # at another image size the small VAE's variation is added to the original: mu alone changes nothing
+    big = np.stack([np.kron(g, np.ones((2, 2, 1), np.uint8)) for g in goods])  # 64 px
+    mean_only = goods_generator(VaeGoodConfig(latent="mu", fit=AutoencoderFit(steps=5, size=32, batch_size=2)),
+                                "bottle")(big, 2, 0)
+    assert np.abs(mean_only.astype(int) - big.astype(int)).max() <= 1
+    assert np.abs(gen(big, 2, 0).astype(int) - big.astype(int)).mean() > 0.5
 
 
 @pytest.mark.parametrize("kind", ["kl", "vq"])
@@ -80,10 +86,13 @@ def test_tvg_end_to_end_on_small_models(goods, models, kind, capsys):
     a = gen.generate(goods, 3, seed=0)
     assert a.shape == (3, 32, 32, 3) and gen.prompts == {0: "a bottle with a cap"}
     plain = VaeGoods(VaeGoodConfig(arm="vae", vae=str(models[kind])), "bottle").generate(goods, 3, seed=0)
-    assert np.abs(a.astype(int) - plain.astype(int)).mean() > 0  # guidance moved the images
-    # the first two variants do not depend on how many are asked for (own noise per variant)
-    np.testing.assert_array_equal(plain[:2], VaeGoods(VaeGoodConfig(vae=str(models[kind])), "bottle")
-                                  .generate(goods, 2, seed=0))
+    assert np.abs(a.astype(int) - plain.astype(int)).mean() > 0.5  # guidance moved the images
+    # the first two variants do not depend on how many are asked for (own noise per variant); the
+    # batch's shape changes float rounding only, a level or two after uint8 quantisation
+    fewer = VaeGoods(VaeGoodConfig(vae=str(models[kind])), "bottle").generate(goods, 2, seed=0)
+    assert np.abs(plain[:2].astype(int) - fewer.astype(int)).max() <= 2
+    other = VaeGoods(VaeGoodConfig(vae=str(models[kind])), "bottle").generate(goods, 2, seed=1)
+    assert np.abs(fewer.astype(int) - other.astype(int)).mean() > 0.5  # another seed, other noise
 
 
 def test_tvg_without_clip_says_which_part_is_skipped(goods, models, capsys):

@@ -13,8 +13,9 @@ initialisation) works, by hub id or local folder (`load_autoencoder`):
   codebook when decoded, so the image is made of the model's own codes.
 
 No pretrained autoencoder ships with anomalyforge and none can be downloaded offline, so
-`fit_autoencoder` trains a small `AutoencoderKL` on the given good images (reconstruction + a
-weak KL term, seeded): the explicit offline path, labelled "offline-fitted" wherever it is used.
+`fit_autoencoder` trains a small `AutoencoderKL` on the given good images at a small size
+(reconstruction + a weak KL term, seeded): the explicit offline path, labelled "offline-fitted"
+wherever it is used.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -76,6 +78,7 @@ class Autoencoder:
     kind: str  # "kl" or "vq"
     source: str  # hub id, folder, or "offline-fitted"
     device: torch.device
+    size: int | None = None  # the one image side it runs at (the offline fit), None: any multiple of factor
 
     @property
     def factor(self) -> int:
@@ -159,20 +162,20 @@ class AutoencoderFit:
     steps: int = 200
     lr: float = 1e-3
     batch_size: int = 4
-    crop: int = 64  # square training crops (the model is convolutional: it then runs on whole images)
+    size: int = 64  # the images are resized to size x size for the fit (and the VAE runs at this size)
     kl_weight: float = 1e-3  # per latent element, against the mean absolute pixel error
     channels: tuple[int, ...] = (16, 32, 32)  # latent factor 4, no attention: fast on a CPU
     latent_channels: int = 4
 
     def __post_init__(self) -> None:
         f = 2 ** (len(self.channels) - 1)
-        if (self.steps < 1 or self.batch_size < 1 or self.lr <= 0 or self.kl_weight < 0 or self.crop < f
-                or self.crop % f or not self.channels):
-            raise ConfigError(f"autoencoder fit: steps, batch_size >= 1, lr > 0, kl_weight >= 0, crop a "
+        if (self.steps < 1 or self.batch_size < 1 or self.lr <= 0 or self.kl_weight < 0 or self.size < f
+                or self.size % f or not self.channels):
+            raise ConfigError(f"autoencoder fit: steps, batch_size >= 1, lr > 0, kl_weight >= 0, size a "
                               f"multiple of {f}; got {self}")
 
     def to_dict(self) -> dict:
-        return {"steps": self.steps, "lr": self.lr, "batch_size": self.batch_size, "crop": self.crop,
+        return {"steps": self.steps, "lr": self.lr, "batch_size": self.batch_size, "size": self.size,
                 "kl_weight": self.kl_weight, "channels": list(self.channels),
                 "latent_channels": self.latent_channels}
 
@@ -180,17 +183,19 @@ class AutoencoderFit:
 def fit_autoencoder(images: np.ndarray, seed: int, config: AutoencoderFit | None = None,
                     device: str | torch.device = "cpu") -> Autoencoder:
     """A small AutoencoderKL trained on (K, H, W, 3) uint8 `images` (the good training images only):
-    mean absolute reconstruction error + `kl_weight` * KL to N(0, 1), Adam, on random square crops
-    (image and position drawn with replacement from stream (seed, GOOD_VAE_FIT)), weights
-    initialised from stream (seed, GOOD_VAE_INIT)."""
+    mean absolute reconstruction error of the decoded posterior mean and of a posterior sample
+    (the mean's term teaches the decoder fast while sigma is still near its initial 1; the
+    sample's shrinks sigma where it matters) + `kl_weight` * KL to N(0, 1), Adam, on the images
+    resized to `size` (whole images: GroupNorm makes a model fitted on crops decode whole images
+    badly), batches drawn with replacement from stream (seed, GOOD_VAE_FIT), weights initialised
+    from stream (seed, GOOD_VAE_INIT). The returned autoencoder's `size` says it runs at that size."""
     from diffusers import AutoencoderKL  # lazy: diffusers is heavy to import
 
     cfg = config or AutoencoderFit()
     images = np.asarray(images)
-    f = 2 ** (len(cfg.channels) - 1)
-    if images.ndim != 4 or images.shape[-1] != 3 or not len(images) or images.shape[1] % f or images.shape[2] % f:
-        raise ConfigError(f"fit_autoencoder needs (K>0, H, W, 3) images with H, W multiples of {f}, "
-                          f"got shape {images.shape}")
+    if images.ndim != 4 or images.shape[-1] != 3 or not len(images):
+        raise ConfigError(f"fit_autoencoder needs (K>0, H, W, 3) images, got shape {images.shape}")
+    images = resize_images(images, cfg.size)
     dev = torch.device(device)
     init = torch_generator(seed, Stream.GOOD_VAE_INIT)
     with torch.random.fork_rng(devices=[]):
@@ -200,27 +205,30 @@ def fit_autoencoder(images: np.ndarray, seed: int, config: AutoencoderFit | None
                               latent_channels=cfg.latent_channels,
                               down_block_types=("DownEncoderBlock2D",) * len(cfg.channels),
                               up_block_types=("UpDecoderBlock2D",) * len(cfg.channels),
-                              layers_per_block=1, norm_num_groups=groups, sample_size=int(images.shape[1]),
+                              layers_per_block=1, norm_num_groups=groups, sample_size=cfg.size,
                               mid_block_add_attention=False)
     model.to(dev)
     model.train()
     x_all = torch.from_numpy(images).permute(0, 3, 1, 2).float().div(127.5).sub(1)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     draw = torch_generator(seed, Stream.GOOD_VAE_FIT)
-    crop = min(cfg.crop, *images.shape[1:3]) // f * f
     for _ in range(cfg.steps):
-        idx = torch.randint(0, len(x_all), (cfg.batch_size,), generator=draw)
-        ys = torch.randint(0, images.shape[1] - crop + 1, (cfg.batch_size,), generator=draw)
-        xs = torch.randint(0, images.shape[2] - crop + 1, (cfg.batch_size,), generator=draw)
-        x = torch.stack([x_all[i, :, y:y + crop, x0:x0 + crop] for i, y, x0 in zip(idx, ys, xs, strict=True)]).to(dev)
+        x = x_all[torch.randint(0, len(x_all), (cfg.batch_size,), generator=draw)].to(dev)
         dist = model.encode(x).latent_dist
         z = dist.mean + dist.std * torch.randn(dist.mean.shape, generator=draw).to(dev)
-        rec = model.decode(z).sample
+        rec = model.decode(torch.cat([dist.mean, z])).sample
         kl = 0.5 * (dist.mean ** 2 + dist.var - 1 - dist.logvar).mean()
-        loss = (rec - x).abs().mean() + cfg.kl_weight * kl
+        loss = (rec - torch.cat([x, x])).abs().mean() + cfg.kl_weight * kl
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
     model.eval()
     model.requires_grad_(False)
-    return Autoencoder(model=model, kind="kl", source="offline-fitted", device=dev)
+    return Autoencoder(model=model, kind="kl", source="offline-fitted", device=dev, size=cfg.size)
+
+
+def resize_images(images: np.ndarray, size: int) -> np.ndarray:
+    """(N, H, W, 3) uint8 -> (N, size, size, 3) uint8 (area interpolation); unchanged if already so."""
+    if images.shape[1:3] == (size, size):
+        return images
+    return np.stack([cv2.resize(im, (size, size), interpolation=cv2.INTER_AREA) for im in images])

@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 import cv2
 import numpy as np
 import torch
+import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from anomalyforge.diffusion.autoencoder import (
@@ -26,6 +27,7 @@ from anomalyforge.diffusion.autoencoder import (
     AutoencoderFit,
     fit_autoencoder,
     load_autoencoder,
+    resize_images,
     sample_latent,
 )
 from anomalyforge.diffusion.blended import blended_sample, from_model_images, to_model_images
@@ -233,7 +235,8 @@ class VaeGoodConfig:
     `guide_steps` of CLIP-guided latent refinement toward "a {class} with {keyword}".
 
     `vae`: a diffusers AutoencoderKL / VQModel (folder or hub id); None fits a small VAE on the K
-    good images of each draw (`fit`, the offline path). `clip`: a CLIPModel (folder or hub id);
+    good images of each draw at `fit.size` (the offline path): its variation,
+    decode(latent) - decode(mu), upsampled, is added to the original image. `clip`: a CLIPModel (folder or hub id);
     None skips the keyword scoring and the guidance. `prompt` fixes the prompt (no keyword search)."""
 
     arm: str = "vae"
@@ -301,7 +304,9 @@ class VaeGoods:
         cfg = self.config
         images = _check_goods(images, n, "vae goods")
         ae = self.autoencoder or fit_autoencoder(images, seed, cfg.fit, self.device)
-        if images.shape[1] % ae.factor or images.shape[2] % ae.factor:
+        small = ae.size is not None and images.shape[1:3] != (ae.size, ae.size)
+        src = resize_images(images, ae.size) if small and ae.size else images
+        if src.shape[1] % ae.factor or src.shape[2] % ae.factor:
             raise ConfigError(f"image size {images.shape[1]}x{images.shape[2]} is not a multiple of the "
                               f"autoencoder's factor {ae.factor}")
         text = None
@@ -313,13 +318,19 @@ class VaeGoods:
         for start in tqdm(range(0, n, cfg.batch_size), desc=f"{cfg.arm} goods", disable=not progress):
             idx = list(range(start, min(n, start + cfg.batch_size)))
             with torch.no_grad():
-                mu, sigma = ae.stats(to_model_images([images[i % len(images)] for i in idx]))
+                mu, sigma = ae.stats(to_model_images([src[i % len(src)] for i in idx]))
                 z = torch.cat([sample_latent(mu[j:j + 1], sigma[j:j + 1], cfg.latent, cfg.temperature,
                                              torch_generator(seed, i)) for j, i in enumerate(idx)])
             if text is not None and self.clip is not None and cfg.guide_steps:
                 z = refine_latent(z, ae.decode, self.clip, text, cfg.guide_steps, cfg.guide_lr, cfg.anchor)
             with torch.no_grad():
-                out[idx] = np.stack(from_model_images(ae.decode(z)))
+                if small:  # the small VAE's variation, upsampled, on the original image
+                    delta = F.interpolate(ae.decode(z) - ae.decode(mu), size=images.shape[1:3], mode="bilinear",
+                                          align_corners=False)
+                    full = to_model_images([images[i % len(images)] for i in idx])
+                    out[idx] = np.stack(from_model_images((full + delta.cpu()).clamp(-1, 1)))
+                else:
+                    out[idx] = np.stack(from_model_images(ae.decode(z)))
         return out
 
 
