@@ -513,7 +513,8 @@ def _add_fewshot(sub: argparse._SubParsersAction) -> None:
                         "(diffusers folder or hub id) instead of the model-free augmentation")
     p.add_argument("--strength", type=float, default=0.3, help="SDEdit strength with --base-model")
     p.add_argument("--sampler-steps", type=int, default=50, help="DDIM steps of the full schedule with --base-model")
-    p.add_argument("--prompt", default="", help="text prompt of the SDEdit variations")
+    p.add_argument("--prompt", default="", help="text prompt of the SDEdit variations; with --goods tvg, the "
+                                                "prompt instead of the WordNet keyword search")
     p.add_argument("--device", default=None, help="device of the diffusion model (default: CUDA when available)")
     g = p.add_argument_group("TVG generators (--goods)")
     g.add_argument("--goods", default="augment", choices=FEWSHOT_GOODS,
