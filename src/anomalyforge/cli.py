@@ -21,6 +21,7 @@ from anomalyforge import __version__
 from anomalyforge.atomic import TEMP_NAME, first_missing, remove_created
 from anomalyforge.data import DataWarning
 from anomalyforge.data.info import dataset_info, format_info_table
+from anomalyforge.diffusion.autoencoder import LATENT_SAMPLES, AutoencoderFit
 from anomalyforge.diffusion.tiny import make_tiny_model
 from anomalyforge.errors import AnomalyForgeError
 from anomalyforge.formats.manifest import MANIFEST
@@ -39,7 +40,15 @@ from anomalyforge.report.html import write_report
 from anomalyforge.report.preview import contact_sheet
 from anomalyforge.synth.base import available
 from anomalyforge.synth.export import export_run
-from anomalyforge.synth.good import DiffusionGoodConfig, GoodAugmentConfig
+from anomalyforge.synth.good import (
+    TORCHVISION_ARMS,
+    VAE_ARMS,
+    DiffusionGoodConfig,
+    GoodAugmentConfig,
+    GoodsConfig,
+    TorchvisionGoodConfig,
+    VaeGoodConfig,
+)
 from anomalyforge.synth.merge import merge_runs
 from anomalyforge.synth.run import generate_run
 
@@ -561,10 +570,45 @@ def _add_fewshot(sub: argparse._SubParsersAction) -> None:
                         "(diffusers folder or hub id) instead of the model-free augmentation")
     p.add_argument("--strength", type=float, default=0.3, help="SDEdit strength with --base-model")
     p.add_argument("--sampler-steps", type=int, default=50, help="DDIM steps of the full schedule with --base-model")
-    p.add_argument("--prompt", default="", help="text prompt of the SDEdit variations")
+    p.add_argument("--prompt", default="", help="text prompt of the SDEdit variations; with --goods tvg, the "
+                                                "prompt instead of the WordNet keyword search")
     p.add_argument("--device", default=None, help="device of the diffusion model (default: CUDA when available)")
+    g = p.add_argument_group("TVG generators (--goods)")
+    g.add_argument("--goods", default="augment", choices=FEWSHOT_GOODS,
+                   help="generator of the good images: augment (seeded nuisance changes, --augment ranges); "
+                        "vae (TVG's variance-aware generator: latent mu + sigma*eps, decoded); tvg (vae + "
+                        "WordNet keyword prompt + CLIP guidance); strategy1 (RandomCrop + ColorJitter), "
+                        "strategy2 (RandomRotation + RandomAutocontrast), autoaugment, randaugment "
+                        "(torchvision's transforms)")
+    g.add_argument("--vae", default=None,
+                   help="diffusers AutoencoderKL or VQModel (folder or hub id) for vae / tvg; without it a "
+                        "small VAE is fitted on the K good images of each draw")
+    g.add_argument("--latent", default="mu+sigma*eps", choices=LATENT_SAMPLES,
+                   help="latent of vae / tvg goods (TVG's ablation)")
+    g.add_argument("--temperature", type=float, default=1.0, help="sigma multiplier of vae / tvg goods")
+    g.add_argument("--vae-fit-steps", type=int, default=AutoencoderFit().steps,
+                   help="training steps of the small VAE fitted without --vae")
+    g.add_argument("--clip", default=None,
+                   help="transformers CLIPModel (folder or hub id, TVG: openai/clip-vit-base-patch16) for tvg's "
+                        "keyword choice and guidance; without it both are skipped")
+    g.add_argument("--keywords", type=int, default=1000, help="WordNet candidate keywords for tvg")
+    g.add_argument("--guide-steps", type=int, default=25, help="CLIP guidance steps of tvg (published: 20-30)")
     _add_progress(p)
     p.set_defaults(func=_run_fewshot)
+
+
+FEWSHOT_GOODS = ("augment", *VAE_ARMS, *TORCHVISION_ARMS)
+
+
+def fewshot_generator(args: argparse.Namespace) -> GoodsConfig | None:
+    """The TVG generator config `--goods` asks for (None: the default augmentation or SDEdit)."""
+    if args.goods in TORCHVISION_ARMS:
+        return TorchvisionGoodConfig(args.goods)
+    if args.goods in VAE_ARMS:
+        return VaeGoodConfig(arm=args.goods, vae=args.vae, latent=args.latent, temperature=args.temperature,
+                             fit=AutoencoderFit(steps=args.vae_fit_steps), clip=args.clip, keywords=args.keywords,
+                             prompt=args.prompt or None, guide_steps=args.guide_steps, device=args.device)
+    return None
 
 
 def _run_fewshot(args: argparse.Namespace) -> int:
@@ -584,7 +628,7 @@ def _run_fewshot(args: argparse.Namespace) -> int:
     doc = run_fewshot_benchmark(args.data, args.out, shots=_int_list(args.shots), generated=args.generated,
                                 seeds=_int_list(args.seeds), profile=args.profile, category=args.category,
                                 data_format=args.data_format, augment=augment, diffusion=diffusion,
-                                progress=args.progress)
+                                generator=fewshot_generator(args), progress=args.progress)
     print(format_fewshot_table(doc))
     return 0
 

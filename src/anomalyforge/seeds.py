@@ -4,19 +4,22 @@ A pair's seed (`pair_seed`) comes from the run seed, the defect type and the pai
 pair does not depend on which other pairs a run makes. Each kind of random choice made for that
 pair then draws from its own stream, so adding a draw to one kind never shifts another:
 
-========================  =====  ==========================================================
-stream                    value  what draws from it
-========================  =====  ==========================================================
-``NOISE``                 0      diffusion sampling noise of a pair's image (AnomalyDiffusion,
-                                 GAA); DualAnoDiff uses ``2·attempt + branch``
-``MASK_NOISE``            1      diffusion sampling noise of a mask made by textual inversion
-``MASK``                  2      synthesised masks (morphology, placement) of diffusion pairs
-``GOOD_IMAGE``            3      the good image a diffusion pair is painted on
-``SUBTYPE``               4      the anomaly concept (sub-type) a GAA pair is drawn from
-``SHOTS``                 7      the K good images of a few-shot detection draw
-``REFERENCE_NOISE``       100    noise of DualAnoDiff's background reference pass (+ 2·attempt)
-``BACKGROUND``            0xBC   the good image whose background DualAnoDiff's BCM uses
-========================  =====  ==========================================================
+========================  ======  ==========================================================
+stream                    value   what draws from it
+========================  ======  ==========================================================
+``NOISE``                 0       diffusion sampling noise of a pair's image (AnomalyDiffusion,
+                                  GAA); DualAnoDiff uses ``2·attempt + branch``
+``MASK_NOISE``            1       diffusion sampling noise of a mask made by textual inversion
+``MASK``                  2       synthesised masks (morphology, placement) of diffusion pairs
+``GOOD_IMAGE``            3       the good image a diffusion pair is painted on
+``SUBTYPE``               4       the anomaly concept (sub-type) a GAA pair is drawn from
+``SHOTS``                 7       the K good images of a few-shot detection draw
+``REFERENCE_NOISE``       100     noise of DualAnoDiff's background reference pass (+ 2·attempt)
+``BACKGROUND``            0xBC    the good image whose background DualAnoDiff's BCM uses
+``GOOD_VAE_FIT``          0x600D  training crops and posterior noise of the VAE fitted on K good
+                                  images (TVG goods without a pretrained autoencoder)
+``GOOD_VAE_INIT``         0x600E  initial weights of that VAE
+========================  ======  ==========================================================
 
 Index-like streams (a model-free pair's placement attempt, the i-th generated good image, a
 fitting loop's defect type) use the index itself: ``numpy_rng(seed, attempt)``.
@@ -42,6 +45,8 @@ class Stream(IntEnum):
     SHOTS = 7
     REFERENCE_NOISE = 100
     BACKGROUND = 0xBC
+    GOOD_VAE_FIT = 0x600D
+    GOOD_VAE_INIT = 0x600E
 
 
 def numpy_rng(seed: int, stream: int) -> np.random.Generator:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -108,3 +109,72 @@ def make_tiny_model(directory: str | Path, seed: int = 0) -> Path:
         Path(tmp).rename(out)
         Path(tmp).mkdir()  # TemporaryDirectory cleans up the (now empty) name
     return out
+
+
+def _save_atomically(out: Path, save) -> Path:
+    """Refuse a non-empty `out`; call `save(tmp)` beside it and rename, so nothing is half-written."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"{out}: exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()):
+        raise ConfigError(f"{out}: folder is not empty; choose a new folder for the tiny model")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.") as tmp:
+        save(tmp)
+        if out.is_dir():
+            out.rmdir()
+        Path(tmp).rename(out)
+        Path(tmp).mkdir()  # TemporaryDirectory cleans up the (now empty) name
+    return out
+
+
+def make_tiny_autoencoder(directory: str | Path, kind: str = "kl", seed: int = 0) -> Path:
+    """Write a small random-weight diffusers AutoencoderKL (`kind` "kl") or VQModel ("vq", a VQGAN
+    with 64 codes) into `directory`: latent factor 4, 4 latent channels. Loads with
+    `anomalyforge.diffusion.autoencoder.load_autoencoder` like a real one; its images are noise."""
+    from diffusers import AutoencoderKL, VQModel  # lazy: diffusers is heavy to import
+
+    blocks = dict(block_out_channels=(32, 32, 64), in_channels=3, out_channels=3, latent_channels=4,
+                  down_block_types=("DownEncoderBlock2D",) * 3, up_block_types=("UpDecoderBlock2D",) * 3,
+                  layers_per_block=1, norm_num_groups=32, sample_size=64)
+    torch.manual_seed(seed)
+    model: Any  # diffusers' classes: mypy sees its dummy objects
+    if kind == "kl":
+        model = AutoencoderKL(**blocks)
+    elif kind == "vq":
+        model = VQModel(**blocks, num_vq_embeddings=64)
+    else:
+        raise ConfigError(f"unknown tiny autoencoder kind {kind!r}; choose kl or vq")
+    return _save_atomically(Path(directory), lambda tmp: model.save_pretrained(tmp, safe_serialization=True))
+
+
+def make_tiny_clip(directory: str | Path, seed: int = 0) -> Path:
+    """Write a small random-weight transformers CLIPModel with tokenizer and image processor
+    (ViT, 32 px input, width 32) into `directory`; loads with `anomalyforge.diffusion.clip.load_clip`."""
+    from transformers import (  # lazy: transformers is heavy to import
+        CLIPConfig,
+        CLIPImageProcessor,
+        CLIPModel,
+        CLIPTextConfig,
+        CLIPTokenizer,
+        CLIPVisionConfig,
+    )
+
+    with tempfile.TemporaryDirectory() as tmp:
+        vocab, merges = _write_vocab(Path(tmp))
+        tokenizer = CLIPTokenizer(str(vocab), str(merges), model_max_length=77)
+    text = CLIPTextConfig(bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                          pad_token_id=tokenizer.pad_token_id, hidden_size=32, intermediate_size=37,
+                          num_attention_heads=4, num_hidden_layers=2, vocab_size=len(tokenizer),
+                          max_position_embeddings=77, projection_dim=32)
+    vision = CLIPVisionConfig(hidden_size=32, intermediate_size=37, num_attention_heads=4, num_hidden_layers=2,
+                              image_size=32, patch_size=8, projection_dim=32)
+    torch.manual_seed(seed)
+    model = CLIPModel(CLIPConfig(text_config=text.to_dict(), vision_config=vision.to_dict(), projection_dim=32))
+    proc = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+
+    def save(tmp: str) -> None:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        proc.save_pretrained(tmp)
+
+    return _save_atomically(Path(directory), save)

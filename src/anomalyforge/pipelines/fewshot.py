@@ -3,8 +3,10 @@
 For each seed, K good training images are drawn (a seeded permutation of the split's good
 training images; the first K, so a larger K contains the smaller ones). PatchCore is fitted on
 the K images alone, and on the K images plus `generated` good images made from them
-(`anomalyforge.synth.good.augment_goods`, or SDEdit variations from a latent diffusion model with
-`diffusion=DiffusionGoodConfig(...)`). The memory bank keeps every patch (coreset 1.0: at
+(`anomalyforge.synth.good.augment_goods`, SDEdit variations from a latent diffusion model with
+`diffusion=DiffusionGoodConfig(...)`, or TVG's generators with `generator=`: the variance-aware
+VAE or full TVG, `VaeGoodConfig`, or a torchvision augmentation arm, `TorchvisionGoodConfig`;
+the choice is saved in the study's config). The memory bank keeps every patch (coreset 1.0: at
 1 shot a 10 % coreset would leave a hundred patches), capped at the profile's `pc_max_bank` by
 greedy coreset selection. Every model is fixed by this schedule; the test split (the same held-out
 defects and test goods as the main benchmark) is read once, after the first fit. Results go to
@@ -35,7 +37,14 @@ from anomalyforge.inspect.patchcore import PatchCore
 from anomalyforge.inspect.profiles import Profile, get_profile
 from anomalyforge.report.fewshot import write_fewshot_report
 from anomalyforge.seeds import Stream, numpy_rng
-from anomalyforge.synth.good import DiffusionGoodConfig, GoodAugmentConfig, augment_goods, diffuse_goods
+from anomalyforge.synth.good import (
+    DiffusionGoodConfig,
+    GoodAugmentConfig,
+    GoodsConfig,
+    augment_goods,
+    diffuse_goods,
+    goods_generator,
+)
 
 FEWSHOT_JSON = "fewshot.json"
 SUMMARY_KEYS = (("image", "auroc"), ("pixel", "auroc"), ("pixel", "ap"), ("pixel", "aupro"))
@@ -75,7 +84,8 @@ def run_fewshot_benchmark(data: Path, out: Path, shots: Sequence[int] = (1, 2, 4
                           seeds: Sequence[int] = (0, 1, 2), profile: str | Profile = "cpu",
                           category: str | None = None,
                           data_format: str | None = None, augment: GoodAugmentConfig | None = None,
-                          diffusion: DiffusionGoodConfig | None = None, progress: bool = True) -> dict:
+                          diffusion: DiffusionGoodConfig | None = None, generator: GoodsConfig | None = None,
+                          progress: bool = True) -> dict:
     """Few-shot PatchCore with / without `generated` generated good images; see module doc.
 
     Returns the document also written to `<out>/fewshot.json` (config, one row per model, and a
@@ -87,6 +97,8 @@ def run_fewshot_benchmark(data: Path, out: Path, shots: Sequence[int] = (1, 2, 4
     if int(generated) < 0:
         raise ConfigError(f"generated must be >= 0, got {generated}")
     variants = (0, int(generated)) if generated else (0,)
+    if diffusion is not None and generator is not None:
+        raise ConfigError("choose one generator of good images: SDEdit (--base-model) or --goods, not both")
     aug = augment or GoodAugmentConfig()
     data, out = Path(data), Path(out)
     check_output_dir(out, [data])  # never inside the dataset, never below a file
@@ -96,10 +108,12 @@ def run_fewshot_benchmark(data: Path, out: Path, shots: Sequence[int] = (1, 2, 4
     for k in shots:
         shot_indices(len(split.train_good), k, 0)  # fail early when K exceeds the good images
     config = {"shots": list(shots), "generated": int(generated), "seeds": list(seeds), "size": prof.size,
-              "augment": None if diffusion else aug.to_dict(),
+              "augment": None if diffusion or generator else aug.to_dict(),
               "diffusion": diffusion.to_dict() if diffusion else None,
               "patchcore": {"levels": list(prof.pc_levels), "coreset": 1.0, "max_bank": prof.pc_max_bank,
                             "sigma": prof.pc_sigma, "projection": prof.pc_projection}}
+    if generator is not None:  # only then, so studies made before these generators still resume
+        config["goods"] = generator.to_dict()
     path = out / FEWSHOT_JSON
     doc: dict[str, Any]
     doc = {"category": ds.category, "data": str(data.resolve()), "profile": prof.name, "config": config,
@@ -116,6 +130,9 @@ def run_fewshot_benchmark(data: Path, out: Path, shots: Sequence[int] = (1, 2, 4
     if diffusion is not None and any(g for _, _, g in todo):  # load once, and fail before any output
 
         ldm = load_ldm(diffusion.base_model, diffusion.device, diffusion.precision)
+    make_goods = None
+    if generator is not None and any(g for _, _, g in todo):  # models load once, before any output
+        make_goods = goods_generator(generator, ds.category)
     out.mkdir(parents=True, exist_ok=True)
 
     test: list[TestSet] = []
@@ -125,6 +142,7 @@ def run_fewshot_benchmark(data: Path, out: Path, shots: Sequence[int] = (1, 2, 4
         goods = np.stack([read_image(x.image, prof.size) for x in chosen])
         if g:
             extra = (diffuse_goods(goods, g, seed=s, config=diffusion, progress=progress, ldm=ldm) if diffusion
+                     else make_goods(goods, g, s) if make_goods is not None
                      else augment_goods(goods, g, seed=s, config=aug))
             train = np.concatenate([goods, extra])
         else:

@@ -30,8 +30,11 @@ _PAGE = """<!DOCTYPE html>
 <p>PatchCore (every patch kept, bank capped at {{ doc.config.patchcore.max_bank }}) built from K good
 training images drawn per seed, alone and with {{ doc.config.generated }} generated good images made from
 those K ({% if doc.config.diffusion %}SDEdit variations, strength {{ doc.config.diffusion.strength }}, with
-{{ doc.config.diffusion.base_model }}{% else %}small rotation / shift / scale, brightness / contrast
-drift{% if doc.config.augment.flip %}, flips{% endif %}{% endif %}).
+{{ doc.config.diffusion.base_model }}{% elif doc.config.goods %}TVG generator {{ doc.config.goods.generator
+}}{% if doc.config.goods.generator in ("vae", "tvg") %}, latent {{ doc.config.goods.latent }}, autoencoder
+{{ doc.config.goods.vae or "fitted on the K images" }}{% if doc.config.goods.generator == "tvg" %}, CLIP
+{{ doc.config.goods.clip or "none (guidance skipped)" }}{% endif %}{% endif %}{% else %}small rotation / shift /
+scale, brightness / contrast drift{% if doc.config.augment.flip %}, flips{% endif %}{% endif %}).
 Every model is fixed by this schedule and tested once on the held-out split ({{ spread }}, in %).</p>
 <table><thead><tr><th>good shots K</th><th class="l">training images</th><th>image AUROC</th>
 <th>pixel AUROC</th><th>pixel AP</th><th>AUPRO</th></tr></thead><tbody>
