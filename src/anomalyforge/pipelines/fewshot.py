@@ -32,7 +32,7 @@ from anomalyforge.errors import ConfigError, DataError
 from anomalyforge.formats.schema import read_json, refuse_other_job
 from anomalyforge.inspect.evaluate import TestSet, localization_metrics
 from anomalyforge.inspect.patchcore import PatchCore
-from anomalyforge.inspect.profiles import Profile, get_profile
+from anomalyforge.inspect.profiles import Profile, backbone_identity, backbone_weights, get_profile
 from anomalyforge.report.fewshot import write_fewshot_report
 from anomalyforge.seeds import Stream, numpy_rng
 from anomalyforge.synth.good import DiffusionGoodConfig, GoodAugmentConfig, augment_goods, diffuse_goods
@@ -95,7 +95,9 @@ def run_fewshot_benchmark(data: Path, out: Path, shots: Sequence[int] = (1, 2, 4
     split.check_disjoint()
     for k in shots:
         shot_indices(len(split.train_good), k, 0)  # fail early when K exceeds the good images
+    weights = backbone_weights(prof)
     config = {"shots": list(shots), "generated": int(generated), "seeds": list(seeds), "size": prof.size,
+              "backbone": backbone_identity(prof),
               "augment": None if diffusion else aug.to_dict(),
               "diffusion": diffusion.to_dict() if diffusion else None,
               "patchcore": {"levels": list(prof.pc_levels), "coreset": 1.0, "max_bank": prof.pc_max_bank,
@@ -130,7 +132,7 @@ def run_fewshot_benchmark(data: Path, out: Path, shots: Sequence[int] = (1, 2, 4
         else:
             train = goods
         pc = PatchCore(prof.pc_levels, 1.0, prof.pc_projection, prof.pc_sigma, s, prof.device,
-                       max_bank=prof.pc_max_bank, candidates=prof.pc_candidates)
+                       weights=weights, max_bank=prof.pc_max_bank, candidates=prof.pc_candidates)
         pc.fit(train, progress=False)
         assert pc.bank is not None  # set by fit()
         if not test:
