@@ -142,3 +142,21 @@ def test_tab_config_checks_its_settings():
         tab_config("smoke", nope=1)
     with pytest.raises(ConfigError, match="crop"):
         tab_config("smoke", crop=80)
+
+
+def test_a_torchvision_resnet18_encoder_trains_and_its_stages_load_by_name(tmp_path):
+    from safetensors.torch import save_file
+
+    cfg = tab_config("smoke", arch="resnet18", init=None, size=40, crop=32)
+    model = TabEncoder(cfg.arch, cfg.init, 8)
+    rng = np.random.default_rng(1)
+    imgs = rng.integers(0, 255, (4, 40, 40, 3), dtype=np.uint8)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    train_epoch(model, opt, imgs, np.zeros(4, int), imgs[::-1].copy(), np.zeros(4, int),
+                orthonormal_prototypes(1, 8, 0), cfg, torch.Generator().manual_seed(0), torch.device("cpu"))
+    path = tmp_path / "r18.safetensors"
+    save_file({k: v.contiguous() for k, v in model.stages.state_dict().items()}, str(path))
+    fx = FeatureExtractor(BackboneSpec(name="resnet18", weights=str(path), levels=(4,))).eval()
+    model.eval()
+    x = torch.rand(1, 3, 32, 32)
+    assert torch.allclose(fx(x)[0], model.extractor(x)[0], atol=1e-5)
