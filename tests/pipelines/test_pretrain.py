@@ -110,3 +110,9 @@ def test_cli_pretrain_backbone_prints_the_backbone_and_refuses_bad_input(backbon
                  "--profile", "smoke", "--out", str(tmp_path / "o")]) == 2
     assert "--class-name given 1 time(s) for 2 categories" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+    for cmd in (["fewshot"], ["train", "--method", "croppaste"], ["benchmark", "--methods", "patchcore"]):
+        assert main([*cmd, "--data", str(bottle_dir), "--set", f"backbone={tmp_path / 'nope'}",
+                     "--out", str(tmp_path / "f")]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "not 'imagenet' nor a backbone folder" in err[0]
+    assert not (tmp_path / "f").exists()
