@@ -81,6 +81,8 @@ class Profile:
         for k, v in d.items():
             if isinstance(v, tuple):
                 d[k] = list(v)
+        if d["backbone"] == "imagenet":  # the default is left out: results written before it still resume
+            del d["backbone"]
         return d
 
 

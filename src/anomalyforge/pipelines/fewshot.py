@@ -97,14 +97,16 @@ def run_fewshot_benchmark(data: Path, out: Path, shots: Sequence[int] = (1, 2, 4
         shot_indices(len(split.train_good), k, 0)  # fail early when K exceeds the good images
     weights = backbone_weights(prof)
     config = {"shots": list(shots), "generated": int(generated), "seeds": list(seeds), "size": prof.size,
-              "backbone": backbone_identity(prof),
               "augment": None if diffusion else aug.to_dict(),
               "diffusion": diffusion.to_dict() if diffusion else None,
               "patchcore": {"levels": list(prof.pc_levels), "coreset": 1.0, "max_bank": prof.pc_max_bank,
                             "sigma": prof.pc_sigma, "projection": prof.pc_projection}}
+    if prof.backbone != "imagenet":  # a TAB backbone is part of the study's identity (older files: ImageNet)
+        config["backbone"] = prof.backbone
     path = out / FEWSHOT_JSON
     doc: dict[str, Any]
     doc = {"category": ds.category, "data": str(data.resolve()), "profile": prof.name, "config": config,
+           "backbone": backbone_identity(prof),
            "created": datetime.now(UTC).isoformat(timespec="seconds"), "version": __version__,
            "rows": {}}
     if path.is_file():

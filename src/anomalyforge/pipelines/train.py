@@ -143,6 +143,7 @@ def _load_state(module: torch.nn.Module, tensors: dict[str, np.ndarray], prefix:
 def profile_of(info: ModelInfo) -> Profile:
     cfg = dict(info.config)
     name = cfg.pop("name", info.profile)
+    cfg.pop("backbone", None)  # the backbone's weights are in the model's own file (model.json: backbone)
     base = PROFILES.get(name) or Profile(name=name)
     return get_profile(base, **cfg)
 
