@@ -30,6 +30,7 @@ from anomalyforge.pipelines.benchmark import BASELINES, format_results_table, ru
 from anomalyforge.pipelines.distributed import BACKENDS, RayOptions, generate_on_ray
 from anomalyforge.pipelines.fewshot import format_fewshot_table, run_fewshot_benchmark
 from anomalyforge.pipelines.predict import export_model, predict
+from anomalyforge.pipelines.pretrain import TAB_METHODS, pretrain_backbone
 from anomalyforge.pipelines.seeds import format_seeds_table, run_benchmark_seeds
 from anomalyforge.pipelines.train import DEFAULT_FPR, train_model
 from anomalyforge.quality.ars import ARSConfig
@@ -593,6 +594,8 @@ def _add_fewshot(sub: argparse._SubParsersAction) -> None:
                         "keyword choice and guidance; without it both are skipped")
     g.add_argument("--keywords", type=int, default=1000, help="WordNet candidate keywords for tvg")
     g.add_argument("--guide-steps", type=int, default=25, help="CLIP guidance steps of tvg (published: 20-30)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a profile setting, e.g. backbone=BACKBONE/ (saved in fewshot.json)")
     _add_progress(p)
     p.set_defaults(func=_run_fewshot)
 
@@ -626,17 +629,55 @@ def _run_fewshot(args: argparse.Namespace) -> int:
         diffusion = DiffusionGoodConfig(args.base_model, strength=args.strength, steps=args.sampler_steps,
                                         prompt=args.prompt, device=args.device)
     doc = run_fewshot_benchmark(args.data, args.out, shots=_int_list(args.shots), generated=args.generated,
-                                seeds=_int_list(args.seeds), profile=args.profile, category=args.category,
+                                seeds=_int_list(args.seeds),
+                                profile=get_profile(args.profile, **_parse_params(args.set, "--set")),
+                                category=args.category,
                                 data_format=args.data_format, augment=augment, diffusion=diffusion,
                                 generator=fewshot_generator(args), progress=args.progress)
     print(format_fewshot_table(doc))
     return 0
 
 
+# ---- pretrain-backbone (TAB) ----------------------------------------------------------------------
+def _add_pretrain_backbone(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("pretrain-backbone",
+                       help="TAB: pretrain the backbone on good training images + synthetic anomalies, aligned "
+                            "with text features; use it with --set backbone=BACKBONE/")
+    p.add_argument("--data", type=Path, nargs="+", required=True,
+                   help="category folders (or dataset roots); only their good training images are read")
+    p.add_argument("--class-name", action="append", default=[], metavar="NAME",
+                   help="prompt class name of each category in order (default: the folder name, _ as space)")
+    p.add_argument("--profile", default="cpu", help="smoke, cpu or paper (epochs, image size, batch)")
+    p.add_argument("--text-encoder", default="none",
+                   help="CLIP text tower: hub id or local folder (transformers); 'none' = fixed seeded "
+                        "orthonormal prototypes, no language in them")
+    p.add_argument("--methods", default=",".join(TAB_METHODS), help="synthetic anomalies to learn from")
+    p.add_argument("--seed", type=int, default=0, help="seed of the image draw, anomalies, prototypes and order")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a pretraining setting, e.g. epochs=5 (saved in backbone.json)")
+    p.add_argument("--device", default=None, help="default: CUDA when available")
+    p.add_argument("--out", type=Path, required=True, help="backbone folder to write (resumed when unfinished)")
+    _layout_arg(p)
+    _add_progress(p)
+    p.set_defaults(func=_run_pretrain_backbone)
+
+
+def _run_pretrain_backbone(args: argparse.Namespace) -> int:
+    info = pretrain_backbone(args.data, args.out, profile=args.profile, class_names=args.class_name or None,
+                             text_encoder=args.text_encoder, methods=args.methods.split(","), seed=args.seed,
+                             data_format=args.data_format, device=args.device, progress=args.progress,
+                             **_parse_params(args.set, "--set"))
+    last = info.history[-1] if info.history else {}
+    print(f"{args.out}: {info.arch} backbone {info.identity} after {info.epochs_done} epoch(s) on "
+          f"{', '.join(c['class_name'] for c in info.categories)} (text: {info.text_encoder.get('kind')}); "
+          f"last loss {last.get('loss')}; use it with --set backbone={args.out}")
+    return 0
+
+
 _COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_info, _add_report, _add_generate, _add_merge, _add_preview, _add_export, _add_make_tiny_model, _add_cluster,
     _add_filter, _add_quality, _add_benchmark, _add_fewshot, _add_train, _add_predict,
-    _add_export_model]
+    _add_export_model, _add_pretrain_backbone]
 
 
 class _HelpFormatter(argparse.HelpFormatter):

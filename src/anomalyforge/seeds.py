@@ -14,6 +14,7 @@ stream                    value   what draws from it
 ``GOOD_IMAGE``            3       the good image a diffusion pair is painted on
 ``SUBTYPE``               4       the anomaly concept (sub-type) a GAA pair is drawn from
 ``SHOTS``                 7       the K good images of a few-shot detection draw
+``TAB``                   8       TAB pretraining: the good images used per class, each epoch's order
 ``REFERENCE_NOISE``       100     noise of DualAnoDiff's background reference pass (+ 2·attempt)
 ``BACKGROUND``            0xBC    the good image whose background DualAnoDiff's BCM uses
 ``GOOD_VAE_FIT``          0x600D  training crops and posterior noise of the VAE fitted on K good
@@ -43,6 +44,7 @@ class Stream(IntEnum):
     GOOD_IMAGE = 3
     SUBTYPE = 4
     SHOTS = 7
+    TAB = 8
     REFERENCE_NOISE = 100
     BACKGROUND = 0xBC
     GOOD_VAE_FIT = 0x600D

@@ -31,8 +31,9 @@ def test_results_follow_the_schema(bench):
     out, res = bench
     doc = json.loads((out / "results.json").read_text())
     assert doc == json.loads(json.dumps(res))
-    assert set(doc) == {"schema_version", "category", "data", "profile", "seed", "config", "split", "created",
-                        "version", "methods"}
+    assert set(doc) == {"schema_version", "category", "data", "profile", "seed", "config", "backbone", "split",
+                        "created", "version", "methods"}
+    assert doc["backbone"]["name"] == "efficientnet-lite0" and doc["backbone"]["weights"] == "imagenet"
     assert (doc["category"], doc["profile"], doc["seed"]) == ("bottle", "smoke", 0)
     assert doc["config"]["size"] == 64
     assert doc["split"] == {"train_defects": {"broken_large": 7, "broken_small": 8, "contamination": 7},

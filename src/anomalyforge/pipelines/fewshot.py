@@ -34,7 +34,7 @@ from anomalyforge.errors import ConfigError, DataError
 from anomalyforge.formats.schema import read_json, refuse_other_job
 from anomalyforge.inspect.evaluate import TestSet, localization_metrics
 from anomalyforge.inspect.patchcore import PatchCore
-from anomalyforge.inspect.profiles import Profile, get_profile
+from anomalyforge.inspect.profiles import Profile, backbone_identity, backbone_weights, get_profile
 from anomalyforge.report.fewshot import write_fewshot_report
 from anomalyforge.seeds import Stream, numpy_rng
 from anomalyforge.synth.good import (
@@ -107,6 +107,7 @@ def run_fewshot_benchmark(data: Path, out: Path, shots: Sequence[int] = (1, 2, 4
     split.check_disjoint()
     for k in shots:
         shot_indices(len(split.train_good), k, 0)  # fail early when K exceeds the good images
+    weights = backbone_weights(prof)
     config = {"shots": list(shots), "generated": int(generated), "seeds": list(seeds), "size": prof.size,
               "augment": None if diffusion or generator else aug.to_dict(),
               "diffusion": diffusion.to_dict() if diffusion else None,
@@ -114,9 +115,12 @@ def run_fewshot_benchmark(data: Path, out: Path, shots: Sequence[int] = (1, 2, 4
                             "sigma": prof.pc_sigma, "projection": prof.pc_projection}}
     if generator is not None:  # only then, so studies made before these generators still resume
         config["goods"] = generator.to_dict()
+    if prof.backbone != "imagenet":  # a TAB backbone is part of the study's identity (older files: ImageNet)
+        config["backbone"] = prof.backbone
     path = out / FEWSHOT_JSON
     doc: dict[str, Any]
     doc = {"category": ds.category, "data": str(data.resolve()), "profile": prof.name, "config": config,
+           "backbone": backbone_identity(prof),
            "created": datetime.now(UTC).isoformat(timespec="seconds"), "version": __version__,
            "rows": {}}
     if path.is_file():
@@ -148,7 +152,7 @@ def run_fewshot_benchmark(data: Path, out: Path, shots: Sequence[int] = (1, 2, 4
         else:
             train = goods
         pc = PatchCore(prof.pc_levels, 1.0, prof.pc_projection, prof.pc_sigma, s, prof.device,
-                       max_bank=prof.pc_max_bank, candidates=prof.pc_candidates)
+                       weights=weights, max_bank=prof.pc_max_bank, candidates=prof.pc_candidates)
         pc.fit(train, progress=False)
         assert pc.bank is not None  # set by fit()
         if not test:

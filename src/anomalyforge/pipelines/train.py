@@ -25,15 +25,15 @@ from anomalyforge.atomic import check_output_dir, first_missing, remove_created
 from anomalyforge.data import few_shot_split, fit_data, load_dataset
 from anomalyforge.data.fitdata import FitData
 from anomalyforge.errors import ConfigError, DataError
-from anomalyforge.features.backbone import _lite_weights_path, pick_device
+from anomalyforge.features.backbone import pick_device
 from anomalyforge.formats.manifest import read_pairs
-from anomalyforge.formats.model import MODEL_JSON, ModelInfo, Thresholds, read_weights, sha256_file, write_weights
+from anomalyforge.formats.model import MODEL_JSON, ModelInfo, Thresholds, read_weights, write_weights
 from anomalyforge.formats.run import RUN_JSON, RunInfo, check_complete, check_training
 from anomalyforge.inspect.classify import DefectClassifier, build_classifier, train_classifier
 from anomalyforge.inspect.models import build_localizer
 from anomalyforge.inspect.pairs import GeneratedPairs
 from anomalyforge.inspect.patchcore import PatchCore
-from anomalyforge.inspect.profiles import PROFILES, Profile, get_profile
+from anomalyforge.inspect.profiles import PROFILES, Profile, backbone_identity, backbone_weights, get_profile
 from anomalyforge.inspect.train import (
     FusedLocalizer,
     Localizer,
@@ -68,12 +68,15 @@ def train_inspection(fit: FitData, pairs: GeneratedPairs, prof: Profile, seed: i
     images out itself, any other is trained without that same share (`holdout_goods`), so the
     held-out goods (heat-map scale, thresholds) are never trained on."""
     train_fit, _ = holdout_goods(fit, prof.fusion_holdout, seed)
-    loc = train_localizer(fit if prof.fusion else train_fit, pairs, prof, seed=seed, progress=progress)
+    weights = backbone_weights(prof)
+    loc = train_localizer(fit if prof.fusion else train_fit, pairs, prof, seed=seed, progress=progress,
+                          weights=weights)
     real, trained_on = None, "generated pairs"
     if prof.cls_real_share > 0:
         real = GeneratedPairs.from_fit_data(fit)
         trained_on = f"generated pairs + real few-shot defects (real share {prof.cls_real_share:g})"
-    cls = (train_classifier(pairs, prof, seed=seed, progress=progress, real=real, real_share=prof.cls_real_share)
+    cls = (train_classifier(pairs, prof, seed=seed, progress=progress, weights=weights, real=real,
+                            real_share=prof.cls_real_share)
            if len(pairs.defect_types) > 1 else None)
     return InspectionModel(loc, cls, trained_on)
 
@@ -140,6 +143,7 @@ def _load_state(module: torch.nn.Module, tensors: dict[str, np.ndarray], prefix:
 def profile_of(info: ModelInfo) -> Profile:
     cfg = dict(info.config)
     name = cfg.pop("name", info.profile)
+    cfg.pop("backbone", None)  # the backbone's weights are in the model's own file (model.json: backbone)
     base = PROFILES.get(name) or Profile(name=name)
     return get_profile(base, **cfg)
 
@@ -194,15 +198,6 @@ def load_model(folder: str | Path, device: str | None = "cpu") -> TorchModel:
     return TorchModel(info, InspectionModel(loc, cls, ""), info.score_pool)
 
 
-def _backbone_identity(prof: Profile) -> dict:
-    name = "efficientnet-lite0"
-    try:
-        path = Path(_lite_weights_path("lite0"))
-        return {"name": name, "weights": "imagenet", "weights_file": path.name, "sha256": sha256_file(path)}
-    except (ConfigError, OSError):
-        return {"name": name, "weights": "imagenet", "weights_file": None, "sha256": None}
-
-
 def _rel(path: Path, root: Path) -> str:
     try:
         return str(Path(path).resolve().relative_to(root.resolve()))
@@ -227,7 +222,7 @@ def save_model(out: Path, model: InspectionModel, prof: Profile, *, category: st
         cls_size=prof.cls_size if cls is not None else None,
         model=prof.localizer + ("+patchcore" if prof.fusion else ""), score_pool=score_pool(prof),
         profile=prof.name, config=prof.to_dict(), thresholds=thresholds, weights=ref, fusion=fusion, seed=seed,
-        n=n, backbone=_backbone_identity(prof),
+        n=n, backbone=backbone_identity(prof),
         split={"root": str(Path(data).resolve()),
                "train_defects": {t: [_rel(s.image, data) for s in v] for t, v in sorted(split.train_defects.items())},
                "train_good": [_rel(s.image, data) for s in split.train_good],
