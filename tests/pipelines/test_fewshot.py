@@ -43,12 +43,12 @@ def test_fewshot_benchmark_rows_summary_and_resume(small_bottle, tmp_path, monke
     out = tmp_path / "fs"
     doc = run_fewshot_benchmark(small_bottle, out, shots=(1, 2), generated=3, seeds=(0, 1), profile="smoke",
                                 progress=False)
-    assert sorted(doc["rows"]) == sorted(f"s{s}-k{k}-g{g}" for s in (0, 1) for k in (1, 2) for g in (0, 3))
-    r = doc["rows"]["s0-k2-g3"]
+    assert sorted(doc["rows"]) == sorted(f"af-patchcore/s{s}-k{k}-g{g}" for s in (0, 1) for k in (1, 2) for g in (0, 3))
+    r = doc["rows"]["af-patchcore/s0-k2-g3"]
     assert (r["shots"], r["generated"], len(r["goods"])) == (2, 3, 2)
-    assert r["goods"][:1] == doc["rows"]["s0-k1-g0"]["goods"]  # nested draws
+    assert r["goods"][:1] == doc["rows"]["af-patchcore/s0-k1-g0"]["goods"]  # nested draws
     # one bank entry per patch of the 2 + 3 images at 64 px (stride-8 grid: 8 x 8), none dropped
-    assert r["bank"] == 5 * 64 and doc["rows"]["s0-k2-g0"]["bank"] == 2 * 64
+    assert r["bank"] == 5 * 64 and doc["rows"]["af-patchcore/s0-k2-g0"]["bank"] == 2 * 64
     for row in doc["rows"].values():
         assert 0.5 < row["localization"]["pixel"]["auroc"] <= 1.0  # real defects stand out even at 1 shot
     summary = [(e["shots"], e["generated"], e["seeds"]) for e in doc["summary"]]
@@ -96,7 +96,7 @@ def test_cli_fewshot_bad_input_is_one_line_and_writes_nothing(small_bottle, tmp_
     assert main(["fewshot", "--data", str(small_bottle), "--out", str(out), "--shots", "1", "--seeds", "0",
                  "--generated", "2", "--profile", "smoke", "--augment", "rotation=0", "--augment", "scale=[1, 1]",
                  "--no-progress"]) == 0
-    assert "few-shot PatchCore" in capsys.readouterr().out
+    assert "few-shot detectors" in capsys.readouterr().out
     cfg = json.loads((out / "fewshot.json").read_text())["config"]["augment"]
     assert (cfg["rotation"], cfg["scale"], cfg["translate"]) == (0, [1, 1], 0.03)
 
@@ -114,9 +114,9 @@ def test_fewshot_with_diffusion_goods_loads_the_model_once_and_fails_before_outp
     cfg = DiffusionGoodConfig(str(model), strength=0.5, steps=2, device="cpu")
     doc = run_fewshot_benchmark(small_bottle, tmp_path / "fs", shots=(1, 2), generated=2, seeds=(0,),
                                 profile="smoke", diffusion=cfg, progress=False)
-    assert len(loads) == 1 and sorted(doc["rows"]) == ["s0-k1-g0", "s0-k1-g2", "s0-k2-g0", "s0-k2-g2"]
+    assert len(loads) == 1 and sorted(doc["rows"]) == [f"af-patchcore/s0-k{k}-g{g}" for k in (1, 2) for g in (0, 2)]
     assert doc["config"]["diffusion"]["strength"] == 0.5 and doc["config"]["augment"] is None
-    assert doc["rows"]["s0-k2-g2"]["bank"] == 4 * 64
+    assert doc["rows"]["af-patchcore/s0-k2-g2"]["bank"] == 4 * 64
     assert "SDEdit variations" in (tmp_path / "fs" / "fewshot.html").read_text()
 
     bad = DiffusionGoodConfig(str(tmp_path / "no-model"), device="cpu")
