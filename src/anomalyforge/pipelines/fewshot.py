@@ -150,7 +150,8 @@ def run_fewshot_benchmark(data: Path, out: Path, shots: Sequence[int | str] = (1
     shots = resolve_shots(shots, len(split.train_good))
     for k in shots:
         shot_indices(len(split.train_good), k, 0)  # fail early when K exceeds the good images
-    config = {"shots": list(shots), "generated": int(generated), "seeds": list(seeds), "size": prof.size,
+    config = {"shots": list(shots), "n_good": len(split.train_good), "generated": int(generated),
+              "seeds": list(seeds), "size": prof.size,
               "augment": None if diffusion else aug.to_dict(),
               "diffusion": diffusion.to_dict() if diffusion else None, "detectors": list(dets),
               "patchcore": {"levels": list(prof.pc_levels), "coreset": 1.0, "max_bank": prof.pc_max_bank,
