@@ -10,12 +10,14 @@ offline EfficientNet-Lite0, `--epochs` for CFlow / FastFlow / STFPM; generated g
 default seeded augmentation, `synth.good.augment_goods`), prints each category's table, then
 the mean over categories per (detector, shots): image / pixel AUROC, pixel AP, AUPRO, the paired
 image-AUROC gain from generated goods, and the seconds per model (fit on the K (+ generated)
-goods and scoring the whole test split). Each category's folder resumes.
+goods and scoring the whole test split). Each category's folder resumes; `--summarise` prints the
+tables of what an interrupted study finished (the `seeds` column says how many draws each mean has).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -45,10 +47,10 @@ def overall(docs: dict[str, dict]) -> str:
         return f"{100 * np.mean(vals):7.1f}" if len(vals) == len(es) else f"{'-':>7}"
 
     lines = [f"mean over {', '.join(docs)}",
-             f"{'detector':>11}{'shots':>6}{'generated':>10}" + "".join(f"{k:>13}" for k in KEYS)
+             f"{'detector':>11}{'shots':>6}{'generated':>10}{'categories':>11}" + "".join(f"{k:>13}" for k in KEYS)
              + f"{'gain img':>10}{'s/model':>9}"]
     for (d, k, g), es in sorted(groups.items(), key=lambda t: (t[0][0], str(t[0][1]), t[0][2])):
-        lines.append(f"{d:>11}{k!s:>6}{g:>10}" + "".join(f"{mean(es, key):>13}" for key in KEYS)
+        lines.append(f"{d:>11}{k!s:>6}{g:>10}{len(es):>11}" + "".join(f"{mean(es, key):>13}" for key in KEYS)
                      + (f"{mean(es, 'gain_image_auroc'):>10}" if g else f"{'':>10}")
                      + f"{np.mean([e['time_s'] for e in es]):9.1f}")
     return "\n".join(lines)
@@ -66,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--size", type=int, default=128)
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--threads", type=int, default=0, help="torch threads in this process (0: torch's default)")
+    p.add_argument("--summarise", action="store_true",
+                   help="fit nothing: print the tables of the models already in --out (an interrupted study)")
     a = p.parse_args(argv)
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -74,6 +78,11 @@ def main(argv: list[str] | None = None) -> int:
     docs = {}
     for cat, sub in CATEGORIES:
         if cat not in a.categories.split(","):
+            continue
+        if a.summarise:
+            if (a.out / cat / "fewshot.json").is_file():
+                docs[cat] = json.loads((a.out / cat / "fewshot.json").read_text())
+                print(format_fewshot_table(docs[cat]), flush=True)
             continue
         doc = run_fewshot_benchmark(a.datasets / sub, a.out / cat, shots=shots, generated=a.generated,
                                     seeds=[int(s) for s in a.seeds.split(",")], profile=prof,

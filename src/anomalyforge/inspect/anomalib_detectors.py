@@ -48,6 +48,7 @@ UNAVAILABLE = {
     "efficient_ad": "needs anomalib's pretrained PDN teacher and the Imagenette images, both downloaded",
 }
 _LEVELS = {"patchcore": (2, 3), "padim": (1, 2, 3), "cflow": (1, 2, 3), "fastflow": (1, 2, 3), "stfpm": (1, 2, 3)}
+EVAL_BATCH = 32  # anomalib's default evaluation batch size
 _TRAINED = frozenset({"cflow", "fastflow", "stfpm"})  # gradient training; the others fit in one pass
 
 
@@ -244,9 +245,15 @@ class AnomalibDetector:
             raise ConfigError(f"detector {self.name}: predict called before fit")
         model = self.module.model.eval()
         dev = torch.device(self.config.device)
+        batch = self.config.batch_size
+        if self.name == "cflow":
+            # CFlow normalises its maps by the maximum over the batch it is given: scored in
+            # batches of anomalib's default evaluation batch size (32). Its fibers are decoded
+            # independently, so a larger inference chunk changes only the speed.
+            batch, model.fiber_batch_size = EVAL_BATCH, 16384
         maps, scores = [], []
-        for i in range(0, len(images), self.config.batch_size):
-            out = model(normalise(images[i:i + self.config.batch_size]).to(dev))
+        for i in range(0, len(images), batch):
+            out = model(normalise(images[i:i + batch]).to(dev))
             maps.append(out.anomaly_map.reshape(-1, *out.anomaly_map.shape[-2:]).float().cpu().numpy())
             scores.append(out.pred_score.reshape(-1).double().cpu().numpy())
         return np.concatenate(maps).astype(np.float32), np.concatenate(scores)
