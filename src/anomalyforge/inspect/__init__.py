@@ -4,6 +4,6 @@ Modules: `profiles` (smoke / cpu / paper settings), `models` (feature_head, lite
 draem_unet), `train` (leak-free training on generated pairs), `classify` (defect-type
 classifier), `patchcore` (no-synthesis baseline), `evaluate` (the one place the test split is
 read), `pairs` (generated pairs as arrays), `anomalib_detectors` (anomalib's PatchCore, PaDiM,
-CFlow, FastFlow, STFPM on the offline backbone), `anomalib_data` (a run as anomalib data). The benchmark that runs them lives in
-`anomalyforge.pipelines.benchmark`.
+CFlow, FastFlow, STFPM on the offline backbone), `anomalib_data` (a run as anomalib data). The
+benchmark that runs them lives in `anomalyforge.pipelines.benchmark`.
 """

@@ -93,10 +93,6 @@ def _datamodule_class() -> type:
                              seed=seed, **kwargs)
             self.run, self.supervised = Path(run), supervised
 
-        @property
-        def name(self) -> str:
-            return "anomalyforge_run"
-
         def _setup(self, _stage: str | None = None) -> None:
             table = run_samples(self.run, self.supervised)
             self.train_data, self.val_data, self.test_data = (
