@@ -25,10 +25,11 @@ from anomalyforge.diffusion.autoencoder import LATENT_SAMPLES, AutoencoderFit
 from anomalyforge.diffusion.tiny import make_tiny_model
 from anomalyforge.errors import AnomalyForgeError
 from anomalyforge.formats.manifest import MANIFEST
+from anomalyforge.inspect.anomalib_detectors import DETECTORS, DetectorConfig
 from anomalyforge.inspect.profiles import get_profile
 from anomalyforge.pipelines.benchmark import BASELINES, format_results_table, run_benchmark
 from anomalyforge.pipelines.distributed import BACKENDS, RayOptions, generate_on_ray
-from anomalyforge.pipelines.fewshot import format_fewshot_table, run_fewshot_benchmark
+from anomalyforge.pipelines.fewshot import FULL, OWN_PATCHCORE, format_fewshot_table, run_fewshot_benchmark
 from anomalyforge.pipelines.predict import export_model, predict
 from anomalyforge.pipelines.pretrain import TAB_METHODS, pretrain_backbone
 from anomalyforge.pipelines.seeds import format_seeds_table, run_benchmark_seeds
@@ -555,13 +556,19 @@ def _int_list(text: str) -> list[int]:
 
 
 def _add_fewshot(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("fewshot", help="PatchCore from K good images, with and without generated good images")
+    p = sub.add_parser("fewshot", help="detectors (PatchCore, anomalib's PaDiM, CFlow, ...) from K good images, "
+                                       "with and without generated good images")
     _data_args(p)
     p.add_argument("--out", type=Path, required=True, help="output folder (fewshot.json, fewshot.html, fewshot.png)")
-    p.add_argument("--shots", default="1,2,4,8", help="numbers of good images K")
+    p.add_argument("--shots", default="1,2,4,8", help="numbers of good images K ('full': every good training image)")
     p.add_argument("--generated", type=int, default=64, help="generated good images added to the K (0: none)")
     p.add_argument("--seeds", default="0,1,2", help="seeds of the K-shot draws and the generated goods")
     p.add_argument("--profile", default="cpu", help="smoke, cpu or paper (image size, PatchCore settings)")
+    p.add_argument("--detectors", default=OWN_PATCHCORE,
+                   help=f"comma-separated: {OWN_PATCHCORE} (anomalyforge's) and anomalib's "
+                        f"{', '.join(DETECTORS)} (on the offline EfficientNet-Lite0)")
+    p.add_argument("--detector-epochs", type=int, default=DetectorConfig().epochs,
+                   help="training epochs of anomalib's cflow, fastflow and stfpm")
     p.add_argument("--flip", action="store_true", help="also flip generated goods (symmetric parts only)")
     p.add_argument("--augment", action="append", metavar="KEY=VALUE",
                    help="generated-good ranges, e.g. rotation=0 translate=0 "
@@ -628,12 +635,16 @@ def _run_fewshot(args: argparse.Namespace) -> int:
 
         diffusion = DiffusionGoodConfig(args.base_model, strength=args.strength, steps=args.sampler_steps,
                                         prompt=args.prompt, device=args.device)
-    doc = run_fewshot_benchmark(args.data, args.out, shots=_int_list(args.shots), generated=args.generated,
+    shots: list[int | str] = [FULL if v.strip().lower() == FULL else _int_list(v)[0]
+                              for v in args.shots.split(",") if v.strip()]
+    doc = run_fewshot_benchmark(args.data, args.out, shots=shots, generated=args.generated,
                                 seeds=_int_list(args.seeds),
                                 profile=get_profile(args.profile, **_parse_params(args.set, "--set")),
                                 category=args.category,
                                 data_format=args.data_format, augment=augment, diffusion=diffusion,
-                                generator=fewshot_generator(args), progress=args.progress)
+                                generator=fewshot_generator(args), progress=args.progress,
+                                detectors=args.detectors.split(","),
+                                detector_config=DetectorConfig(epochs=args.detector_epochs))
     print(format_fewshot_table(doc))
     return 0
 

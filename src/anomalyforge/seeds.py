@@ -15,6 +15,8 @@ stream                    value   what draws from it
 ``SUBTYPE``               4       the anomaly concept (sub-type) a GAA pair is drawn from
 ``SHOTS``                 7       the K good images of a few-shot detection draw
 ``TAB``                   8       TAB pretraining: the good images used per class, each epoch's order
+``DETECTOR``              9       an anomalib detector's initial weights, random projections and
+                                  training-batch order (``inspect.anomalib_detectors``)
 ``REFERENCE_NOISE``       100     noise of DualAnoDiff's background reference pass (+ 2·attempt)
 ``BACKGROUND``            0xBC    the good image whose background DualAnoDiff's BCM uses
 ``GOOD_VAE_FIT``          0x600D  training crops and posterior noise of the VAE fitted on K good
@@ -45,6 +47,7 @@ class Stream(IntEnum):
     SUBTYPE = 4
     SHOTS = 7
     TAB = 8
+    DETECTOR = 9
     REFERENCE_NOISE = 100
     BACKGROUND = 0xBC
     GOOD_VAE_FIT = 0x600D

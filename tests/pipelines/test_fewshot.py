@@ -9,7 +9,13 @@ import numpy as np
 import pytest
 
 from anomalyforge.errors import ConfigError
-from anomalyforge.pipelines.fewshot import run_fewshot_benchmark, shot_indices, summarise
+from anomalyforge.pipelines.fewshot import (
+    format_fewshot_table,
+    resolve_shots,
+    run_fewshot_benchmark,
+    shot_indices,
+    summarise,
+)
 
 
 @pytest.fixture(scope="module")
@@ -43,12 +49,12 @@ def test_fewshot_benchmark_rows_summary_and_resume(small_bottle, tmp_path, monke
     out = tmp_path / "fs"
     doc = run_fewshot_benchmark(small_bottle, out, shots=(1, 2), generated=3, seeds=(0, 1), profile="smoke",
                                 progress=False)
-    assert sorted(doc["rows"]) == sorted(f"s{s}-k{k}-g{g}" for s in (0, 1) for k in (1, 2) for g in (0, 3))
-    r = doc["rows"]["s0-k2-g3"]
+    assert sorted(doc["rows"]) == sorted(f"af-patchcore/s{s}-k{k}-g{g}" for s in (0, 1) for k in (1, 2) for g in (0, 3))
+    r = doc["rows"]["af-patchcore/s0-k2-g3"]
     assert (r["shots"], r["generated"], len(r["goods"])) == (2, 3, 2)
-    assert r["goods"][:1] == doc["rows"]["s0-k1-g0"]["goods"]  # nested draws
+    assert r["goods"][:1] == doc["rows"]["af-patchcore/s0-k1-g0"]["goods"]  # nested draws
     # one bank entry per patch of the 2 + 3 images at 64 px (stride-8 grid: 8 x 8), none dropped
-    assert r["bank"] == 5 * 64 and doc["rows"]["s0-k2-g0"]["bank"] == 2 * 64
+    assert r["bank"] == 5 * 64 and doc["rows"]["af-patchcore/s0-k2-g0"]["bank"] == 2 * 64
     for row in doc["rows"].values():
         assert 0.5 < row["localization"]["pixel"]["auroc"] <= 1.0  # real defects stand out even at 1 shot
     summary = [(e["shots"], e["generated"], e["seeds"]) for e in doc["summary"]]
@@ -67,6 +73,12 @@ def test_fewshot_benchmark_rows_summary_and_resume(small_bottle, tmp_path, monke
     assert again["rows"] == on_disk["rows"]
     with pytest.raises(ConfigError, match="different few-shot study"):
         run_fewshot_benchmark(small_bottle, out, shots=(1,), generated=3, seeds=(0,), profile="smoke", progress=False)
+
+
+def test_full_shots_is_every_good_training_image():
+    assert resolve_shots([1, "full", "5", 1], 40) == (1, 40, 5)
+    with pytest.raises(ConfigError, match="'all'"):
+        resolve_shots(["all"], 40)
 
 
 def test_summary_is_mean_and_std_over_seeds():
@@ -96,7 +108,7 @@ def test_cli_fewshot_bad_input_is_one_line_and_writes_nothing(small_bottle, tmp_
     assert main(["fewshot", "--data", str(small_bottle), "--out", str(out), "--shots", "1", "--seeds", "0",
                  "--generated", "2", "--profile", "smoke", "--augment", "rotation=0", "--augment", "scale=[1, 1]",
                  "--no-progress"]) == 0
-    assert "few-shot PatchCore" in capsys.readouterr().out
+    assert "few-shot detectors" in capsys.readouterr().out
     cfg = json.loads((out / "fewshot.json").read_text())["config"]["augment"]
     assert (cfg["rotation"], cfg["scale"], cfg["translate"]) == (0, [1, 1], 0.03)
 
@@ -114,9 +126,9 @@ def test_fewshot_with_diffusion_goods_loads_the_model_once_and_fails_before_outp
     cfg = DiffusionGoodConfig(str(model), strength=0.5, steps=2, device="cpu")
     doc = run_fewshot_benchmark(small_bottle, tmp_path / "fs", shots=(1, 2), generated=2, seeds=(0,),
                                 profile="smoke", diffusion=cfg, progress=False)
-    assert len(loads) == 1 and sorted(doc["rows"]) == ["s0-k1-g0", "s0-k1-g2", "s0-k2-g0", "s0-k2-g2"]
+    assert len(loads) == 1 and sorted(doc["rows"]) == [f"af-patchcore/s0-k{k}-g{g}" for k in (1, 2) for g in (0, 2)]
     assert doc["config"]["diffusion"]["strength"] == 0.5 and doc["config"]["augment"] is None
-    assert doc["rows"]["s0-k2-g2"]["bank"] == 4 * 64
+    assert doc["rows"]["af-patchcore/s0-k2-g2"]["bank"] == 4 * 64
     assert "SDEdit variations" in (tmp_path / "fs" / "fewshot.html").read_text()
 
     bad = DiffusionGoodConfig(str(tmp_path / "no-model"), device="cpu")
@@ -124,3 +136,42 @@ def test_fewshot_with_diffusion_goods_loads_the_model_once_and_fails_before_outp
         run_fewshot_benchmark(small_bottle, tmp_path / "bad", shots=(1,), generated=2, seeds=(0,),
                               profile="smoke", diffusion=bad, progress=False)
     assert not (tmp_path / "bad").exists()
+
+
+def test_fewshot_over_detectors_pairs_the_gain_by_seed(small_bottle, tmp_path):
+    """Two detectors see the same K-shot draws and generated goods; the gain is paired by seed."""
+    from anomalyforge.inspect.anomalib_detectors import DetectorConfig
+
+    doc = run_fewshot_benchmark(small_bottle, tmp_path / "fs", shots=(1,), generated=2, seeds=(0, 1),
+                                profile="smoke", progress=False, detectors=("af-patchcore", "patchcore"),
+                                detector_config=DetectorConfig(epochs=1))
+    assert doc["config"]["shots"] == [1] and doc["config"]["n_good"] == 6
+    assert doc["config"]["detectors"] == ["af-patchcore", "patchcore"] and doc["config"]["anomalib"]["size"] == 64
+    rows = doc["rows"]
+    assert len(rows) == 2 * 2 * 2
+    for s in (0, 1):
+        assert rows[f"patchcore/s{s}-k1-g2"]["goods"] == rows[f"af-patchcore/s{s}-k1-g2"]["goods"]
+        assert rows[f"patchcore/s{s}-k1-g0"]["localization"]["pixel"]["auroc"] > 0.5
+    (e,) = [e for e in doc["summary"] if (e["detector"], e["shots"], e["generated"]) == ("patchcore", 1, 2)]
+    diffs = [rows[f"patchcore/s{s}-k1-g2"]["localization"]["image"]["auroc"]
+             - rows[f"patchcore/s{s}-k1-g0"]["localization"]["image"]["auroc"] for s in (0, 1)]
+    assert e["gain_image_auroc"] == pytest.approx(np.mean(diffs)) and e["gain_image_auroc_std"] == pytest.approx(
+        np.std(diffs))
+    assert e["seeds"] == 2 and e["time_s"] > 0
+    html = (tmp_path / "fs" / "fewshot.html").read_text()
+    assert "patchcore: K good + 2 generated" not in html and "gain (image AUROC)" in html and "EfficientNet" in html
+    assert "af-patchcore" in format_fewshot_table(doc) and "gain img" in format_fewshot_table(doc)
+
+
+def test_cli_fewshot_bad_detector_is_one_line(small_bottle, tmp_path, capsys):
+    from anomalyforge.cli import main
+
+    out = tmp_path / "fs"
+    assert main(["fewshot", "--data", str(small_bottle), "--out", str(out), "--detectors", "patchcore,padin",
+                 "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "unknown detector 'padin'" in err and "padim" in err and "\n" not in err
+    assert main(["fewshot", "--data", str(small_bottle), "--out", str(out), "--detectors", "efficient_ad",
+                 "--no-progress"]) == 2
+    assert "not available offline" in capsys.readouterr().err
+    assert not out.exists()

@@ -35,7 +35,8 @@ def test_fewshot_with_a_torchvision_arm_records_it(tiny_bottle, tmp_path):
     out = tmp_path / "fs"
     doc = run_fewshot_benchmark(tiny_bottle, out, shots=(1,), generated=2, seeds=(0,), profile="smoke",
                                 generator=TorchvisionGoodConfig("strategy2"), progress=False)
-    assert sorted(doc["rows"]) == ["s0-k1-g0", "s0-k1-g2"] and doc["rows"]["s0-k1-g2"]["bank"] == 3 * 64
+    assert sorted(doc["rows"]) == ["af-patchcore/s0-k1-g0", "af-patchcore/s0-k1-g2"]
+    assert doc["rows"]["af-patchcore/s0-k1-g2"]["bank"] == 3 * 64
     cfg = json.loads((out / "fewshot.json").read_text())["config"]
     assert cfg["goods"] == {"generator": "strategy2"} and cfg["augment"] is None
     assert "TVG generator strategy2" in (out / "fewshot.html").read_text()
@@ -58,7 +59,7 @@ def test_cli_fewshot_goods_vae_offline(tiny_bottle, tmp_path, capsys):
     captured = capsys.readouterr()
     notes = [line for line in captured.err.splitlines() if line.startswith("note:")]
     assert len(notes) == 1 and "no --vae" in notes[0] and "no --clip" in notes[0]
-    assert "few-shot PatchCore" in captured.out
+    assert "few-shot detectors" in captured.out and "af-patchcore" in captured.out
     cfg = json.loads((out / "fewshot.json").read_text())["config"]["goods"]
     assert (cfg["generator"], cfg["vae"], cfg["clip"], cfg["latent"], cfg["fit"]["steps"]) == (
         "tvg", None, None, "mu+sigma*eps", 5)

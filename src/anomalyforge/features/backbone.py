@@ -212,6 +212,24 @@ class FeatureExtractor(nn.Module):
         return [feats[lv] for lv in self.spec.levels]
 
 
+def stage_network(spec: BackboneSpec | None = None) -> tuple[nn.Module, list[str]]:
+    """The bare backbone of `spec` (no input normalisation: it takes ImageNet-normalised
+    tensors, as anomalib's models do) and the module names whose outputs are `spec.levels`, for
+    extractors that pick layers by name (anomalib's `TimmFeatureExtractor` on an `nn.Module`)."""
+    spec = spec or BackboneSpec()
+    net: _LiteStages | _TorchvisionStages
+    if spec.name.startswith("efficientnet-lite"):
+        net = _LiteStages(spec.name.removeprefix("efficientnet-"), spec.weights)
+    else:
+        net = _TorchvisionStages(spec.name, spec.weights)
+    if any(lv < 0 or lv >= len(net.channels) for lv in spec.levels):
+        raise ConfigError(f"backbone {spec.name}: levels must be in 0..{len(net.channels) - 1}")
+    if isinstance(net, _LiteStages):
+        net.last_level = max(spec.levels)
+        return net, [f"blocks.{net.stage_ends[lv]}" for lv in spec.levels]
+    return net, ["stem" if lv == 0 else f"layers.{lv - 1}" for lv in spec.levels]
+
+
 def to_tensor(images: np.ndarray | Sequence[np.ndarray]) -> torch.Tensor:
     """uint8 (N, H, W, 3) or list of (H, W, 3) -> float tensor (N, 3, H, W) in [0, 1]."""
     arr = np.stack(images) if not isinstance(images, np.ndarray) else images
