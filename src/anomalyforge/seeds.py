@@ -14,6 +14,7 @@ stream                    value  what draws from it
 ``GOOD_IMAGE``            3      the good image a diffusion pair is painted on
 ``SUBTYPE``               4      the anomaly concept (sub-type) a GAA pair is drawn from
 ``SHOTS``                 7      the K good images of a few-shot detection draw
+``METHOD``                8      the generator a ``mixture`` pair is drawn from
 ``REFERENCE_NOISE``       100    noise of DualAnoDiff's background reference pass (+ 2·attempt)
 ``BACKGROUND``            0xBC   the good image whose background DualAnoDiff's BCM uses
 ========================  =====  ==========================================================
@@ -40,6 +41,7 @@ class Stream(IntEnum):
     GOOD_IMAGE = 3
     SUBTYPE = 4
     SHOTS = 7
+    METHOD = 8
     REFERENCE_NOISE = 100
     BACKGROUND = 0xBC
 
