@@ -109,6 +109,8 @@ def test_auto_benchmark_selects_before_reading_the_test_split(small, tmp_path, m
     e = res["methods"]["auto"]
     assert e["selected"] == {"generator": choice["generator"], "fusion": choice["fusion"],
                              "cls_real_share": choice["cls_real_share"]}
+    html = (tmp_path / "b" / "report.html").read_text(encoding="utf-8")
+    assert "Selection on training folds" in html and f"generator <b>{choice['generator']}</b>" in html
     again = run_benchmark(small, tmp_path / "b", ["auto", "patchcore"], profile=prof, progress=False)
     assert again["selection"] == res["selection"] and events == ["select", "test"]  # resumed: no new choice
     with pytest.raises(ConfigError, match="needs --profile auto"):

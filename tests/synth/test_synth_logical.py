@@ -107,3 +107,22 @@ def test_registered_and_config_errors():
         Logical.make_config({"extent": [0.5, 1.5]})
     with pytest.raises(ConfigError, match="model-free"):
         Logical.make_config({"fit_steps": 3})
+
+
+def test_mixture_pairs_are_their_members_pairs(juice_fd, tmp_path):
+    from anomalyforge.synth.mixture import Mixture, member_of
+
+    mix = Mixture(Mixture.make_config({"methods": "croppaste,logical"}))
+    mix.fit(juice_fd, tmp_path)
+    seeds = [3, 4, 5, 6, 7, 8]
+    pairs = mix.generate(TYPE, seeds)
+    picked = {p.params["method"] for p in pairs}
+    assert [p.params["method"] for p in pairs] == [("croppaste", "logical")[member_of(s, 2)] for s in seeds]
+    assert picked == {"croppaste", "logical"}
+    alone = Logical(Logical.make_config())
+    alone.load(juice_fd, tmp_path / "logical")
+    for s, p in zip(seeds, pairs, strict=True):
+        if p.params["method"] == "logical":
+            assert np.array_equal(alone.generate(TYPE, [s])[0].image, p.image)
+    with pytest.raises(ConfigError, match="two or more"):
+        Mixture.make_config({"methods": "croppaste"})

@@ -8,9 +8,11 @@ A profile is fixed before the test split is read; nothing in it is chosen by a t
 test split is read; settings given with `--set` are kept (their names are stored in
 `extra["fixed"]`).
 
-The `cpu` defaults were chosen on training data only (few-shot folds, never the test split):
-the fusion weight 0.6 on bottle, `cls_real_share` 0.5 by `benchmarks/bench_classifier_mix.py`
-(bottle and Magnetic Tile). The record of those trials is `benchmarks/records/cpu_profile.md`.
+The `cpu` defaults come from training data only (few-shot folds, never the test split):
+`cls_real_share` 0.5 by `benchmarks/bench_classifier_mix.py` (bottle and Magnetic Tile); the
+fusion weight 0.6 from a bottle sweep whose scripts were never committed (a record, not
+reproducible: `benchmarks/records/cpu_profile.md`). `benchmarks/bench_select.py` runs the
+reproducible per-category fold search of `auto` (fusion grid 0, 0.3, 0.6, 0.8, 1) on any category.
 """
 
 from __future__ import annotations
