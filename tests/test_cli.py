@@ -29,7 +29,7 @@ def test_help_shows_defaults_and_method_names(capsys):
     assert "(default: croppaste)" in gen and all(m in gen for m in available())
     bench = help_text(capsys, "benchmark")
     assert "patchcore" in bench and all(m in bench for m in available())
-    assert "--profile PROFILE smoke, cpu or paper (default: cpu)" in bench
+    assert "--profile PROFILE smoke, cpu, paper or auto" in bench and "training folds) (default: cpu)" in bench
     info = help_text(capsys, "info")
     assert "(default: 0.3333)" in info and "(default: 0.2)" in info and "(default: 128)" in info
     assert "(default: None)" not in info + gen + bench and "(default: False)" not in info + gen + bench

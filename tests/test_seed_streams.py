@@ -14,7 +14,7 @@ from anomalyforge.seeds import Stream, numpy_rng, pair_seed, torch_generator
 def test_every_stream_has_its_own_value():
     # an IntEnum member given another member's value silently becomes its alias: two kinds of
     # draw (e.g. a pair's mask and its good image) would then come from one stream
-    assert len(set(Stream.__members__.values())) == len(Stream.__members__) == 12
+    assert len(set(Stream.__members__.values())) == len(Stream.__members__) == 13
     draws = {s.name: numpy_rng(5, s).integers(0, 2**62, 4).tolist() for s in Stream}
     assert len({tuple(v) for v in draws.values()}) == len(draws)
 

@@ -23,7 +23,7 @@ from anomalyforge.data import DataWarning
 from anomalyforge.data.info import dataset_info, format_info_table
 from anomalyforge.diffusion.autoencoder import LATENT_SAMPLES, AutoencoderFit
 from anomalyforge.diffusion.tiny import make_tiny_model
-from anomalyforge.errors import AnomalyForgeError
+from anomalyforge.errors import AnomalyForgeError, ConfigError
 from anomalyforge.formats.manifest import MANIFEST
 from anomalyforge.inspect.anomalib_detectors import DETECTORS, DetectorConfig
 from anomalyforge.inspect.profiles import get_profile
@@ -420,7 +420,9 @@ def _add_benchmark(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--methods", required=True,
                    help=f"comma-separated generator names and/or patchcore (the no-synthesis baseline): "
                         f"{', '.join(available() + list(BASELINES))}; also the labels of --run folders")
-    p.add_argument("--profile", default="cpu", help="smoke, cpu or paper")
+    p.add_argument("--profile", default="cpu",
+                   help="smoke, cpu, paper or auto (cpu with the fusion weight, the classifier's real share and "
+                        "the generator of method label auto chosen on training folds)")
     p.add_argument("--seed", type=int, default=0, help="seed of generation and training")
     p.add_argument("--seeds", default=None, metavar="S1,S2,...",
                    help="run once per seed (OUT/seed-S/) and summarise the spread (OUT/summary.html)")
@@ -498,6 +500,9 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 
 def _run_train(args: argparse.Namespace) -> int:
     profile = get_profile(args.profile, **_parse_params(args.set, "--set"))
+    if profile.name == "auto":
+        raise ConfigError("--profile auto chooses its settings in a benchmark: train with --profile cpu and "
+                          "--set fusion=W --set cls_real_share=S from that benchmark's results.json 'selection'")
     info = train_model(args.data, args.out, args.method, category=args.category, run=args.run, profile=profile,
                        seed=args.seed, n=args.n, fpr=args.fpr, data_format=args.data_format, progress=args.progress)
     t = info.thresholds

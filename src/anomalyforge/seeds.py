@@ -17,6 +17,7 @@ stream                    value   what draws from it
 ``TAB``                   8       TAB pretraining: the good images used per class, each epoch's order
 ``DETECTOR``              9       an anomalib detector's initial weights, random projections and
                                   training-batch order (``inspect.anomalib_detectors``)
+``METHOD``                10      the generator a ``mixture`` pair is drawn from
 ``REFERENCE_NOISE``       100     noise of DualAnoDiff's background reference pass (+ 2·attempt)
 ``BACKGROUND``            0xBC    the good image whose background DualAnoDiff's BCM uses
 ``GOOD_VAE_FIT``          0x600D  training crops and posterior noise of the VAE fitted on K good
@@ -48,6 +49,7 @@ class Stream(IntEnum):
     SHOTS = 7
     TAB = 8
     DETECTOR = 9
+    METHOD = 10
     REFERENCE_NOISE = 100
     BACKGROUND = 0xBC
     GOOD_VAE_FIT = 0x600D

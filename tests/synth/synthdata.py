@@ -26,3 +26,16 @@ def make_small_mvtec(src: Path, dst: Path, n_good: int = 8, n_defect: int = 3,
             m = src / "ground_truth" / tdir.name / f"{p.stem}_mask.png"
             _link(m, dst / "ground_truth" / tdir.name / m.name)
     return dst
+
+
+def make_small_loco(src: Path, dst: Path, good: tuple[str, ...], defects: tuple[str, ...],
+                    kind: str = "logical_anomalies") -> Path:
+    """Link chosen real MVTec LOCO good images and defects (merged masks) into `dst`."""
+    for g in good:
+        _link(src / "train" / "good" / f"{g}.png", dst / "train" / "good" / f"{g}.png")
+    for g in good[:2]:
+        _link(src / "validation" / "good" / f"{g}.png", dst / "validation" / "good" / f"{g}.png")
+    for d in defects:
+        _link(src / "test" / kind / f"{d}.png", dst / "test" / kind / f"{d}.png")
+        _link(src / "ground_truth" / kind / f"{d}.png", dst / "ground_truth" / kind / f"{d}.png")
+    return dst

@@ -3,10 +3,16 @@
 A profile is fixed before the test split is read; nothing in it is chosen by a test score.
 `smoke` is for tests (seconds), `cpu` fits a 2-core machine (<= 20 min per method, <= 4 GB),
 `paper` follows the published downstream protocol (256 px, DRAEM U-Net, 200 epochs) for a GPU.
+`auto` is `cpu` with the fusion weight, the classifier's real share (and, for the method label
+`auto`, the generator) chosen per category on training folds by `pipelines.select` before the
+test split is read; settings given with `--set` are kept (their names are stored in
+`extra["fixed"]`).
 
-The `cpu` defaults were chosen on training data only (few-shot folds, never the test split):
-the fusion weight 0.6 on bottle, `cls_real_share` 0.5 by `benchmarks/bench_classifier_mix.py`
-(bottle and Magnetic Tile). The record of those trials is `benchmarks/records/cpu_profile.md`.
+The `cpu` defaults come from training data only (few-shot folds, never the test split):
+`cls_real_share` 0.5 by `benchmarks/bench_classifier_mix.py` (bottle and Magnetic Tile); the
+fusion weight 0.6 from a bottle sweep whose scripts were never committed (a record, not
+reproducible: `benchmarks/records/cpu_profile.md`). `benchmarks/bench_select.py` runs the
+reproducible per-category fold search of `auto` (fusion grid 0, 0.3, 0.6, 0.8, 1) on any category.
 """
 
 from __future__ import annotations
@@ -91,6 +97,7 @@ PROFILES: dict[str, Profile] = {
                      cls_size=64, cls_steps=3, cls_batch_size=4,
                      pc_projection=32, pc_max_bank=500, pc_candidates=5000),
     "cpu": Profile(name="cpu", fusion=0.6),  # fusion weight chosen on training-only validation (above)
+    "auto": Profile(name="auto", fusion=0.6),  # cpu; fusion / cls_real_share chosen per category (pipelines.select)
     "paper": Profile(name="paper", size=256, n_per_type=1000, localizer="draem_unet", steps=0,
                      epochs=200, batch_size=8, lr=1e-4, loss="focal", cls_size=256,
                      cls_steps=3000, classifier="resnet34", cls_finetune_from=0, cls_real_share=0.0),
@@ -129,6 +136,9 @@ def get_profile(name: str | Profile, **overrides) -> Profile:
         if bad:
             raise ConfigError(f"profile has no setting(s) {', '.join(bad)}")
         prof = dataclasses.replace(prof, **{k: _coerce(fields[k], v) for k, v in overrides.items()})
+        if prof.name == "auto":  # what the user fixed is not chosen by the selection
+            fixed = sorted(set(prof.extra.get("fixed") or []) | (set(overrides) - {"extra"}))
+            prof = dataclasses.replace(prof, extra={**prof.extra, "fixed": fixed})
     if prof.localizer not in LOCALIZERS:
         raise ConfigError(f"unknown localisation model {prof.localizer!r}; available: {', '.join(LOCALIZERS)}")
     if prof.backbone != "imagenet" and not Path(prof.backbone).is_dir():

@@ -35,6 +35,7 @@ from anomalyforge.inspect.patchcore import PatchCore
 from anomalyforge.inspect.profiles import Profile, backbone_identity, backbone_weights, get_profile
 from anomalyforge.inspect.train import good_images, holdout_goods
 from anomalyforge.metrics import image_scores_from_maps
+from anomalyforge.pipelines.select import AUTO, Selection, select_settings
 from anomalyforge.pipelines.train import train_inspection
 from anomalyforge.quality.generation import QualityConfig, score_run
 from anomalyforge.report.figures import good_scale
@@ -134,7 +135,9 @@ def _benchmark(data: Path, out: Path, methods: list[str], category: str | None, 
     labels = list(dict.fromkeys([m.strip() for m in methods if m.strip()] + list(runs)))
     if not labels:
         raise ConfigError("no methods given; use generator names and/or patchcore")
-    generated_here = [m for m in labels if m not in runs]
+    if AUTO in labels and prof.name != "auto":
+        raise ConfigError("method 'auto' (the generator chosen on training folds) needs --profile auto")
+    generated_here = [m for m in labels if m not in runs and m != AUTO]
     if generated_here:
         check_methods(generated_here)
     methods = labels
@@ -161,6 +164,7 @@ def _benchmark(data: Path, out: Path, methods: list[str], category: str | None, 
     results = _open_results(out, header)
     fit = fit_data(split, size=prof.size)
     fit.verify()  # every training and test file decodes, before anything is written
+    selection = _selection(results, fit, prof, seed, [m for m in methods if m not in BASELINES], progress)
     verify_samples([*(x for v in split.test_defects.values() for x in v), *split.test_good], what="test files")
     out.mkdir(parents=True, exist_ok=True)
     needed = [t for t in sorted(split.train_defects) if split.test_defects.get(t)]
@@ -187,8 +191,13 @@ def _benchmark(data: Path, out: Path, methods: list[str], category: str | None, 
         if method in BASELINES:
             entry = _run_patchcore(train_fit, prof, seed, test_set, out, method, progress, scale_images)
         else:
-            entry = _run_synthetic(data, out, method, ds.category, data_format, fit, prof, seed, n,
-                                   runs.get(method), needed, test_set, progress, train_fit, scale_images)
+            mprof = selection.profile_for(prof, method) if selection else prof
+            entry = _run_synthetic(data, out, method, ds.category, data_format, fit, mprof, seed, n,
+                                   runs.get(method), needed, test_set, progress, train_fit, scale_images,
+                                   generator=selection.generator_for(method) if selection else method)
+            if selection:
+                entry["selected"] = {"generator": selection.generator_for(method), "fusion": mprof.fusion,
+                                     "cls_real_share": mprof.cls_real_share}
         entry["timings"]["total_s"] = round(time.perf_counter() - t0, 2)
         entry["peak_rss_mb"] = round(_peak_rss_mb(), 1)
         results["methods"][method] = entry
@@ -196,6 +205,19 @@ def _benchmark(data: Path, out: Path, methods: list[str], category: str | None, 
 
     write_report(out)
     return results
+
+
+def _selection(results: dict, fit, prof: Profile, seed: int, methods: list[str], progress: bool
+               ) -> Selection | None:
+    """`--profile auto`: the training-fold choice (`pipelines.select`), made before the test split is
+    opened and recorded under `selection`; a resumed benchmark reuses its record."""
+    if prof.name != "auto":
+        return None
+    if results.get("selection"):
+        return Selection.from_record(results["selection"])
+    selection = select_settings(fit, prof, seed, methods, progress)
+    results["selection"] = selection.record
+    return selection
 
 
 def _display_scale(predict, goods: np.ndarray, progress: bool) -> dict | None:
@@ -237,13 +259,13 @@ def _run_patchcore(fit, prof: Profile, seed: int, test_set, out: Path, method: s
 
 def _run_synthetic(data: Path, out: Path, method: str, category: str, data_format: str | None, fit,
                    prof: Profile, seed: int, n: int, run: Path | None, needed: list[str], test_set,
-                   progress: bool, train_fit, scale_images) -> dict:
+                   progress: bool, train_fit, scale_images, generator: str | None = None) -> dict:
 
     t0 = time.perf_counter()
     if run is None:
 
         run = out / "runs" / method
-        generate_run(data, run, method=method, n=n, category=category, types=None, seed=seed,
+        generate_run(data, run, method=generator or method, n=n, category=category, types=None, seed=seed,
                      size=prof.size, params=None, data_format=data_format, progress=progress)
     elif not run.is_dir():
         raise DataError(run, "generated run folder not found")

@@ -399,6 +399,24 @@ def _environment() -> Environment:
     return env
 
 
+def selection_table(res: dict) -> dict | None:
+    """`--profile auto`: every candidate's fold scores and the choice (None for other profiles)."""
+    sel = res.get("selection")
+    if not isinstance(sel, dict) or not isinstance(sel.get("candidates"), list):
+        return None
+    choice = sel.get("choice") or {}
+    rows = [{"generator": c.get("generator", DASH), "fusion": fmt_num(c.get("fusion")),
+             "score": fmt_pct(c.get("score")),
+             "folds": " · ".join(f"{fmt_pct(f.get('pixel_ap'))} / {fmt_pct(f.get('aupro'))} / "
+                                 f"{fmt_pct(f.get('image_auroc'))}" for f in c.get("folds", [])),
+             "chosen": c.get("generator") == choice.get("generator") and c.get("fusion") == choice.get("fusion")}
+            for c in sel["candidates"]]
+    cls = [{"share": fmt_num(r.get("cls_real_share")), "accuracy": fmt_pct(r.get("accuracy"))}
+           for r in sel.get("classifier", [])]
+    return {"rows": rows, "classifier": cls, "score": sel.get("score", DASH), "folds": sel.get("folds", DASH),
+            "choice": choice, "seconds": fmt_seconds(sel.get("seconds"))}
+
+
 def build_context(bench_dir: Path, progress: bool = False) -> dict:
     """Everything the template shows, computed from the benchmark folder."""
     bench_dir = Path(bench_dir)
@@ -424,6 +442,7 @@ def build_context(bench_dir: Path, progress: bool = False) -> dict:
         "process_peak": process_peak(methods),
         "sections": sections, "comparison": comparison, "real_is": fmt_num(real_is) if real_is else None,
         "config_json": json.dumps(res.get("config", {}), indent=2, sort_keys=True, default=str),
+        "selection": selection_table(res),
     }
 
 

@@ -90,7 +90,8 @@ def register(cls: type[Generator]) -> type[Generator]:
     return cls
 
 
-_MODULES = ("model_free", "anomalydiffusion", "gaa", "dualanodiff")  # model-free first: no torch needed to use them
+# model-free first: no torch needed to use them
+_MODULES = ("model_free", "mixture", "anomalydiffusion", "gaa", "dualanodiff")
 
 
 def _load_builtin(want: str | None = None) -> None:
