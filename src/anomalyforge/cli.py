@@ -435,6 +435,12 @@ def _add_benchmark(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a profile setting, e.g. fusion=0 or cls_real_share=0 (saved in results.json)")
     _add_backend(p)
+    p.add_argument("--fpr", type=float, default=DEFAULT_FPR,
+                   help="false-alarm rate on held-out good training images that sets the thresholds the "
+                        "verdicts are scored at (as `train`)")
+    p.add_argument("--save-models", action="store_true",
+                   help="also write each synthetic method's model as a model folder OUT/models/METHOD/ "
+                        "(what `train` writes; run it with `predict`)")
     _add_progress(p)
     p.set_defaults(func=_run_benchmark)
 
@@ -463,6 +469,8 @@ def _run_benchmark(args: argparse.Namespace) -> int:
         if args.seed != 0:
             raise AnomalyForgeError("give --seed or --seeds, not both")
         ray = _ray_options(args)
+        if args.save_models:
+            raise AnomalyForgeError("--save-models with --seeds: save the model of one seed (--seed)")
         summary = run_benchmark_seeds(args.data, args.out, methods, _int_list(args.seeds), category=args.category,
                                       profile=profile, n=args.n, data_format=args.data_format,
                                       progress=args.progress, backend=args.backend, ray=ray)
@@ -473,8 +481,11 @@ def _run_benchmark(args: argparse.Namespace) -> int:
     _ray_options(args)
     results = run_benchmark(args.data, args.out, methods, category=args.category, profile=profile,
                             seed=args.seed, n=args.n, data_format=args.data_format, runs=runs,
-                            progress=args.progress)
+                            progress=args.progress, fpr=args.fpr, save_models=args.save_models)
     print(format_results_table(results))
+    for m, e in results["methods"].items():
+        if (e.get("artifacts") or {}).get("model"):
+            print(f"{m}: model folder {args.out / e['artifacts']['model']}")
     return 0
 
 
@@ -506,16 +517,19 @@ def _run_train(args: argparse.Namespace) -> int:
     info = train_model(args.data, args.out, args.method, category=args.category, run=args.run, profile=profile,
                        seed=args.seed, n=args.n, fpr=args.fpr, data_format=args.data_format, progress=args.progress)
     t = info.thresholds
+    how = (f"best F1 on {t.kfold['n_defects']} {t.kfold['k']}-fold held-out training defects" if t.kfold
+           else f"{100 * t.fpr:g} % of held-out good pixels")
     print(f"{args.out}: {info.model} for {info.category} ({info.method}, profile {info.profile}); "
-          f"image threshold {t.image:.4g}, pixel threshold {t.pixel:.4g} at {100 * t.fpr:g} % false alarms "
-          f"on {t.n_images} held-out good training images")
+          f"image threshold {t.image:.4g} at {100 * t.fpr:g} % false alarms on {t.n_images} held-out good "
+          f"training images, pixel threshold {t.pixel:.4g} ({how})")
     return 0
 
 
 def _add_predict(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("predict", help="score, verdict, defect type, mask and heat map of each image "
                                        "(a model folder, or an exported .onnx run without torch)")
-    p.add_argument("model", type=Path, help="model folder (anomalyforge train) or exported .onnx file")
+    p.add_argument("model", type=Path, help="model folder (anomalyforge train), or an exported .onnx file "
+                                            "(onnxruntime) or .xml file (OpenVINO)")
     p.add_argument("paths", nargs="+", help="image files, folders or glob patterns (any image size)")
     p.add_argument("--out", type=Path, required=True,
                    help="folder for predictions.csv / .jsonl, masks/ and overlays/ (re-running resumes)")
@@ -537,11 +551,12 @@ def _run_predict(args: argparse.Namespace) -> int:
 
 
 def _add_export_model(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("export-model", help="write a model folder as one ONNX file "
+    p = sub.add_parser("export-model", help="write a model folder as one ONNX file or OpenVINO IR "
                                             "(image -> score, map, type probabilities)")
     p.add_argument("model", type=Path, help="model folder (anomalyforge train)")
-    p.add_argument("out", type=Path, help="the .onnx file to write")
-    p.add_argument("--format", dest="fmt", default="onnx", help="export format (onnx)")
+    p.add_argument("out", type=Path, help="the file to write: OUT.onnx, or OUT.xml (+ OUT.bin) for openvino")
+    p.add_argument("--format", dest="fmt", default="onnx",
+                   help="export format: onnx (run by onnxruntime) or openvino (needs the openvino package)")
     p.set_defaults(func=_run_export_model)
 
 

@@ -42,7 +42,9 @@ def test_results_follow_the_schema(bench):
     assert list(doc["methods"]) == ["croppaste", "patchcore"]
     for name, e in doc["methods"].items():
         assert set(e) == {"status", "kind", "model", "localization", "classification", "generation",
-                          "timings", "peak_rss_mb", "n_pairs", "run", "artifacts", "display_scale"}
+                          "timings", "peak_rss_mb", "n_pairs", "run", "artifacts", "display_scale", "decisions"}
+        # verdicts at thresholds chosen on training data: the synthetic (delivered) model only
+        assert (e["decisions"] is None) == (name == "patchcore")
         assert e["status"] == "done"
         # the report's heat scale: the model's pixel scores on 21 (10 %) good TRAINING images no model
         # trained on (0 = their median, 1 = their 99.9th percentile), never on test images

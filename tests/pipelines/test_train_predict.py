@@ -67,30 +67,58 @@ def test_model_folder_records_everything(bottle_model, bottle_dir):
     assert (bottle_model / "weights.safetensors").is_file() and info.weights.n_tensors > 100
 
 
-def test_thresholds_flag_at_most_fpr_of_held_out_goods(bottle_model, bottle_dir):
+def test_thresholds_come_from_held_out_training_images_only(bottle_model, bottle_dir):
     info = ModelInfo.read(bottle_model)
     t = info.thresholds
     assert (t.fpr, t.n_images, t.n_pixels) == (0.01, 21, 21 * 64 * 64)
-    assert t.image_fpr <= 0.01 and t.pixel_fpr <= 0.01 and "held-out good training" in t.rule
-    # recomputed from the loaded model on the recorded held-out files: 21 images < 1 / 1 %, so the
-    # image threshold is the largest held-out score; the pixel one flags <= 1 % of their pixels
+    assert t.image_fpr <= 0.01 and "held-out good training" in t.rule
+    # image: recomputed from the loaded model on the recorded held-out files: 21 images < 1 / 1 %, so
+    # the threshold is the largest held-out score
     tm = load_model(bottle_model)
     goods = np.stack([read_image(bottle_dir / p, 64) for p in info.split["holdout_good"]])
     maps = tm.model.localizer.predict(goods)
     scores = image_scores_from_maps(maps, info.score_pool)
     assert t.image == pytest.approx(scores.max(), abs=1e-6)
-    assert np.mean(maps > t.pixel) <= 0.01 < np.mean(maps >= t.pixel - 1e-3)
+    # pixel: 22 few-shot defects >= 4, so best F1 on 3-fold held-out training defects; each fold
+    # dropped the pairs pasted from its held-out defects (croppaste names its donor)
+    assert t.pixel_from == "kfold_f1" and t.kfold is not None
+    assert (t.kfold["k"], t.kfold["n_defects"], t.kfold["pairs_without_donor"]) == (3, 22, 0)
+    assert sum(f["held_out"] for f in t.kfold["folds"]) == 22
+    assert all(f["pairs_dropped"] + f["pairs_trained"] == 3 * N and f["pairs_trained"] > 0 for f in t.kfold["folds"])
+    assert 0 < t.kfold["f1"] <= 1 and 0 < t.pixel < 1 and "3-fold refit" in t.rule
+    assert t.pixel_fpr == pytest.approx(float(np.mean(maps > t.pixel)), abs=1e-3)  # on the held-out goods
     assert info.display_scale is not None and info.display_scale["n_images"] == 21
 
 
-def test_the_benchmarked_model_is_the_delivered_model(bottle_model, bottle_dir, tmp_path, one_torch_thread):
-    """Same split, seed and profile: the benchmark trains the very model `train` wrote (its maps of
-    the held-out goods, the heat scale, are the same numbers)."""
-    res = run_benchmark(bottle_dir, tmp_path / "bench", ["croppaste"], profile=PROFILE, n=N, progress=False)
-    bench = res["methods"]["croppaste"]["display_scale"]
-    mine = ModelInfo.read(bottle_model).display_scale
+def test_the_benchmarked_model_is_the_delivered_model(bottle_model, bottle_dir, tmp_path, one_torch_thread,
+                                                    capsys):
+    """Same split, seed and profile: the benchmark trains the very model `train` wrote (same heat
+    scale, same thresholds, byte-identical weights and masks: training is deterministic) and scores
+    its verdicts at those thresholds; `--save-models` writes that model folder."""
+    res = run_benchmark(bottle_dir, tmp_path / "bench", ["croppaste"], profile=PROFILE, n=N, progress=False,
+                        save_models=True)
+    entry = res["methods"]["croppaste"]
+    bench = entry["display_scale"]
+    info = ModelInfo.read(bottle_model)
+    mine = info.display_scale
     assert mine is not None
     assert (bench["lo"], bench["hi"], bench["n_images"]) == (mine["lo"], mine["hi"], mine["n_images"])
+    d = entry["decisions"]
+    assert (d["image_threshold"], d["pixel_threshold"], d["pixel_from"]) == (
+        info.thresholds.image, info.thresholds.pixel, "kfold_f1")
+    assert (d["n_good"], d["n_defect"]) == (20, 41) and d["type_accuracy"] == entry["classification"]["accuracy"]
+    z = np.load(tmp_path / "bench" / entry["artifacts"]["maps"])
+    flag, lab = z["image_scores"] > d["image_threshold"], z["labels"] == 1
+    assert (d["image_accuracy"], d["false_alarm_rate"], d["miss_rate"]) == pytest.approx(
+        (np.mean(flag == lab), np.mean(flag[~lab]), np.mean(~flag[lab])))
+    saved = tmp_path / "bench" / entry["artifacts"]["model"]
+    assert ModelInfo.read(saved).weights.sha256 == info.weights.sha256
+    img = str(bottle_dir / "test/broken_small/003.png")
+    for m, o in ((bottle_model, "a"), (saved, "b")):
+        assert main(["predict", str(m), img, "--out", str(tmp_path / o)]) == 0
+    ra, rb = _rows(tmp_path / "a")[0], _rows(tmp_path / "b")[0]
+    assert (tmp_path / "a" / ra["mask"]).read_bytes() == (tmp_path / "b" / rb["mask"]).read_bytes()
+    capsys.readouterr()
 
 
 def test_predict_any_size_then_resume(bottle_model, bottle_dir, tmp_path, capsys):

@@ -22,6 +22,7 @@ from typing import Protocol
 
 import cv2
 import numpy as np
+from tqdm.auto import tqdm
 
 from anomalyforge.atomic import check_output_dir, write_png_atomic
 from anomalyforge.data.io import is_image_file, read_image, verify_image
@@ -140,7 +141,7 @@ def predict_images(model: Runnable, paths: Sequence[str | Path], out: str | Path
     for k, err in bad.items():
         rows[k] = PredictionRow(path=k, status="error", model=info.identity, error=err)
     good = [f for f in todo if str(f) not in bad]
-    for i in range(0, len(good), batch):
+    for i in tqdm(range(0, len(good), batch), desc="predict", unit="batch", disable=not progress, leave=False):
         chunk = good[i:i + batch]
         originals, small = [], []
         for f in chunk:

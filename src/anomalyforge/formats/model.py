@@ -18,7 +18,9 @@ Schema of model.json (version 1):
     split           object   {root, train_defects {type: [path]}, train_good [path], holdout_good [path],
                              test_defects {type: n}, test_good n}: the few-shot split (paths relative to root)
     run             str|null the generated run the model was trained on
-    thresholds      Thresholds  image and pixel decision thresholds and how they were chosen
+    thresholds      Thresholds  image and pixel decision thresholds and how they were chosen:
+                             {image, pixel, fpr, n_images, n_pixels, image_fpr, pixel_fpr, rule,
+                             pixel_from "kfold_f1"|"good_fpr", kfold {k, n_defects, f1, folds, refit}|null}
     display_scale   object|null heat-map scale {lo, hi} from held-out good training images
     weights         WeightsRef  {file, sha256, n_tensors}
     version, created  str
@@ -55,6 +57,10 @@ class Thresholds:
     image_fpr: float  # share of those images / pixels above the threshold (achieved rate)
     pixel_fpr: float
     rule: str = ""
+    # how the pixel threshold was chosen: "kfold_f1" (best pixel F1 on k-fold held-out training
+    # defects, see inspect.kfold) or "good_fpr" (flags <= fpr of the held-out good pixels)
+    pixel_from: str = "good_fpr"
+    kfold: dict[str, Any] | None = None  # {k, n_defects, f1, folds [...], refit, ...} with "kfold_f1"
     extra: dict[str, Any] = field(default_factory=dict)
 
 

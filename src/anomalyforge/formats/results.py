@@ -18,7 +18,10 @@ Schema (version 2; a file without `schema_version` is version 1 and still reads)
     n_pairs int, run str|null (the generated run, relative to the benchmark folder or absolute),
     artifacts object (files under the benchmark folder: maps, quality), peak_rss_mb number|null,
     display_scale {lo, hi, ...}|null (the heat-map scale: median and 99.9th percentile of the model's
-    pixel scores on held-out good training images; never set from test images).
+    pixel scores on held-out good training images; never set from test images),
+    decisions object|null (synthetic methods: the verdicts at the delivered model's thresholds, chosen
+    on training data -- image_threshold, pixel_threshold, image_accuracy, false_alarm_rate, miss_rate,
+    pixel_precision / recall / f1, type_accuracy, how the thresholds were chosen).
 """
 
 from __future__ import annotations
@@ -52,6 +55,7 @@ class MethodResult:
     artifacts: dict[str, Any] = field(default_factory=dict)
     peak_rss_mb: float | None = None
     display_scale: dict[str, Any] | None = None
+    decisions: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 

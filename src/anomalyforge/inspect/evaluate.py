@@ -97,3 +97,28 @@ def classification_metrics(pred: list[str], true: list[str], labels: list[str]) 
         conf[idx[t], idx[p]] += 1
     return {"accuracy": M.accuracy(pred, true), "per_type": M.per_class_accuracy(pred, true),
             "labels": list(labels), "confusion": conf.tolist()}
+
+
+def decision_metrics(test: TestSet, maps: np.ndarray, image_scores: np.ndarray, image_threshold: float,
+                     pixel_threshold: float) -> dict:
+    """The verdicts at fixed thresholds (chosen on training data): image accuracy, false-alarm rate on
+    the test good images, miss rate on the test defects (verdict "defect" when score > image
+    threshold), and pixel precision / recall / F1 of the masks (map > pixel threshold) pooled over
+    every test image."""
+    flag = np.asarray(image_scores, np.float64) > image_threshold
+    lab = test.labels == 1
+    tp = fp = fn = 0
+    for m, g in zip(maps, test.masks, strict=True):
+        pred, gt = m > pixel_threshold, g > 0
+        tp += int(np.sum(pred & gt))
+        fp += int(np.sum(pred & ~gt))
+        fn += int(np.sum(~pred & gt))
+    prec = tp / (tp + fp) if tp + fp else None
+    rec = tp / (tp + fn) if tp + fn else None
+    return {"image_threshold": float(image_threshold), "pixel_threshold": float(pixel_threshold),
+            "image_accuracy": float(np.mean(flag == lab)) if len(lab) else None,
+            "false_alarm_rate": float(np.mean(flag[~lab])) if (~lab).any() else None,
+            "miss_rate": float(np.mean(~flag[lab])) if lab.any() else None,
+            "n_good": int((~lab).sum()), "n_defect": int(lab.sum()),
+            "pixel_precision": prec, "pixel_recall": rec,
+            "pixel_f1": 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else None}

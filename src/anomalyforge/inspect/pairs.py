@@ -27,10 +27,21 @@ class GeneratedPairs:
     masks: np.ndarray
     types: list[str]
     category: str | None = None
+    # per pair, the real training defect image it was pasted from ("" when the method names none,
+    # e.g. cutpaste / perlin / diffusion): the k-fold thresholds drop the pairs of held-out defects
+    donors: list[str] | None = None
 
     def __post_init__(self) -> None:
         if len(self.images) != len(self.masks) or len(self.images) != len(self.types):
             raise ConfigError("generated pairs: images, masks and types differ in length")
+        if self.donors is not None and len(self.donors) != len(self.types):
+            raise ConfigError("generated pairs: donors and types differ in length")
+
+    def subset(self, keep: Sequence[int] | np.ndarray) -> GeneratedPairs:
+        """The pairs at indices `keep`, in that order."""
+        idx = np.asarray(keep, dtype=np.int64)
+        return GeneratedPairs(self.images[idx], self.masks[idx], [self.types[i] for i in idx], self.category,
+                              None if self.donors is None else [self.donors[i] for i in idx])
 
     def __len__(self) -> int:
         return len(self.types)
@@ -56,12 +67,13 @@ class GeneratedPairs:
         n = len(records)
         images = np.zeros((n, size, size, 3), np.uint8)
         masks = np.zeros((n, size, size), np.uint8)
-        types = []
+        types, donors = [], []
         for i, r in enumerate(tqdm(records, desc=f"load {run.name}", disable=not progress, leave=False)):
             images[i] = read_image(run / r.image, size)
             masks[i] = read_mask(run / r.mask, size)
             types.append(r.base_type)  # sub-types <type>@<k> (GAA clustering) train and test as their type
-        return cls(images, masks, types, category if category is not None else next(iter(cats), None))
+            donors.append(str(r.params.get("defect") or ""))  # croppaste: the real defect pasted
+        return cls(images, masks, types, category if category is not None else next(iter(cats), None), donors)
 
     @classmethod
     def from_run(cls, run: Path, size: int, category: str | None = None,
@@ -81,14 +93,16 @@ class GeneratedPairs:
         if not items:
             raise ConfigError(f"{fit.category}: no few-shot training defects")
         return cls(np.stack([fit.image(s) for s, _ in items]), np.stack([fit.mask(s) for s, _ in items]),
-                   [t for _, t in items], fit.category)
+                   [t for _, t in items], fit.category, [str(s.image) for s, _ in items])
 
     def __add__(self, other: GeneratedPairs) -> GeneratedPairs:
         """Both sets of pairs in one (same image size)."""
         if self.images.shape[1:] != other.images.shape[1:]:
             raise ConfigError(f"cannot join pairs of size {self.images.shape[1:3]} and {other.images.shape[1:3]}")
+        donors = (None if self.donors is None and other.donors is None else
+                  (self.donors or [""] * len(self)) + (other.donors or [""] * len(other)))
         return GeneratedPairs(np.concatenate([self.images, other.images]), np.concatenate([self.masks, other.masks]),
-                              self.types + other.types, self.category or other.category)
+                              self.types + other.types, self.category or other.category, donors)
 
     def check_covers(self, needed: Iterable[str], where: Path | str | None = None) -> None:
         """Raise unless every defect type in `needed` has at least one pair."""

@@ -188,12 +188,58 @@ def train_localizer(fit: FitData, pairs: GeneratedPairs, profile: Profile, seed:
     return train_supervised(fit, pairs, profile, seed, progress, weights)
 
 
+def cache_features(model: nn.Module, fit: FitData, pairs: GeneratedPairs, size: int,
+                   progress: bool = False) -> FeatureCache | None:
+    """Frozen-backbone features of `fit.good` and of `pairs` (a FeatureHead's; None for any other
+    model), for `train_supervised(features=...)`: the k-fold refits slice one cache instead of
+    re-running the backbone per fold."""
+    if not isinstance(model, FeatureHead):
+        return None
+    device = next(model.parameters()).device
+    goods = good_images(fit, size, progress)
+    return FeatureCache(_cache_features(model, goods, device, "features (good)", progress) if len(goods) else None,
+                        _cache_features(model, _pair_images(pairs, size), device, "features (pairs)", progress))
+
+
+@dataclass
+class FeatureCache:
+    """Frozen-backbone features (fp16, one tensor per level) of good images and of generated pairs."""
+
+    good: list[torch.Tensor] | None
+    pairs: list[torch.Tensor]
+
+    def select(self, good: np.ndarray | None, pairs: np.ndarray) -> FeatureCache:
+        """The features of the good images at indices `good` (all when None) and pairs at `pairs`."""
+        g = self.good
+        if g is not None and good is not None:
+            gi = torch.from_numpy(np.asarray(good, np.int64))
+            g = [f[gi] for f in g]
+        pi = torch.from_numpy(np.asarray(pairs, np.int64))
+        return FeatureCache(g, [f[pi] for f in self.pairs])
+
+
+def _pair_images(pairs: GeneratedPairs, size: int) -> np.ndarray:
+    if pairs.images.shape[1] == size:
+        return pairs.images
+    return np.stack([cv2.resize(im, (size, size), interpolation=cv2.INTER_AREA) for im in pairs.images])
+
+
+def _pair_masks(pairs: GeneratedPairs, size: int) -> np.ndarray:
+    if pairs.masks.shape[1] == size:
+        return pairs.masks
+    return np.stack([np.where(cv2.resize(m, (size, size), interpolation=cv2.INTER_AREA) >= 64, 255, 0)
+                     .astype(np.uint8) for m in pairs.masks])
+
+
 def train_supervised(fit: FitData, pairs: GeneratedPairs, profile: Profile, seed: int = 0,
-                     progress: bool = True, weights: str | None = "imagenet") -> Localizer:
+                     progress: bool = True, weights: str | None = "imagenet",
+                     features: FeatureCache | None = None) -> Localizer:
     """Train the profile's supervised localisation model on generated pairs + good training images.
 
     Each batch holds `good_fraction` good images (target all zero) and generated pairs, drawn by
     a seeded generator; augmentation is seeded too, so the same seed gives the same model.
+    `features`: the backbone features of `fit.good` and `pairs` already computed (`cache_features`),
+    for a FeatureHead only.
     """
     device = pick_device(profile.device)
     size = profile.size
@@ -204,21 +250,26 @@ def train_supervised(fit: FitData, pairs: GeneratedPairs, profile: Profile, seed
     gen = torch.Generator().manual_seed(seed)
     model = build_localizer(profile.localizer, profile.levels, profile.head_width, weights).to(device)
 
-    goods = good_images(fit, size, progress)
-    p_imgs, p_masks = pairs.images, pairs.masks
-    if p_imgs.shape[1] != size:
-
-        p_imgs = np.stack([cv2.resize(im, (size, size), interpolation=cv2.INTER_AREA) for im in p_imgs])
-        p_masks = np.stack([np.where(cv2.resize(m, (size, size), interpolation=cv2.INTER_AREA) >= 64, 255, 0)
-                            .astype(np.uint8) for m in p_masks])
+    if features is not None and not isinstance(model, FeatureHead):
+        raise ConfigError(f"precomputed features fit a feature_head localiser, not {profile.localizer}")
+    if features is not None:  # the images are not needed: only their count and the masks
+        goods = np.zeros((len(features.good[0]) if features.good is not None else 0, 1, 1, 3), np.uint8)
+        p_imgs = pairs.images
+    else:
+        goods = good_images(fit, size, progress)
+        p_imgs = _pair_images(pairs, size)
+    p_masks = _pair_masks(pairs, size)
     n_good = int(round(profile.batch_size * profile.good_fraction)) if len(goods) else 0
     n_def = max(1, profile.batch_size - n_good)
     steps = _schedule(profile, len(pairs), n_def)
 
     cached = isinstance(model, FeatureHead)
     if isinstance(model, FeatureHead):  # = cached; isinstance so that mypy narrows model
-        f_good = _cache_features(model, goods, device, "features (good)", progress) if len(goods) else None
-        f_pair = _cache_features(model, p_imgs, device, "features (pairs)", progress)
+        if features is not None:
+            f_good, f_pair = features.good, features.pairs
+        else:
+            f_good = _cache_features(model, goods, device, "features (good)", progress) if len(goods) else None
+            f_pair = _cache_features(model, p_imgs, device, "features (pairs)", progress)
         params = [p for p in model.parameters() if p.requires_grad]
         opt = torch.optim.Adam(params, lr=profile.lr)
     elif isinstance(model, LiteUNet):

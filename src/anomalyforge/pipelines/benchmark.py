@@ -12,7 +12,9 @@ atomically after each method, so an interrupted benchmark resumes by skipping fi
 from __future__ import annotations
 
 import resource
+import shutil
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -23,20 +25,22 @@ from anomalyforge import __version__
 from anomalyforge.atomic import check_output_dir, first_missing, remove_created, write_with
 from anomalyforge.data import few_shot_split, fit_data, load_dataset
 from anomalyforge.data.scan import verify_samples
+from anomalyforge.data.types import FewShotSplit
 from anomalyforge.errors import ConfigError, DataError
 from anomalyforge.formats.manifest import read_pairs
 from anomalyforge.formats.results import IDENTITY_KEYS, RESULTS_JSON, BenchmarkResults, write_results
 from anomalyforge.formats.run import RUN_JSON, RunInfo, check_complete, check_training
 from anomalyforge.formats.schema import refuse_other_job
 from anomalyforge.inspect.classify import train_classifier
-from anomalyforge.inspect.evaluate import TestSet, classification_metrics, localization_metrics
+from anomalyforge.inspect.evaluate import TestSet, classification_metrics, decision_metrics, localization_metrics
 from anomalyforge.inspect.pairs import GeneratedPairs
 from anomalyforge.inspect.patchcore import PatchCore
 from anomalyforge.inspect.profiles import Profile, backbone_identity, backbone_weights, get_profile
 from anomalyforge.inspect.train import good_images, holdout_goods
 from anomalyforge.metrics import image_scores_from_maps
 from anomalyforge.pipelines.select import AUTO, Selection, select_settings
-from anomalyforge.pipelines.train import train_inspection
+from anomalyforge.pipelines.thresholds import DEFAULT_FPR
+from anomalyforge.pipelines.train import save_model, score_pool, train_delivered
 from anomalyforge.quality.generation import QualityConfig, score_run
 from anomalyforge.report.figures import good_scale
 from anomalyforge.report.html import write_report
@@ -104,8 +108,13 @@ def _relative(path: Path, out: Path) -> str:
 
 def run_benchmark(data: Path, out: Path, methods: list[str], category: str | None = None,
                   profile: str | Profile = "cpu", seed: int = 0, n: int | None = None, data_format: str | None = None,
-                  runs: dict[str, Path] | None = None, progress: bool = True) -> dict:
+                  runs: dict[str, Path] | None = None, progress: bool = True, fpr: float = DEFAULT_FPR,
+                  save_models: bool = False) -> dict:
     """Benchmark synthesis methods (and the PatchCore baseline) on one category; see module doc.
+
+    Each synthetic method's model is trained by `pipelines.train.train_delivered` (what `train`
+    delivers) and also scored at its thresholds chosen on training data at `fpr` (entry
+    `decisions`); `save_models` writes it as a model folder `<out>/models/<method>/` for `predict`.
 
     Returns the results document also written to `<out>/results.json`. Every option and input file is
     checked before anything is written; a benchmark that fails before finishing any method removes
@@ -113,7 +122,8 @@ def run_benchmark(data: Path, out: Path, methods: list[str], category: str | Non
     """
     created = first_missing(out)
     try:
-        return _benchmark(data, out, methods, category, profile, seed, n, data_format, runs, progress)
+        return _benchmark(data, out, methods, category, profile, seed, n, data_format, runs, progress, fpr,
+                          save_models)
     except Exception:
         if not (Path(out) / RESULTS).is_file():
             remove_created(created)
@@ -122,7 +132,7 @@ def run_benchmark(data: Path, out: Path, methods: list[str], category: str | Non
 
 def _benchmark(data: Path, out: Path, methods: list[str], category: str | None, profile: str | Profile,
                seed: int, n: int | None, data_format: str | None, runs: dict[str, Path] | None,
-               progress: bool) -> dict:
+               progress: bool, fpr: float = DEFAULT_FPR, save_models: bool = False) -> dict:
 
     prof = get_profile(profile)
     runs = {k: Path(v) for k, v in (runs or {}).items()}
@@ -145,6 +155,8 @@ def _benchmark(data: Path, out: Path, methods: list[str], category: str | None, 
         raise ConfigError(f"n must be a positive number of pairs per defect type, got {n}")
     if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
         raise ConfigError(f"seed must be a non-negative integer, got {seed}")
+    if not 0.0 <= fpr < 1.0:
+        raise ConfigError(f"--fpr must be in [0, 1), got {fpr}")
     n = int(n) if n is not None else prof.n_per_type
     data, out = Path(data), Path(out)
     check_output_dir(out, [data])  # never inside the dataset, never below a file
@@ -192,8 +204,9 @@ def _benchmark(data: Path, out: Path, methods: list[str], category: str | None, 
             entry = _run_patchcore(train_fit, prof, seed, test_set, out, method, progress, scale_images)
         else:
             mprof = selection.profile_for(prof, method) if selection else prof
+            keep = _Keep(split, data, fpr, save_models)
             entry = _run_synthetic(data, out, method, ds.category, data_format, fit, mprof, seed, n,
-                                   runs.get(method), needed, test_set, progress, train_fit, scale_images,
+                                   runs.get(method), needed, test_set, progress, keep,
                                    generator=selection.generator_for(method) if selection else method)
             if selection:
                 entry["selected"] = {"generator": selection.generator_for(method), "fusion": mprof.fusion,
@@ -257,9 +270,20 @@ def _run_patchcore(fit, prof: Profile, seed: int, test_set, out: Path, method: s
             "n_pairs": 0, "run": None, "artifacts": {"maps": rel}, "display_scale": scale}
 
 
+@dataclass
+class _Keep:
+    """What a synthetic method's delivered model needs beyond the training: the split (recorded in a
+    saved model), the data root, the thresholds' false-alarm rate, and whether to save it."""
+
+    split: FewShotSplit
+    data: Path
+    fpr: float
+    save: bool
+
+
 def _run_synthetic(data: Path, out: Path, method: str, category: str, data_format: str | None, fit,
                    prof: Profile, seed: int, n: int, run: Path | None, needed: list[str], test_set,
-                   progress: bool, train_fit, scale_images, generator: str | None = None) -> dict:
+                   progress: bool, keep: _Keep, generator: str | None = None) -> dict:
 
     t0 = time.perf_counter()
     if run is None:
@@ -276,17 +300,32 @@ def _run_synthetic(data: Path, out: Path, method: str, category: str, data_forma
     generation = _generation_quality(run, out / quality_rel, prof, seed, progress) if prof.quality else None
     t1 = time.perf_counter()
     # the delivered model's training (`anomalyforge train`): a fused localiser holds the scale goods
-    # out itself (same draw), any other trains without them
-    trained = train_inspection(fit, pairs, prof, seed, progress)
+    # out itself (same draw), any other trains without them; thresholds and scale on training data
+    done = train_delivered(fit, pairs, prof, seed, keep.fpr, progress)
+    trained = done.model
     loc_model, cls_model, trained_on = trained.localizer, trained.classifier, trained.trained_on
     t2 = time.perf_counter()
-    scale = _display_scale(loc_model.predict, scale_images(), progress)
+    scale = done.display_scale
+    saved = None
+    if keep.save:
+        saved = f"models/{method}"
+        if (out / saved).exists():
+            shutil.rmtree(out / saved)  # a rerun of an unfinished method: the new model replaces it
+        (out / saved).mkdir(parents=True)
+        save_model(out / saved, trained, prof, category=category, method=method, seed=seed, n=n, split=keep.split,
+                   data=keep.data, run=str(run.resolve()), holdout=done.held, thresholds=done.thresholds,
+                   display_scale=scale)
 
     test = test_set()
     maps = loc_model.predict(test.images, progress)
-    scores = image_scores_from_maps(maps, prof.score_pool)
+    scores = image_scores_from_maps(maps, score_pool(prof))
     loc = localization_metrics(test, maps, scores, progress)
+    th = done.thresholds
+    decisions = {**decision_metrics(test, maps, scores, th.image, th.pixel), "fpr": th.fpr,
+                 "pixel_from": th.pixel_from, "rule": th.rule}
     cls, extra = _classify(cls_model, test, trained_on)
+    if cls is not None:
+        decisions["type_accuracy"] = cls["accuracy"]
     rel = f"methods/{method}/maps.npz"
     _save_maps(out / rel, maps=maps.astype(np.float16), masks=test.masks, labels=test.labels,
                types=test.types, paths=test.paths, image_scores=scores, **extra)
@@ -295,8 +334,9 @@ def _run_synthetic(data: Path, out: Path, method: str, category: str, data_forma
             "classification": cls, "generation": generation,
             "timings": {"generate_s": round(tq - t0, 2), "quality_s": round(t1 - tq, 2), "train_s": round(t2 - t1, 2),
                         "eval_s": round(time.perf_counter() - t2, 2)},
-            "n_pairs": len(pairs), "run": _relative(run, out), "display_scale": scale,
-            "artifacts": {"maps": rel, **({"quality": quality_rel} if generation is not None else {})}}
+            "n_pairs": len(pairs), "run": _relative(run, out), "display_scale": scale, "decisions": decisions,
+            "artifacts": {"maps": rel, **({"quality": quality_rel} if generation is not None else {}),
+                          **({"model": saved} if saved else {})}}
 
 
 def _classify(cls_model, test: TestSet, trained_on: str) -> tuple[dict | None, dict[str, np.ndarray]]:

@@ -17,6 +17,7 @@ import torch
 
 from anomalyforge.atomic import write_bytes_atomic
 from anomalyforge.deploy import METADATA_KEY, OnnxModel, predict_images
+from anomalyforge.deploy.openvino import RT_INFO_PATH, OpenVinoModel, import_openvino
 from anomalyforge.deploy.predict import resize_for_classifier
 from anomalyforge.errors import ConfigError, DataError
 from anomalyforge.formats.predictions import PredictionRow
@@ -24,13 +25,16 @@ from anomalyforge.inspect.graph import InspectionGraph
 from anomalyforge.pipelines.train import TorchModel, load_model
 
 OPSET = 17
+FORMATS = {"onnx": ".onnx", "openvino": ".xml"}
 
 
-def open_model(model: str | Path) -> TorchModel | OnnxModel:
-    """A model folder (PyTorch) or an exported .onnx file (onnxruntime)."""
+def open_model(model: str | Path) -> TorchModel | OnnxModel | OpenVinoModel:
+    """A model folder (PyTorch), an exported .onnx file (onnxruntime) or .xml file (OpenVINO)."""
     model = Path(model)
     if model.suffix.lower() == ".onnx":
         return OnnxModel(model)
+    if model.suffix.lower() == ".xml":
+        return OpenVinoModel(model)
     return load_model(model)
 
 
@@ -45,15 +49,18 @@ def inspection_graph(model: TorchModel) -> InspectionGraph:
 
 
 def export_model(model: str | Path, out: str | Path, fmt: str = "onnx") -> Path:
-    """Write the model folder `model` as one ONNX file `out`: image -> (score, map, type probabilities),
-    the PatchCore nearest-neighbour search included, model.json in its metadata. Batch size is dynamic."""
-    if fmt != "onnx":
-        raise ConfigError(f"unknown export format {fmt!r}; available: onnx")
+    """Write the model folder `model` as one ONNX file `out` (`fmt` "onnx"), or as an OpenVINO IR
+    `out` = MODEL.xml + MODEL.bin (`fmt` "openvino", converted from that ONNX graph, fp32): image ->
+    (score, map, type probabilities), the PatchCore nearest-neighbour search included, model.json
+    in its metadata. Batch size is dynamic."""
+    if fmt not in FORMATS:
+        raise ConfigError(f"unknown export format {fmt!r}; available: {', '.join(FORMATS)}")
     out = Path(out)
-    if out.suffix.lower() != ".onnx":
-        raise ConfigError(f"{out}: the exported file must end in .onnx")
+    if out.suffix.lower() != FORMATS[fmt]:
+        raise ConfigError(f"{out}: the exported {fmt} file must end in {FORMATS[fmt]}")
     if out.is_dir():
         raise ConfigError(f"{out}: is a folder")
+    ov = import_openvino() if fmt == "openvino" else None  # before any work: one line when missing
     tm = load_model(model)
     graph = inspection_graph(tm)
     info = tm.info
@@ -70,15 +77,25 @@ def export_model(model: str | Path, out: str | Path, fmt: str = "onnx") -> Path:
                           dynamic_axes={"image": {0: "batch"}, "cls_image": {0: "batch"}, "score": {0: "batch"},
                                         "map": {0: "batch"}, "probs": {0: "batch"}})
         proto = onnx.load(str(raw))
-    entry = proto.metadata_props.add()
-    entry.key, entry.value = METADATA_KEY, json.dumps(info.to_dict())
-    write_bytes_atomic(out, proto.SerializeToString())
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = METADATA_KEY, json.dumps(info.to_dict())
+        if ov is None:
+            write_bytes_atomic(out, proto.SerializeToString())
+            return out
+        onnx.save(proto, str(raw))
+        ir = ov.convert_model(str(raw))
+        ir.set_rt_info(json.dumps(info.to_dict()), RT_INFO_PATH)
+        ov.save_model(ir, str(Path(tmp) / "model.xml"), compress_to_fp16=False)
+        # the .bin first: an .xml (what predict opens) only ever lies beside its complete weights
+        write_bytes_atomic(out.with_suffix(".bin"), (Path(tmp) / "model.bin").read_bytes())
+        write_bytes_atomic(out, (Path(tmp) / "model.xml").read_bytes())  # it reads the .bin of its own stem
     return out
 
 
 def check_parity(model: str | Path, onnx_file: str | Path, images: np.ndarray) -> dict[str, float]:
-    """Max abs differences between PyTorch (the model folder) and onnxruntime (the file) on `images`."""
-    tm, om = load_model(model), OnnxModel(onnx_file)
+    """Max abs differences between PyTorch (the model folder) and the exported file (onnxruntime for
+    .onnx, OpenVINO for .xml) on `images`."""
+    tm, om = load_model(model), open_model(onnx_file)
     c = tm.info.cls_size
     xc = np.stack([resize_for_classifier(im, c) for im in images]) if c else None
     a, b = tm.run(images, xc), om.run(images, xc)

@@ -4,7 +4,8 @@
 pairs, trains the profile's localiser (fused with PatchCore when the profile's `fusion` > 0) and the
 defect-type classifier with `train_inspection` -- the function the benchmark calls too, so the
 benchmarked model is the delivered model -- on the training split only, chooses the decision
-thresholds on held-out good TRAINING images (`choose_thresholds`), and writes the model folder:
+thresholds on TRAINING data only (`pipelines.thresholds`: held-out good images for the image
+threshold, k-fold held-out real defects for the pixel one), and writes the model folder:
 `model.json` (`formats.model.ModelInfo`) and `weights.safetensors`. No test image is ever read.
 
 `load_model(folder)` gives it back as a `TorchModel` (what `predict` runs with PyTorch).
@@ -44,11 +45,10 @@ from anomalyforge.inspect.train import (
 )
 from anomalyforge.metrics import image_scores_from_maps
 from anomalyforge.metrics.pooling import default_pool
+from anomalyforge.pipelines.thresholds import DEFAULT_FPR, fit_thresholds
 from anomalyforge.report.figures import good_scale
 from anomalyforge.synth.base import available
 from anomalyforge.synth.run import generate_run
-
-DEFAULT_FPR = 0.01
 
 
 @dataclass
@@ -86,29 +86,29 @@ def score_pool(prof: Profile) -> int:
     return min(prof.score_pool or default_pool(prof.size, prof.size), prof.size)
 
 
-def _threshold(values: np.ndarray, fpr: float) -> tuple[float, float]:
-    """The smallest value t among `values` with share(values > t) <= fpr, and that share."""
-    v = np.sort(np.asarray(values, dtype=np.float64).reshape(-1))
-    k = int(np.floor(fpr * len(v)))  # at most k values may lie above t
-    t = float(v[len(v) - 1 - k])
-    return t, float(np.mean(v > t))
+@dataclass
+class Delivered:
+    """A trained model with its thresholds and heat-map scale, and the held-out goods that set them."""
+
+    model: InspectionModel
+    thresholds: Thresholds
+    display_scale: dict
+    held: FitData  # the held-out good training images (no model trained on them)
 
 
-def choose_thresholds(good_maps: np.ndarray, pool: int, fpr: float = DEFAULT_FPR) -> Thresholds:
-    """Image and pixel thresholds from a model's maps of held-out good TRAINING images: each flags at
-    most `fpr` of those images (by image score) / pixels (by map value). With n held-out images the
-    image rate cannot be finer than 1/n: below that the threshold is the largest good score."""
-    if not 0.0 <= fpr < 1.0:
-        raise ConfigError(f"--fpr must be in [0, 1), got {fpr}")
-    if not len(good_maps):
-        raise ConfigError("thresholds need held-out good training images; the split has too few good images")
-    scores = image_scores_from_maps(good_maps, pool)
-    t_img, a_img = _threshold(scores, fpr)
-    t_px, a_px = _threshold(good_maps, fpr)
-    return Thresholds(image=t_img, pixel=t_px, fpr=float(fpr), n_images=int(len(good_maps)),
-                      n_pixels=int(good_maps.size), image_fpr=a_img, pixel_fpr=a_px,
-                      rule=(f"smallest threshold flagging <= {fpr:g} of the {len(good_maps)} held-out good training "
-                            f"images (image score) and of their pixels (map value); no model trained on them"))
+def train_delivered(fit: FitData, pairs: GeneratedPairs, prof: Profile, seed: int = 0, fpr: float = DEFAULT_FPR,
+                    progress: bool = True) -> Delivered:
+    """`train_inspection`, then the thresholds (`pipelines.thresholds.fit_thresholds`) and the heat-map
+    scale on the held-out good training images: what `train` delivers and `benchmark` scores."""
+    model = train_inspection(fit, pairs, prof, seed, progress)
+    train_fit, held = holdout_goods(fit, prof.fusion_holdout, seed)
+    goods = good_images(held, prof.size, progress)
+    maps = model.localizer.predict(goods, progress) if len(goods) else np.zeros((0, prof.size, prof.size), np.float32)
+    thresholds = fit_thresholds(fit, train_fit, goods, maps, pairs, model.localizer, prof, seed, score_pool(prof),
+                                fpr, progress)
+    scale = {**good_scale(maps), "n_images": int(len(goods)),
+             "from": "held-out good training images (no model trained on them)"}
+    return Delivered(model, thresholds, scale, held)
 
 
 # ---- the model folder -------------------------------------------------------------------------------
@@ -241,7 +241,7 @@ def train_model(data: str | Path, out: str | Path, method: str, category: str | 
     """Train the model of synthesis `method` on one category's training split and write the folder `out`.
 
     Generates the method's pairs into `out/run` (or uses `run`, which must have been made from this
-    split), trains with `train_inspection`, chooses thresholds with `choose_thresholds` at `fpr`, and
+    split), trains with `train_inspection`, chooses thresholds with `train_delivered` at `fpr`, and
     writes weights.safetensors + model.json. Returns the ModelInfo written. Options and input files are
     checked before anything is written; a failed call removes the folders it created."""
     data, out = Path(data), Path(out)
@@ -288,13 +288,8 @@ def _train(data: Path, out: Path, method: str, category: str | None, run: Path |
                      size=prof.size, params=None, data_format=data_format, progress=progress)
     pairs = GeneratedPairs.from_run(run, prof.size, category=ds.category, progress=progress)
     pairs.check_covers(sorted(fit.defects), run)
-    model = train_inspection(fit, pairs, prof, seed, progress)
-    _, held = holdout_goods(fit, prof.fusion_holdout, seed)
-    goods = good_images(held, prof.size, progress)
-    maps = model.localizer.predict(goods, progress) if len(goods) else np.zeros((0, prof.size, prof.size), np.float32)
-    thresholds = choose_thresholds(maps, score_pool(prof), fpr)
-    scale = {**good_scale(maps), "n_images": int(len(goods)),
-             "from": "held-out good training images (no model trained on them)"}
+    done = train_delivered(fit, pairs, prof, seed, fpr, progress)
     run_ref = _rel(run, out) if run.resolve().is_relative_to(out.resolve()) else str(run.resolve())
-    return save_model(out, model, prof, category=ds.category, method=method, seed=seed, n=n, split=split,
-                      data=data, run=run_ref, holdout=held, thresholds=thresholds, display_scale=scale)
+    return save_model(out, done.model, prof, category=ds.category, method=method, seed=seed, n=n, split=split,
+                      data=data, run=run_ref, holdout=done.held, thresholds=done.thresholds,
+                      display_scale=done.display_scale)
