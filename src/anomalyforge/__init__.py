@@ -1,3 +1,3 @@
 """anomalyforge: few-shot defect image–mask synthesis and an honest downstream benchmark."""
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
