@@ -27,6 +27,7 @@ import numpy as np
 from scipy import ndimage
 from sklearn.cluster import KMeans
 
+from anomalyforge.data.fitdata import FitData
 from anomalyforge.data.io import read_mask
 from anomalyforge.errors import ConfigError, DataError
 
@@ -494,3 +495,20 @@ def contact_sheet(images: Sequence[np.ndarray], maps: Sequence[RegionMap], heigh
 def config_dict(config: RegionConfig) -> dict:
     """The config as JSON-ready dict (saved beside outputs)."""
     return asdict(config)
+
+
+def reference_regions(data: FitData, n_colours: int, folder: str | Path | None = None, seed: int = 0) -> RegionModel:
+    """The region model a generator places parts by: the user's region masks of the first annotated
+    good training image (`folder`, else `data.extra["semantic_regions"]`), else the first good image
+    segmented automatically (deterministic for a seed, so a loaded generator rebuilds the same regions).
+    Shared by GAA's region-guided placement and the logical generator."""
+    cfg = RegionConfig(n_colours=n_colours)
+    folder = folder or data.extra.get("semantic_regions")
+    if folder:
+        user = load_user_regions(folder, data.size)
+        ref = next((g for g in data.good if g.id in user or g.image.stem in user), None)
+        if ref is None:
+            raise ConfigError(f"{folder}: no region masks for any good training image "
+                              f"(expected <region_name>/<stem>.png, e.g. stem {data.good[0].image.stem})")
+        return model_from_masks(data.image(ref), user.get(ref.id) or user[ref.image.stem], cfg)
+    return segment_reference(data.image(data.good[0]), cfg, seed=seed)

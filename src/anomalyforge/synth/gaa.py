@@ -44,14 +44,11 @@ from anomalyforge.masks.foreground import foreground_mask
 from anomalyforge.masks.placement import Mode, NoPlacement, combine_masks, place_mask
 from anomalyforge.masks.regions import (
     BACKGROUND,
-    RegionConfig,
     RegionMap,
     RegionModel,
-    load_user_regions,
     logical_mask,
-    model_from_masks,
     propagate,
-    segment_reference,
+    reference_regions,
 )
 from anomalyforge.quality.cluster import ClusterConfig, apply_subtypes, cluster_fitdata
 from anomalyforge.seeds import Stream, numpy_rng
@@ -128,18 +125,8 @@ class GAA(AnomalyDiffusion):
 
         if self._region_model is not None:
             return self._region_model
-        cfg = RegionConfig(n_colours=self.config.region_colours)
-        folder = self.config.semantic_regions or data.extra.get("semantic_regions")
-        if folder:
-            user = load_user_regions(folder, data.size)
-            ref = next((g for g in data.good if g.id in user or g.image.stem in user), None)
-            if ref is None:
-                raise ConfigError(f"{folder}: no region masks for any good training image "
-                                  f"(expected <region_name>/<stem>.png, e.g. stem {data.good[0].image.stem})")
-            masks = user.get(ref.id) or user[ref.image.stem]
-            self._region_model = model_from_masks(data.image(ref), masks, cfg)
-        else:
-            self._region_model = segment_reference(data.image(data.good[0]), cfg, seed=self.config.seed)
+        self._region_model = reference_regions(data, self.config.region_colours, self.config.semantic_regions,
+                                               seed=self.config.seed)
         return self._region_model
 
     def _region_map(self, data: FitData, sample) -> RegionMap:

@@ -37,12 +37,9 @@ from anomalyforge.data.fitdata import FitData
 from anomalyforge.errors import ConfigError, DataError
 from anomalyforge.masks.regions import (
     BACKGROUND,
-    RegionConfig,
     RegionModel,
-    load_user_regions,
-    model_from_masks,
     propagate,
-    segment_reference,
+    reference_regions,
 )
 from anomalyforge.synth.base import register
 from anomalyforge.synth.colour import match_lab_stats
@@ -110,18 +107,8 @@ class Logical(ModelFreeGenerator):
 
     # ---- fit / load ----------------------------------------------------------------------------
     def _region_model(self, data: FitData) -> RegionModel:
-        """The reference regions: the user's masks of the first annotated good image, else the first
-        good image segmented automatically (deterministic)."""
-        cfg = RegionConfig(n_colours=self.config.region_colours)
-        folder = self.config.semantic_regions or data.extra.get("semantic_regions")
-        if folder:
-            user = load_user_regions(folder, data.size)
-            ref = next((g for g in data.good if g.id in user or g.image.stem in user), None)
-            if ref is None:
-                raise DataError(Path(folder), f"no region masks for any good training image "
-                                              f"(expected <region_name>/<stem>.png, e.g. {data.good[0].image.stem})")
-            return model_from_masks(data.image(ref), user.get(ref.id) or user[ref.image.stem], cfg)
-        return segment_reference(data.image(data.good[0]), cfg, seed=0)
+        """The reference regions (`masks.regions.reference_regions`, seed 0)."""
+        return reference_regions(data, self.config.region_colours, self.config.semantic_regions, seed=0)
 
     def _fit_extra(self, data: FitData) -> dict:
         if not data.defects or not any(data.defects.values()):
