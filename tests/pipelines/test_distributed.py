@@ -1,10 +1,12 @@
 """The Ray backend on a local Ray instance this module starts (2 CPUs): a sharded croppaste run and
 a tiny-model AnomalyDiffusion run are byte-identical to the single-process run, a worker killed
-mid-shard is retried with identical output, and a benchmark over seeds (one task per seed) gives
-the local loop's figures."""
+mid-shard is retried with identical output, DualAnoDiff's per-defect-type fit pieces run as tasks
+(and resume from a piece fitted before), and a benchmark over seeds (one task per seed, from the
+CLI) gives the local loop's figures."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -16,7 +18,7 @@ from anomalyforge.errors import ConfigError
 from anomalyforge.pipelines.distributed import KILL_ONCE_ENV, RayOptions, generate_on_ray, map_on_ray
 from anomalyforge.pipelines.seeds import run_benchmark_seeds
 from anomalyforge.seeds import pair_seed
-from anomalyforge.synth.run import generate_run
+from anomalyforge.synth.run import fit_run, generate_run
 
 ray = pytest.importorskip("ray")
 CP = dict(method="croppaste", n=18, size=64, seed=5)  # two blocks of croppaste's batch of 16 per type
@@ -99,6 +101,32 @@ def test_tiny_anomalydiffusion_on_ray_is_the_single_run(cluster, data, tmp_path)
     assert _files(tmp_path / "ray") == _files(tmp_path / "single")
 
 
+@pytest.mark.slow  # as above; the diffusers import is already paid by the workers of the test above
+def test_tiny_dualanodiff_fits_each_defect_type_in_a_task_of_its_own(cluster, data, tmp_path):
+    from anomalyforge.diffusion.tiny import make_tiny_model
+
+    model = make_tiny_model(tmp_path / "tiny", seed=0)
+    params = dict(base_model=str(model), device="cpu", resolution=32, rank=4, fit_steps=2, train_batch=2,
+                  sampler_steps=2, mask_tries=1, progress=False)
+    kw = dict(method="dualanodiff", n=5, size=32, seed=1, params=params)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        generate_run(data, tmp_path / "single", progress=False, **kw)
+        # one defect type fitted beforehand, as a killed run leaves it: the Ray run fits the other in a task
+        planned = fit_run(data, tmp_path / "ray", progress=False, fit=False, **kw)
+        assert planned["parts"] == ["broken_large", "contamination"]
+        fit_run(data, tmp_path / "ray", progress=False, part="broken_large", **kw)
+    finally:
+        torch.set_num_threads(threads)
+    assert [p.name for p in (tmp_path / "ray" / "state-parts").iterdir()] == ["0"]
+    assert not (tmp_path / "ray" / "state").exists()
+    s = generate_on_ray(data, tmp_path / "ray", RayOptions(cpus_per_task=1), shards=2, progress=False, **kw)
+    assert s["new"] == 10
+    assert _files(tmp_path / "ray") == _files(tmp_path / "single")
+    assert not (tmp_path / "ray" / "state-parts").exists()  # joined into state/ and removed
+
+
 def test_a_task_error_is_the_error_itself(cluster, data, tmp_path):
     with pytest.raises(ConfigError, match="unknown defect type"):  # not Ray's wrapped traceback
         generate_on_ray(data, tmp_path / "bad", progress=False, **{**CP, "types": ["nope"]})
@@ -113,8 +141,10 @@ def test_one_task_per_call_maps_like_a_loop(cluster):
 @pytest.mark.slow  # two smoke benchmarks, each seed's in a Ray task and then in a local loop
 def test_benchmark_seeds_on_ray_are_the_local_loop(cluster, data, tmp_path):
     kw = dict(methods=["patchcore"], seeds=[0, 1], profile="smoke", progress=False)
-    on_ray = run_benchmark_seeds(data, tmp_path / "ray", backend="ray", **kw)
+    assert cli.main(["benchmark", "--data", str(data), "--out", str(tmp_path / "ray"), "--methods", "patchcore",
+                     "--seeds", "0,1", "--profile", "smoke", "--backend", "ray"]) == 0  # the CLI's ray path
     assert all((tmp_path / "ray" / f"seed-{s}" / "results.json").is_file() for s in (0, 1))
+    on_ray = json.loads((tmp_path / "ray" / "summary.json").read_text())
     local = run_benchmark_seeds(data, tmp_path / "local", **kw)
     assert on_ray["seeds"] == local["seeds"] == [0, 1]
     assert on_ray["figures"] == local["figures"]

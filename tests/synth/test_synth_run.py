@@ -228,3 +228,46 @@ def test_keep_ratio_generates_more_and_keeps_the_best_by_ars(small_bottle, tmp_p
     with pytest.raises(ConfigError, match="keep_ratio"):
         generate_run(small_bottle, tmp_path / "bad", keep_ratio=1.5, **KW)
     assert not (tmp_path / "bad").exists()
+
+
+def test_a_generator_fitted_in_pieces_resumes_at_the_piece(small_bottle, tmp_path, monkeypatch):
+    """A generator made of pieces (`fit_parts`, one per defect type: DualAnoDiff's LoRAs) fits them
+    one by one into state-parts/; a run stopped while fitting keeps the finished pieces and the
+    next run fits only the rest, then joins them into state/ and draws the same pairs."""
+    import anomalyforge.synth.base as base_mod
+    from anomalyforge.synth.croppaste import CropPaste
+
+    fitted: list[str] = []
+
+    class Pieces(CropPaste):
+        name = "croppaste-pieces"
+
+        def fit_parts(self, data):
+            return list(data.defect_types)
+
+        def fit_part(self, data, part, part_dir):
+            if part == "contamination" and not fitted.count("stop"):
+                fitted.append("stop")
+                raise KeyboardInterrupt  # stopped while fitting the last piece
+            fitted.append(part)
+            (part_dir / "piece.txt").write_text(part)
+
+        def join_parts(self, data, part_dirs, state_dir):
+            assert [(d / "piece.txt").read_text() for d in part_dirs.values()] == TYPES
+            self.fit(data, state_dir)
+
+    monkeypatch.setitem(base_mod._REGISTRY, Pieces.name, Pieces)
+    out = tmp_path / "run"
+    run_mod.fit_run(small_bottle, out, method=Pieces.name, seed=5, fit=False, **KW)  # run.json: a resumable run
+    with pytest.raises(KeyboardInterrupt):
+        generate_run(small_bottle, out, method=Pieces.name, seed=5, **KW)
+    assert sorted(p.name for p in (out / "state-parts").iterdir()) == ["0", "1"] and not (out / "state").exists()
+    generate_run(small_bottle, out, method=Pieces.name, seed=5, **KW)
+    assert fitted == ["broken_large", "broken_small", "stop", "contamination"]  # nothing fitted twice
+    assert not (out / "state-parts").exists() and (out / "state" / "FIT_DONE").is_file()
+    plain = generate_run(small_bottle, tmp_path / "plain", seed=5, **KW)
+    assert plain["new"] == 9
+    assert {k: v for k, v in _files(out).items() if k.startswith(("images", "masks"))} == \
+        {k: v for k, v in _files(tmp_path / "plain").items() if k.startswith(("images", "masks"))}
+    with pytest.raises(ConfigError, match="no fit part 'nope'"):
+        run_mod.fit_run(small_bottle, out, method=Pieces.name, seed=5, part="nope", **KW)

@@ -3,8 +3,10 @@
     generate_on_ray(Path("/nfs/data/bottle"), Path("/nfs/runs/bottle_cp"), RayOptions(), shards=8,
                     method="croppaste", n=1000)
 
-`generate_on_ray` fits once, as one task that writes the generator's state into the run folder,
-then runs one task per shard (`synth.run.generate_run(shard=...)`), each with its own CPU / GPU
+`generate_on_ray` plans the run (run.json) in a first task; a generator made of pieces
+(`Generator.fit_parts`: DualAnoDiff's LoRAs, one per defect type) has each piece fitted by a task of
+its own, in parallel; one more task fits the rest of the state (or joins the pieces) into the run
+folder; then one task per shard (`synth.run.generate_run(shard=...)`), each with its own CPU / GPU
 budget (`RayOptions`). The driver draws one progress bar over all shards (it counts the records
 the shards append to their files) and writes the manifest at the end. A task whose worker dies is
 retried by Ray (`max_retries`) and resumes its shard from what it had written, so the result is
@@ -122,8 +124,8 @@ def _line_count(path: Path) -> int:
 
 
 # ---- the tasks (module-level functions: Ray ships them by reference) ------------------------------
-def _fit_task(kwargs: dict) -> dict:
-    return fit_run(**kwargs, progress=False)
+def _fit_task(kwargs: dict, fit: bool = True, part: str | None = None) -> dict:
+    return fit_run(**kwargs, progress=False, fit=fit, part=part)
 
 
 def _shard_task(kwargs: dict, shard: str, kill_marker: str | None) -> dict:
@@ -143,10 +145,11 @@ def _shard_task(kwargs: dict, shard: str, kill_marker: str | None) -> dict:
 
 def generate_on_ray(data: Path, out: Path, options: RayOptions | None = None, shards: int | None = None,
                     progress: bool = True, filter_config=None, **run_kwargs: Any) -> dict:
-    """`synth.run.generate_run(data, out, **run_kwargs)` as Ray tasks: one fit, then `shards`
-    generation tasks (default: as many as the cluster runs at once), then the manifest (see module
-    doc). The files are byte-identical to a single-process run's. Returns the summary of
-    `generate_run` (pairs and kept per type, new pairs, seconds, pairs/s, redraws) plus `shards`."""
+    """`synth.run.generate_run(data, out, **run_kwargs)` as Ray tasks: a plan, one fit task per
+    piece of the generator's state (if it has pieces), the fit, then `shards` generation tasks
+    (default: as many as the cluster runs at once), then the manifest (see module doc). The files
+    are byte-identical to a single-process run's. Returns the summary of `generate_run` (pairs and
+    kept per type, new pairs, seconds, pairs/s, redraws) plus `shards`."""
     t0 = time.perf_counter()
     options = options or RayOptions()
     if shards is not None and (not isinstance(shards, int) or isinstance(shards, bool) or shards < 1):
@@ -160,8 +163,13 @@ def generate_on_ray(data: Path, out: Path, options: RayOptions | None = None, sh
     kill_marker = os.environ.get(KILL_ONCE_ENV) or None
     with _connected(options) as ray:
         fit = ray.remote(_fit_task).options(**options.task_options())
-        with tqdm(total=1, desc="fit", unit="task", disable=not progress) as bar:
-            planned = _gather(ray, [fit.remote(kwargs)], bar)[0]
+        with tqdm(disable=True) as quiet:
+            parts = list(_gather(ray, [fit.remote(kwargs, False)], quiet)[0]["parts"])
+        with tqdm(total=len(parts) + 1, desc="fit", unit="task", disable=not progress) as bar:
+            if parts:  # each piece on its own worker (its own GPU with --gpus-per-task 1)
+                _gather(ray, [fit.remote(kwargs, True, p) for p in parts], bar)
+            planned = _gather(ray, [fit.remote(kwargs)], bar, lambda: len(parts))[0]
+            bar.update(1)
         count = shards or _slots(ray, options)
         total = int(planned["expected_pairs"])
         files = [out / MANIFEST] + [out / shard_manifest_name(i, count) for i in range(count)]

@@ -70,6 +70,20 @@ class Generator(ABC):
     def fit(self, data: FitData, state_dir: Path) -> None:
         """Learn from `data` (training split only) and save the state under `state_dir`."""
 
+    def fit_parts(self, data: FitData) -> list[str]:
+        """The independent pieces `fit` is made of, which a run fits one by one (resuming at a
+        piece) and a distributed run fits as parallel tasks: one per defect type for a method that
+        trains each type on its own. [] (the default): `fit` is one piece."""
+        return []
+
+    def fit_part(self, data: FitData, part: str, part_dir: Path) -> None:
+        """Fit the piece `part` of `fit_parts(data)` alone and save it under `part_dir`."""
+        raise ConfigError(f"method {self.name!r} fits in one piece; it has no part {part!r}")
+
+    def join_parts(self, data: FitData, part_dirs: dict[str, Path], state_dir: Path) -> None:
+        """Write under `state_dir` the state `fit` writes, from the pieces saved by `fit_part`."""
+        raise ConfigError(f"method {self.name!r} fits in one piece; it has no parts to join")
+
     @abstractmethod
     def load(self, data: FitData, state_dir: Path) -> None:
         """Restore the state saved by `fit` (the good images are served again by `data`)."""

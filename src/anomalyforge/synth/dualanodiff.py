@@ -40,6 +40,8 @@ State folder: `dualanodiff.json` (config, category, defect types, backgrounds, l
 from __future__ import annotations
 
 import dataclasses
+import json
+import shutil
 from collections.abc import Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -75,6 +77,7 @@ from anomalyforge.synth.base import Generator, Pair, register
 from anomalyforge.synth.state import read_state_meta, write_state_meta
 
 STATE_FILE = "dualanodiff.json"
+PART_FILE = "part.json"  # one fitted defect type (Generator.fit_part)
 
 
 @dataclass
@@ -114,6 +117,10 @@ class DualAnoDiffConfig:
 PRESETS: dict[str, dict[str, Any]] = {"paper": {}, "smoke": {"fit_steps": 500, "sampler_steps": 50}}
 
 
+def _adapter_file(index: int) -> str:
+    return f"adapters-{index}.safetensors"
+
+
 @register
 class DualAnoDiff(Generator):
     """Whole defective image and defect part from two interrelated LoRA branches; mask from the part."""
@@ -134,6 +141,7 @@ class DualAnoDiff(Generator):
         self.types: list[str] = []
         self.backgrounds: dict[str, tuple[int, int, int]] = {}
         self.adapters: dict[str, Any] = {}
+        self.losses: dict[str, list[float]] = {}
         self._installed: tuple[str, dict] | None = None
         self._good_object_masks: tuple[list[np.ndarray], np.ndarray | None] | None = None
         self._progress = self.config.progress
@@ -243,22 +251,70 @@ class DualAnoDiff(Generator):
                                    uncond)
 
     # ---- fit -----------------------------------------------------------------------------------
+    def fit_parts(self, data: FitData) -> list[str]:
+        """One piece per defect type with few-shot masks: each type's LoRAs train on their own."""
+        return [t for t in data.defect_types if data.defects[t]]
+
     def fit(self, data: FitData, state_dir: Path) -> None:
         """Train one pair of branch LoRAs (+ interaction) per defect type; save the state."""
-        types = [t for t in data.defect_types if data.defects[t]]
+        state_dir = Path(state_dir)
+        dirs = {t: state_dir / f".part-{i}" for i, t in enumerate(self.fit_parts(data))}
+        try:
+            for t, d in dirs.items():
+                self.fit_part(data, t, d)
+            self.join_parts(data, dirs, state_dir)
+        finally:
+            for d in dirs.values():
+                shutil.rmtree(d, ignore_errors=True)
+
+    def _begin(self, data: FitData) -> list[str]:
+        types = self.fit_parts(data)
         if not types:
             raise ConfigError(f"{data.category}: no few-shot defect images with masks to fit on")
-        self._load_model()
-        self._use(None)
+        if self.data is not data:
+            self._good_object_masks = None
         self.data, self.types = data, types
         self._progress = self.config.progress and bool(data.extra.get("progress", True))
         self.backgrounds = self._choose_backgrounds(data, types)
-        self._good_object_masks = None
-        self.losses: dict[str, list[float]] = {}
+        return types
+
+    def fit_part(self, data: FitData, part: str, part_dir: Path) -> None:
+        """Train the LoRAs of defect type `part` (seeded by its place among the types) into
+        `part_dir`: its adapter file and `part.json` (background colour, losses)."""
+        self._load_model()
+        types = self._begin(data)
+        if part not in types:
+            raise ConfigError(f"{data.category}: no few-shot defect type {part!r} to fit; have {', '.join(types)}")
+        self._use(None)
+        i = types.index(part)
+        self.adapters[part] = self._new_adapters(self.config.seed * 1000 + i)
+        losses = self.losses[part] = self._fit_type(data, part, i)
+        part_dir = Path(part_dir)
+        part_dir.mkdir(parents=True, exist_ok=True)
+        weights = {k: v.detach().float().cpu().contiguous() for k, v in self.adapters[part].state_dict().items()}
+        write_bytes_atomic(part_dir / _adapter_file(i), safetensors_bytes(weights))
+        write_bytes_atomic(part_dir / PART_FILE, json.dumps({"defect_type": part, "index": i,
+                                                             "losses": losses}).encode())
+
+    def join_parts(self, data: FitData, part_dirs: dict[str, Path], state_dir: Path) -> None:
+        """The state (`dualanodiff.json` + one adapter file per type) from the fitted types."""
+        types = self._begin(data)
+        missing = [t for t in types if t not in part_dirs or not (Path(part_dirs[t]) / PART_FILE).is_file()]
+        if missing:
+            raise ConfigError(f"{state_dir}: defect type(s) {', '.join(missing)} not fitted yet")
+        state_dir = Path(state_dir)
+        state_dir.mkdir(parents=True, exist_ok=True)
+        files, final = {}, {}
         for i, t in enumerate(types):
-            self.adapters[t] = self._new_adapters(self.config.seed * 1000 + i)
-            self.losses[t] = self._fit_type(data, t, i)
-        self._save(Path(state_dir))
+            files[t] = _adapter_file(i)
+            src = Path(part_dirs[t])
+            final[t] = (json.loads((src / PART_FILE).read_text())["losses"] or [None])[-1]
+            if src.resolve() != state_dir.resolve():
+                write_bytes_atomic(state_dir / files[t], (src / files[t]).read_bytes())
+        meta = {"method": self.name, "category": data.category, "defect_types": types,
+                "adapter_files": files, "backgrounds": {t: list(v) for t, v in self.backgrounds.items()},
+                "config": dataclasses.asdict(self.config), "final_loss": final}
+        write_state_meta(state_dir / STATE_FILE, meta)
 
     def _fit_type(self, data: FitData, defect_type: str, index: int) -> list[float]:
 
@@ -306,21 +362,6 @@ class DualAnoDiff(Generator):
         finally:
             adapters.eval()
             self._use(None)
-
-    def _save(self, state_dir: Path) -> None:
-        assert self.data is not None  # set by fit()/load() before this is called
-
-        state_dir.mkdir(parents=True, exist_ok=True)
-        files = {}
-        for i, t in enumerate(self.types):
-            files[t] = f"adapters-{i}.safetensors"
-            weights = {k: v.detach().float().cpu().contiguous() for k, v in self.adapters[t].state_dict().items()}
-            write_bytes_atomic(state_dir / files[t], safetensors_bytes(weights))
-        meta = {"method": self.name, "category": self.data.category, "defect_types": self.types,
-                "adapter_files": files, "backgrounds": {t: list(v) for t, v in self.backgrounds.items()},
-                "config": dataclasses.asdict(self.config),
-                "final_loss": {t: (v[-1] if v else None) for t, v in self.losses.items()}}
-        write_state_meta(state_dir / STATE_FILE, meta)
 
     # ---- load ----------------------------------------------------------------------------------
     def load(self, data: FitData, state_dir: Path) -> None:

@@ -56,6 +56,7 @@ from anomalyforge.synth.shards import Shard, parse_shard, shard_pairs
 
 ID_DIGITS = 6
 STATE = "state"
+PARTS = "state-parts"  # pieces of a generator's state while they are fitted (Generator.fit_parts)
 _DONE = "FIT_DONE"
 
 
@@ -150,19 +151,54 @@ def _check_existing(out: Path, info: RunInfo) -> RunInfo | None:
     return old
 
 
-def _fit_or_load(gen: Generator, fd, out: Path) -> None:
+def _fit_piece(gen: Generator, fd, out: Path, part: str, index: int) -> Path:
+    """Fit one piece of the generator (`Generator.fit_parts`) into `state-parts/<index>/`, or find it
+    there; like the state, it appears complete by one rename."""
+    final = out / PARTS / str(index)
+    done = final / _DONE
+    if done.is_file() and done.read_text().strip() == part:
+        return final
+    shutil.rmtree(final, ignore_errors=True)
+    tmp = out / PARTS / f".{index}.{uuid.uuid4().hex}.partial"
+    try:
+        tmp.mkdir(parents=True)
+        gen.fit_part(fd, part, tmp)
+        (tmp / _DONE).write_text(part + "\n")
+        try:
+            os.replace(tmp, final)
+        except OSError:
+            if not done.is_file():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
+def _fit_or_load(gen: Generator, fd, out: Path, part: str | None = None) -> None:
     """Fit into a folder of this process's own and rename it to `state/` (a shard fitting at the
-    same time in a shared folder loses the race and loads the winner's state: the same bytes)."""
+    same time in a shared folder loses the race and loads the winner's state: the same bytes).
+    A generator made of pieces fits them one by one into `state-parts/` (a run interrupted while
+    fitting resumes at the piece it was on) and joins them; `part` fits that piece only."""
     state = out / STATE
+    pieces = gen.fit_parts(fd)
+    if part is not None and part not in pieces:
+        raise ConfigError(f"method {gen.name!r} has no fit part {part!r}; its parts: {', '.join(pieces) or 'none'}")
     if (state / _DONE).is_file():
-        gen.load(fd, state)
+        if part is None:
+            gen.load(fd, state)
+        return
+    if part is not None:
+        _fit_piece(gen, fd, out, part, pieces.index(part))
         return
     if state.exists() and not (state / _DONE).is_file():  # an older version's unfinished state (new
         shutil.rmtree(state, ignore_errors=True)         # ones appear complete, by one rename)
     tmp = out / f".{STATE}.{uuid.uuid4().hex}.partial"
     try:
         tmp.mkdir(parents=True)
-        gen.fit(fd, tmp)
+        if pieces:
+            gen.join_parts(fd, {p: _fit_piece(gen, fd, out, p, i) for i, p in enumerate(pieces)}, tmp)
+        else:
+            gen.fit(fd, tmp)
         (tmp / _DONE).write_text("fitted\n")
         try:
             os.replace(tmp, state)
@@ -171,15 +207,17 @@ def _fit_or_load(gen: Generator, fd, out: Path) -> None:
                 raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    shutil.rmtree(out / PARTS, ignore_errors=True)  # joined into the state
     gen.load(fd, state)  # generate from the saved state, exactly as a resumed run does
 
 
-def _fit(gen: Generator, fd, out: Path, fresh: bool, created: bool) -> None:
+def _fit(gen: Generator, fd, out: Path, fresh: bool, created: bool, part: str | None = None) -> None:
     """Fit (or load the saved state); a fresh run that fails while fitting leaves nothing behind."""
     try:
-        _fit_or_load(gen, fd, out)
+        _fit_or_load(gen, fd, out, part)
     except BaseException:
         if fresh:
+            shutil.rmtree(out / PARTS, ignore_errors=True)
             (out / RUN_JSON).unlink(missing_ok=True)
             if created and out.is_dir() and not any(out.iterdir()):
                 out.rmdir()
@@ -278,12 +316,15 @@ class _Prepared:
     category: str
     root: str
     keep_ratio: float | None
+    parts: list[str]
 
 
 def _prepare_run(data: Path, out: Path, method: str, n: int, category: str | None, types: list[str] | None,
                  seed: int, size: int, params: dict | None, data_format: str | None, progress: bool,
-                 subtypes: str | None, keep_ratio: float | None) -> _Prepared:
-    """Check the options, write run.json, fit the generator (or load its saved state)."""
+                 subtypes: str | None, keep_ratio: float | None, fit: bool = True,
+                 part: str | None = None) -> _Prepared:
+    """Check the options, write run.json, fit the generator (or load its saved state); `fit=False`
+    stops after run.json, `part` fits only that piece of the generator (`Generator.fit_parts`)."""
     data, out = Path(data), Path(out)
     _check_options(n, seed, size)
     check_output_dir(out, [data])  # never inside the dataset, never below a file
@@ -310,23 +351,28 @@ def _prepare_run(data: Path, out: Path, method: str, n: int, category: str | Non
     info.expected_pairs = sum(counts.values())
     out.mkdir(parents=True, exist_ok=True)
     info.write(out)
-    _fit(gen, fd, out, fresh=old is None, created=created)
-    if clusters is not None:  # after a successful fit, so a failed fresh run leaves nothing behind
+    parts = gen.fit_parts(fd)
+    if not fit:
+        return _Prepared(gen, info, types, counts, ds.category, root, keep_ratio, parts)
+    _fit(gen, fd, out, fresh=old is None, created=created, part=part)
+    if clusters is not None and part is None:  # after a successful fit, so a failed fresh run leaves nothing behind
 
         save_subtypes(out, fd, clusters, int(seed))
-    return _Prepared(gen, info, types, counts, ds.category, root, keep_ratio)
+    return _Prepared(gen, info, types, counts, ds.category, root, keep_ratio, parts)
 
 
 def fit_run(data: Path, out: Path, method: str = "croppaste", n: int = 100, category: str | None = None,
             types: list[str] | None = None, seed: int = 0, size: int = 256, params: dict | None = None,
             data_format: str | None = None, progress: bool = True, subtypes: str | None = None,
-            keep_ratio: float | None = None) -> dict:
+            keep_ratio: float | None = None, fit: bool = True, part: str | None = None) -> dict:
     """The first half of `generate_run` (same arguments): write run.json and fit the generator's
-    state into `out/state/` (or find it there), drawing no pair. A distributed run fits once this
-    way, then its shards load the state. Returns {"run", "types", "expected_pairs"}."""
+    state into `out/state/` (or find it there), drawing no pair. A distributed run plans with
+    `fit=False`, fits each piece of a generator made of pieces (`part`: one per defect type for
+    DualAnoDiff) as a task of its own, then once more without `part` to join them; its shards load
+    the state. Returns {"run", "types", "expected_pairs", "parts"}."""
     prep = _prepare_run(data, out, method, n, category, types, seed, size, params, data_format, progress,
-                        subtypes, keep_ratio)
-    return {"run": str(out), "types": prep.types, "expected_pairs": prep.info.expected_pairs}
+                        subtypes, keep_ratio, fit=fit, part=part)
+    return {"run": str(out), "types": prep.types, "expected_pairs": prep.info.expected_pairs, "parts": prep.parts}
 
 
 def generate_run(data: Path, out: Path, method: str = "croppaste", n: int = 100, category: str | None = None,
