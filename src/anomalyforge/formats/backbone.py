@@ -26,12 +26,12 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-from anomalyforge.atomic import write_bytes_atomic, write_json_atomic
+from anomalyforge.atomic import write_bytes_atomic
 from anomalyforge.errors import ConfigError, DataError
 from anomalyforge.formats.model import WeightsRef, sha256_file
-from anomalyforge.formats.schema import dump, parse, read_json
+from anomalyforge.formats.schema import Document
 
 BACKBONE_JSON = "backbone.json"
 WEIGHTS = "weights.safetensors"
@@ -42,8 +42,12 @@ IDENTITY_KEYS = ("arch", "init", "profile", "config", "seed", "categories", "met
 
 
 @dataclass
-class BackboneInfo:
+class BackboneInfo(Document):
     """The typed backbone.json of one pretrained-backbone folder."""
+
+    FILE: ClassVar[str] = BACKBONE_JSON
+    VERSION: ClassVar[int] = SCHEMA_VERSION
+    KIND: ClassVar[str] = KIND
 
     arch: str
     init: str | None
@@ -65,33 +69,11 @@ class BackboneInfo:
     schema_version: int = SCHEMA_VERSION
     extra: dict[str, Any] = field(default_factory=dict)
 
-    def __post_init__(self) -> None:
-        if self.kind != KIND:
-            raise ValueError(f"kind must be {KIND!r}, got {self.kind!r}")
-
-    @classmethod
-    def from_dict(cls, doc: Any, where: str | Path = BACKBONE_JSON) -> BackboneInfo:
-        return parse(cls, doc, where, SCHEMA_VERSION)
-
     @classmethod
     def read(cls, path: str | Path) -> BackboneInfo:
         """backbone.json of a backbone folder (or the file); DataError naming it when it is not one."""
-        path = Path(path)
-        if path.is_dir():
-            path = path / BACKBONE_JSON
-        elif not path.exists():
-            raise DataError(path, "backbone folder not found")
-        if not path.is_file():
-            raise DataError(path.parent, "not a backbone folder (no backbone.json); make one with "
-                                         "`anomalyforge pretrain-backbone`")
-        return cls.from_dict(read_json(path, "backbone description"), path)
-
-    def to_dict(self) -> dict:
-        return dump(self)
-
-    def write(self, folder: str | Path) -> Path:
-        self.schema_version = SCHEMA_VERSION
-        return write_json_atomic(Path(folder) / BACKBONE_JSON, self.to_dict())
+        return cls.read_folder(path, "backbone folder", "backbone description",
+                               "make one with `anomalyforge pretrain-backbone`")
 
     @property
     def identity(self) -> str:

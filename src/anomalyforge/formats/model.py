@@ -31,13 +31,14 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
-from anomalyforge.atomic import write_bytes_atomic, write_json_atomic
+from anomalyforge.atomic import write_bytes_atomic
 from anomalyforge.errors import DataError
-from anomalyforge.formats.schema import dump, parse, read_json
+from anomalyforge.formats.run import sha256_file
+from anomalyforge.formats.schema import Document
 
 MODEL_JSON = "model.json"
 WEIGHTS = "weights.safetensors"
@@ -73,8 +74,12 @@ class WeightsRef:
 
 
 @dataclass
-class ModelInfo:
+class ModelInfo(Document):
     """The typed model.json of one model folder."""
+
+    FILE: ClassVar[str] = MODEL_JSON
+    VERSION: ClassVar[int] = SCHEMA_VERSION
+    KIND: ClassVar[str] = KIND
 
     category: str
     method: str
@@ -101,45 +106,15 @@ class ModelInfo:
     schema_version: int = SCHEMA_VERSION
     extra: dict[str, Any] = field(default_factory=dict)
 
-    def __post_init__(self) -> None:
-        if self.kind != KIND:
-            raise ValueError(f"kind must be {KIND!r}, got {self.kind!r}")
-
-    @classmethod
-    def from_dict(cls, doc: Any, where: str | Path = MODEL_JSON) -> ModelInfo:
-        return parse(cls, doc, where, SCHEMA_VERSION)
-
     @classmethod
     def read(cls, path: str | Path) -> ModelInfo:
         """model.json of a model folder (or the file); DataError naming it when it is not one."""
-        path = Path(path)
-        if path.is_dir():
-            path = path / MODEL_JSON
-        elif not path.exists():
-            raise DataError(path, "model folder not found")
-        if not path.is_file():
-            raise DataError(path.parent, "not a model folder (no model.json); train one with `anomalyforge train`")
-        return cls.from_dict(read_json(path, "model description"), path)
-
-    def to_dict(self) -> dict:
-        return dump(self)
-
-    def write(self, folder: str | Path) -> Path:
-        self.schema_version = SCHEMA_VERSION
-        return write_json_atomic(Path(folder) / MODEL_JSON, self.to_dict())
+        return cls.read_folder(path, "model folder", "model description", "train one with `anomalyforge train`")
 
     @property
     def identity(self) -> str:
         """Short id of the model (its weights' hash), recorded beside every prediction."""
         return self.weights.sha256[:16]
-
-
-def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def write_weights(folder: str | Path, tensors: dict[str, np.ndarray]) -> WeightsRef:

@@ -19,18 +19,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-from anomalyforge.atomic import write_json_atomic
-from anomalyforge.formats.schema import dump, parse, read_json
+from anomalyforge.formats.schema import Document
 
 QUALITY_JSON = "quality.json"
 SCHEMA_VERSION = 2
 
 
 @dataclass
-class QualityScores:
+class QualityScores(Document):
     """The typed quality.json of one run."""
+
+    FILE: ClassVar[str] = QUALITY_JSON
+    VERSION: ClassVar[int] = SCHEMA_VERSION
 
     types: dict[str, dict[str, Any]]
     all: dict[str, Any]
@@ -44,27 +46,9 @@ class QualityScores:
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_dict(cls, doc: Any, where: str | Path = QUALITY_JSON) -> QualityScores:
-        return parse(cls, doc, where, SCHEMA_VERSION)
-
-    @classmethod
     def read(cls, path: str | Path) -> QualityScores:
         """A quality.json file (or the one in a run folder); DataError naming it on a mismatch."""
-        path = Path(path)
-        if path.is_dir():
-            path = path / QUALITY_JSON
-        return cls.from_dict(read_json(path, "quality scores"), path)
-
-    def to_dict(self) -> dict:
-        return dump(self)
-
-    def write(self, path: str | Path) -> Path:
-        """Write atomically to `path` (a file, or quality.json inside an existing folder)."""
-        path = Path(path)
-        if path.is_dir():
-            path = path / QUALITY_JSON
-        self.schema_version = SCHEMA_VERSION
-        return write_json_atomic(path, self.to_dict())
+        return cls.read_file(cls.file_in(path), "quality scores")
 
 
 __all__ = ["QUALITY_JSON", "SCHEMA_VERSION", "QualityScores"]

@@ -28,11 +28,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Self
 
-from anomalyforge.atomic import write_json_atomic
 from anomalyforge.errors import DataError
-from anomalyforge.formats.schema import dump, parse, read_json
+from anomalyforge.formats.schema import Document
 
 RESULTS_JSON = "results.json"
 SCHEMA_VERSION = 2
@@ -60,8 +59,11 @@ class MethodResult:
 
 
 @dataclass
-class BenchmarkResults:
+class BenchmarkResults(Document):
     """The typed results.json of one benchmark folder."""
+
+    FILE: ClassVar[str] = RESULTS_JSON
+    VERSION: ClassVar[int] = SCHEMA_VERSION
 
     methods: dict[str, MethodResult]
     category: str = ""
@@ -77,31 +79,18 @@ class BenchmarkResults:
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_dict(cls, doc: Any, where: str | Path = RESULTS_JSON) -> BenchmarkResults:
+    def from_dict(cls, doc: Any, where: str | Path | None = None) -> Self:
         if isinstance(doc, dict) and "methods" not in doc:
-            raise DataError(where, "missing the 'methods' object")
-        return parse(cls, doc, where, SCHEMA_VERSION)
+            raise DataError(where or RESULTS_JSON, "missing the 'methods' object")
+        return super().from_dict(doc, where)
 
     @classmethod
     def read(cls, path: str | Path) -> BenchmarkResults:
         """A results.json file (or the one in a benchmark folder); DataError naming it on a mismatch."""
-        path = Path(path)
-        if path.is_dir():
-            path = path / RESULTS_JSON
+        path = cls.file_in(path)
         if not path.is_file():
             raise DataError(path, "no results.json: not a finished benchmark folder")
-        return cls.from_dict(read_json(path, "results"), path)
-
-    def to_dict(self) -> dict:
-        return dump(self)
-
-    def write(self, path: str | Path) -> Path:
-        """Write atomically (to `path`, or to results.json inside a folder)."""
-        path = Path(path)
-        if path.is_dir():
-            path = path / RESULTS_JSON
-        self.schema_version = SCHEMA_VERSION
-        return write_json_atomic(path, self.to_dict())
+        return cls.read_file(path, "results")
 
 
 def write_results(path: str | Path, doc: dict) -> dict:

@@ -30,13 +30,13 @@ import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from anomalyforge.atomic import write_text_atomic
 from anomalyforge.data import few_shot_split, load_dataset
 from anomalyforge.data.types import FewShotSplit, Sample
 from anomalyforge.errors import DataError
-from anomalyforge.formats.schema import SCHEMA_KEY, dump, parse, read_json
+from anomalyforge.formats.schema import SCHEMA_KEY, Document
 
 RUN_JSON = "run.json"
 SCHEMA_VERSION = 2
@@ -93,8 +93,11 @@ def record_training(good: Sequence[Sample], defects: Mapping[str, Sequence[Sampl
 
 
 @dataclass
-class RunInfo:
+class RunInfo(Document):
     """The typed `run.json` of a generation run (see the module docstring)."""
+
+    FILE: ClassVar[str] = RUN_JSON
+    VERSION: ClassVar[int] = SCHEMA_VERSION
 
     method: str
     category: str
@@ -116,10 +119,6 @@ class RunInfo:
 
     # ---- file access ------------------------------------------------------------------------
     @classmethod
-    def from_dict(cls, doc: Any, where: str | Path = RUN_JSON) -> RunInfo:
-        return parse(cls, doc, where, SCHEMA_VERSION)
-
-    @classmethod
     def read(cls, run: str | Path) -> RunInfo:
         """The run.json of the run folder `run`; DataError naming the file when it does not match."""
         run = Path(run)
@@ -128,10 +127,7 @@ class RunInfo:
             if not run.is_dir():
                 raise DataError(run, "run folder not found")
             raise DataError(run, "not a generation run (no run.json)")
-        return cls.from_dict(read_json(p, "run config"), p)
-
-    def to_dict(self) -> dict:
-        return dump(self)
+        return cls.read_file(p, "run config")
 
     def write(self, run: str | Path) -> Path:
         """Write `run/run.json` atomically (sorted keys: the same run gives the same bytes)."""

@@ -6,6 +6,8 @@ checks a decoded JSON object against it: a missing required key, a value of the 
 `schema_version` newer than the code reads is a `DataError` naming the file (and the key). Keys
 the schema does not name are kept in the dataclass's `extra` field and written back unchanged, so
 a file written by a newer minor version, or a free-form dict, survives a round trip.
+A format's top-level dataclass derives from `Document`, which names its file, schema version and
+`kind` tag once and gives it `from_dict`, `to_dict`, `write` and the reading of its file.
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ import types
 import typing
 from functools import cache
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, Self, TypeVar
 
+from anomalyforge.atomic import write_json_atomic
 from anomalyforge.errors import ConfigError, DataError
 
 T = TypeVar("T")
@@ -195,3 +198,57 @@ def refuse_other_job(folder: str | Path, old: dict, new: dict, keys: typing.Iter
     if diff:
         raise ConfigError(f"{folder}: folder holds a different {what} ({', '.join(diff)} differ); "
                           f"pick another --out or repeat the same options")
+
+
+class Document:
+    """Base of a format's top-level dataclass (declared `@dataclass class X(Document)` with a
+    `schema_version` field): its file name (`FILE`), the schema version the code writes and reads
+    (`VERSION`), an optional `kind` tag that must match (`KIND`), and what every format does the
+    same way: check, dump, write atomically, read its file with one-line errors."""
+
+    FILE: ClassVar[str] = ""
+    VERSION: ClassVar[int] = 1
+    KIND: ClassVar[str | None] = None
+    schema_version: int
+
+    def __post_init__(self) -> None:
+        kind = getattr(self, "kind", None)
+        if self.KIND is not None and kind != self.KIND:
+            raise ValueError(f"kind must be {self.KIND!r}, got {kind!r}")
+
+    @classmethod
+    def from_dict(cls, doc: Any, where: str | Path | None = None) -> Self:
+        """`doc` checked against the schema; DataError naming `where` (default: FILE) and the key."""
+        return parse(cls, doc, cls.FILE if where is None else where, cls.VERSION)
+
+    @classmethod
+    def file_in(cls, path: str | Path) -> Path:
+        """`path` itself when it names a .json file, else FILE inside the folder `path`."""
+        path = Path(path)
+        return path if path.suffix == ".json" and not path.is_dir() else path / cls.FILE
+
+    @classmethod
+    def read_file(cls, path: str | Path, what: str) -> Self:
+        """The document in the file `path` (`what` it is, for the error messages)."""
+        return cls.from_dict(read_json(path, what), path)
+
+    @classmethod
+    def read_folder(cls, path: str | Path, folder: str, what: str, hint: str) -> Self:
+        """FILE of the `folder` (e.g. "model folder") `path`, or the file itself; DataError naming
+        it when the folder is missing or holds no FILE (`hint`: how to make one)."""
+        path = Path(path)
+        if path.is_dir():
+            path = path / cls.FILE
+        elif not path.exists():
+            raise DataError(path, f"{folder} not found")
+        if not path.is_file():
+            raise DataError(path.parent, f"not a {folder} (no {cls.FILE}); {hint}")
+        return cls.read_file(path, what)
+
+    def to_dict(self) -> dict:
+        return dump(self)
+
+    def write(self, path: str | Path) -> Path:
+        """Write atomically: to `path` (a .json file) or to FILE inside the folder `path`."""
+        self.schema_version = self.VERSION
+        return write_json_atomic(self.file_in(path), self.to_dict())
