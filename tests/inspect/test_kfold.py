@@ -58,3 +58,33 @@ def test_a_fold_never_trains_on_pairs_of_its_held_out_defects(bottle_fit64, monk
                         {kfold.donor_key(s.image) for _, s, g in dealt if g == 0}])
     trained_on.clear()
     assert kfold.fold_maps(bottle_fit64, bottle_fit64, goods, one, final, PROF, 0, 3) is None and not trained_on
+
+
+def test_the_refits_reuse_the_final_models_features_to_the_same_maps(bottle_fit64, monkeypatch):
+    """The final model keeps the backbone features it trained on; the k-fold refits slice those
+    (no second backbone pass over the pairs) and map the defects exactly as with features
+    computed afresh. Features of other images or pairs are never taken for them."""
+    from anomalyforge.inspect import train as train_mod
+
+    pairs = GeneratedPairs.from_fit_data(bottle_fit64)
+    final = train_supervised(bottle_fit64, pairs, PROF, seed=0, progress=False)
+    assert final.features is not None and final.features.made_from(bottle_fit64, pairs)
+    assert not final.features.made_from(bottle_fit64, pairs.subset(list(range(len(pairs) - 1))))
+    fewer = dataclasses.replace(bottle_fit64, good=bottle_fit64.good[1:])
+    assert not final.features.made_from(fewer, pairs)
+    goods = np.stack([bottle_fit64.image(s) for s in bottle_fit64.good[:3]])
+    passes: list[int] = []
+    real = train_mod._cache_features
+
+    def count(model, images, *a, **k):
+        passes.append(len(images))
+        return real(model, images, *a, **k)
+
+    monkeypatch.setattr(train_mod, "_cache_features", count)
+    reused = kfold.fold_maps(bottle_fit64, bottle_fit64, goods, pairs, final, PROF, 0, 3)
+    assert passes == []  # nothing recomputed
+    final.drop_features()
+    fresh = kfold.fold_maps(bottle_fit64, bottle_fit64, goods, pairs, final, PROF, 0, 3)
+    assert passes == [len(bottle_fit64.good), len(pairs)]  # without them: one pass over goods and pairs
+    assert reused is not None and fresh is not None
+    assert np.array_equal(reused.maps, fresh.maps) and reused.folds == fresh.folds

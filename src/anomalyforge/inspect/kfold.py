@@ -87,7 +87,9 @@ def fold_maps(fit: FitData, train_fit: FitData, held_goods: np.ndarray, pairs: G
     sup_final = localizer.supervised if isinstance(localizer, FusedLocalizer) else localizer
     assert isinstance(sup_final, Localizer)
     sup_prof = dataclasses.replace(prof, fusion=0.0)
-    cache = cache_features(sup_final.model, train_fit, pairs, prof.size, progress)
+    cache = sup_final.features  # the final model's training features: the same images, the same frozen backbone
+    if cache is None or not cache.made_from(train_fit, pairs):
+        cache = cache_features(sup_final.model, train_fit, pairs, prof.size, progress)
     donors = pairs.donors or [""] * len(pairs)
     keys = [donor_key(d) if d else "" for d in donors]
     dealt = assign_folds(fit, k)

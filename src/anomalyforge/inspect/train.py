@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol, cast
 
 import cv2
@@ -51,6 +51,13 @@ class Localizer:
     device: torch.device
     batch_size: int = 16
     tta: bool = False  # average over horizontal / vertical flips
+    # the frozen-backbone features it trained on (a FeatureHead's), kept for the k-fold refits
+    # (`inspect.kfold`) so they need not run the backbone again; `drop_features` when done
+    features: FeatureCache | None = field(default=None, repr=False, compare=False)
+
+    def drop_features(self) -> None:
+        """Free the training features (a delivered model does not need them)."""
+        self.features = None
 
     @torch.no_grad()
     def _run(self, images: np.ndarray, progress: bool, probs: bool) -> np.ndarray:
@@ -198,7 +205,12 @@ def cache_features(model: nn.Module, fit: FitData, pairs: GeneratedPairs, size: 
     device = next(model.parameters()).device
     goods = good_images(fit, size, progress)
     return FeatureCache(_cache_features(model, goods, device, "features (good)", progress) if len(goods) else None,
-                        _cache_features(model, _pair_images(pairs, size), device, "features (pairs)", progress))
+                        _cache_features(model, _pair_images(pairs, size), device, "features (pairs)", progress),
+                        source=(_good_keys(fit), pairs))
+
+
+def _good_keys(fit: FitData) -> tuple[str, ...]:
+    return tuple(str(s.image) for s in fit.good)
 
 
 @dataclass
@@ -207,6 +219,12 @@ class FeatureCache:
 
     good: list[torch.Tensor] | None
     pairs: list[torch.Tensor]
+    # what they were computed from: the good images' paths and the pairs object (None: a selection)
+    source: tuple[tuple[str, ...], GeneratedPairs] | None = field(default=None, repr=False, compare=False)
+
+    def made_from(self, fit: FitData, pairs: GeneratedPairs) -> bool:
+        """Whether these are the features of exactly `fit.good` and `pairs` (at the model's size)."""
+        return self.source is not None and self.source[1] is pairs and self.source[0] == _good_keys(fit)
 
     def select(self, good: np.ndarray | None, pairs: np.ndarray) -> FeatureCache:
         """The features of the good images at indices `good` (all when None) and pairs at `pairs`."""
@@ -265,11 +283,12 @@ def train_supervised(fit: FitData, pairs: GeneratedPairs, profile: Profile, seed
 
     cached = isinstance(model, FeatureHead)
     if isinstance(model, FeatureHead):  # = cached; isinstance so that mypy narrows model
-        if features is not None:
-            f_good, f_pair = features.good, features.pairs
-        else:
-            f_good = _cache_features(model, goods, device, "features (good)", progress) if len(goods) else None
-            f_pair = _cache_features(model, p_imgs, device, "features (pairs)", progress)
+        if features is None:
+            features = FeatureCache(
+                _cache_features(model, goods, device, "features (good)", progress) if len(goods) else None,
+                _cache_features(model, p_imgs, device, "features (pairs)", progress),
+                source=(_good_keys(fit), pairs))
+        f_good, f_pair = features.good, features.pairs
         params = [p for p in model.parameters() if p.requires_grad]
         opt = torch.optim.Adam(params, lr=profile.lr)
     elif isinstance(model, LiteUNet):
@@ -323,4 +342,5 @@ def train_supervised(fit: FitData, pairs: GeneratedPairs, profile: Profile, seed
         sched.step()
         bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
     model.eval()
-    return Localizer(model, profile.localizer, size, device, batch_size=profile.batch_size, tta=profile.tta)
+    return Localizer(model, profile.localizer, size, device, batch_size=profile.batch_size, tta=profile.tta,
+                     features=features if cached else None)

@@ -106,6 +106,9 @@ def train_delivered(fit: FitData, pairs: GeneratedPairs, prof: Profile, seed: in
     maps = model.localizer.predict(goods, progress) if len(goods) else np.zeros((0, prof.size, prof.size), np.float32)
     thresholds = fit_thresholds(fit, train_fit, goods, maps, pairs, model.localizer, prof, seed, score_pool(prof),
                                 fpr, progress)
+    sup = model.localizer.supervised if isinstance(model.localizer, FusedLocalizer) else model.localizer
+    if isinstance(sup, Localizer):
+        sup.drop_features()  # only the k-fold refits needed them
     scale = {**good_scale(maps), "n_images": int(len(goods)),
              "from": "held-out good training images (no model trained on them)"}
     return Delivered(model, thresholds, scale, held)
