@@ -309,8 +309,7 @@ class DualAnoDiff(Generator):
             files[t] = _adapter_file(i)
             src = Path(part_dirs[t])
             final[t] = (json.loads((src / PART_FILE).read_text())["losses"] or [None])[-1]
-            if src.resolve() != state_dir.resolve():
-                write_bytes_atomic(state_dir / files[t], (src / files[t]).read_bytes())
+            write_bytes_atomic(state_dir / files[t], (src / files[t]).read_bytes())
         meta = {"method": self.name, "category": data.category, "defect_types": types,
                 "adapter_files": files, "backgrounds": {t: list(v) for t, v in self.backgrounds.items()},
                 "config": dataclasses.asdict(self.config), "final_loss": final}

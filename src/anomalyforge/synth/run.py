@@ -151,6 +151,24 @@ def _check_existing(out: Path, info: RunInfo) -> RunInfo | None:
     return old
 
 
+def _publish(final: Path, marker: str, fill: Callable[[Path], None]) -> None:
+    """`fill` a folder of this process's own, mark it done (`marker`) and rename it to `final`, so
+    the folder appears complete at once; a process that loses the race to another one writing
+    the same folder keeps the winner's (the same bytes)."""
+    tmp = final.parent / f".{final.name}.{uuid.uuid4().hex}.partial"
+    try:
+        tmp.mkdir(parents=True)
+        fill(tmp)
+        (tmp / _DONE).write_text(marker + "\n")
+        try:
+            os.replace(tmp, final)
+        except OSError:
+            if not (final / _DONE).is_file():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def _fit_piece(gen: Generator, fd, out: Path, part: str, index: int) -> Path:
     """Fit one piece of the generator (`Generator.fit_parts`) into `state-parts/<index>/`, or find it
     there; like the state, it appears complete by one rename."""
@@ -159,18 +177,7 @@ def _fit_piece(gen: Generator, fd, out: Path, part: str, index: int) -> Path:
     if done.is_file() and done.read_text().strip() == part:
         return final
     shutil.rmtree(final, ignore_errors=True)
-    tmp = out / PARTS / f".{index}.{uuid.uuid4().hex}.partial"
-    try:
-        tmp.mkdir(parents=True)
-        gen.fit_part(fd, part, tmp)
-        (tmp / _DONE).write_text(part + "\n")
-        try:
-            os.replace(tmp, final)
-        except OSError:
-            if not done.is_file():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    _publish(final, part, lambda tmp: gen.fit_part(fd, part, tmp))
     return final
 
 
@@ -192,22 +199,12 @@ def _fit_or_load(gen: Generator, fd, out: Path, part: str | None = None) -> None
         return
     if state.exists() and not (state / _DONE).is_file():  # an older version's unfinished state (new
         shutil.rmtree(state, ignore_errors=True)         # ones appear complete, by one rename)
-    tmp = out / f".{STATE}.{uuid.uuid4().hex}.partial"
-    try:
-        tmp.mkdir(parents=True)
-        if pieces:
-            gen.join_parts(fd, {p: _fit_piece(gen, fd, out, p, i) for i, p in enumerate(pieces)}, tmp)
-        else:
-            gen.fit(fd, tmp)
-        (tmp / _DONE).write_text("fitted\n")
-        try:
-            os.replace(tmp, state)
-        except OSError:
-            if not (state / _DONE).is_file():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    shutil.rmtree(out / PARTS, ignore_errors=True)  # joined into the state
+    if pieces:
+        dirs = {p: _fit_piece(gen, fd, out, p, i) for i, p in enumerate(pieces)}
+        _publish(state, "fitted", lambda tmp: gen.join_parts(fd, dirs, tmp))
+        shutil.rmtree(out / PARTS, ignore_errors=True)  # joined into the state
+    else:
+        _publish(state, "fitted", lambda tmp: gen.fit(fd, tmp))
     gen.load(fd, state)  # generate from the saved state, exactly as a resumed run does
 
 
