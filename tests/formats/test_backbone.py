@@ -45,7 +45,8 @@ def test_detectors_refuse_unfinished_altered_or_other_backbones(tmp_path):
         resolve_backbone(tmp_path / "a")
     _folder(tmp_path / "b", arch="resnet18")
     with pytest.raises(ConfigError, match="a resnet18 backbone; this detector uses efficientnet-lite0"):
-        resolve_backbone(tmp_path / "b")
+        resolve_backbone(tmp_path / "b", arch="efficientnet-lite0")
+    assert resolve_backbone(tmp_path / "b")[1]["name"] == "resnet18"  # no arch asked: any backbone
     _folder(tmp_path / "c")
     (tmp_path / "c" / WEIGHTS).write_bytes(b"changed")
     with pytest.raises(DataError, match=r"weights.safetensors: does not match backbone.json"):

@@ -3,19 +3,21 @@ plugged into PatchCore / the feature-head localiser / the classifier / the bench
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
 import anomalyforge.pipelines.pretrain as pretrain_mod
 from anomalyforge.cli import main
 from anomalyforge.data import few_shot_split, load_dataset
+from anomalyforge.data.io import read_image
 from anomalyforge.errors import ConfigError
 from anomalyforge.features.backbone import BackboneSpec, FeatureExtractor
 from anomalyforge.formats.backbone import BackboneInfo, read_tensors
 from anomalyforge.inspect.classify import build_classifier
 from anomalyforge.inspect.models import build_localizer
 from anomalyforge.inspect.patchcore import PatchCore
-from anomalyforge.inspect.profiles import backbone_identity, backbone_weights, get_profile
+from anomalyforge.inspect.profiles import backbone_arch, backbone_identity, backbone_weights, get_profile
 from anomalyforge.pipelines.benchmark import run_benchmark
 from anomalyforge.pipelines.pretrain import pretrain_backbone
 
@@ -116,3 +118,39 @@ def test_cli_pretrain_backbone_prints_the_backbone_and_refuses_bad_input(backbon
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and "not 'imagenet' nor a backbone folder" in err[0]
     assert not (tmp_path / "f").exists()
+
+
+def test_a_resnet18_backbone_plugs_into_every_detector_and_the_saved_model(bottle_dir, tmp_path):
+    from anomalyforge.pipelines.train import load_model, train_model
+
+    out = tmp_path / "r18"  # random init: no ResNet weights install offline; the path is the same
+    info = pretrain_backbone([bottle_dir], out, profile="smoke", arch="resnet18", init=None, progress=False)
+    prof = get_profile("smoke", fusion=0.6, quality=False, backbone=str(out))
+    assert backbone_arch(prof) == "resnet18" and backbone_arch(get_profile("smoke")) == "efficientnet-lite0"
+    stages = read_tensors(out, info.weights)
+    path = backbone_weights(prof)
+    pc = PatchCore((2, 3), weights=path, arch="resnet18")
+    loc = build_localizer("feature_head", (1, 2, 3), 16, weights=path, arch="resnet18")
+    cls = build_classifier("resnet18", 2, path, 4)
+    for net in (pc.extractor.net, loc.extractor.net, cls.features.net):
+        assert all(torch.equal(v, stages[k]) for k, v in net.state_dict().items())
+    assert cls.fc.in_features == 512 and loc.extractor.channels == [64, 128, 256]
+    x = torch.rand(2, 3, 64, 64)  # the cached-trunk path equals the whole network
+    assert torch.allclose(cls.from_trunk(cls.trunk_features(x)), cls.fc(cls.features(x)[0].mean((2, 3))),
+                          atol=1e-5)
+    with pytest.raises(ConfigError, match="lite_unet's encoder is efficientnet-lite0, not a resnet18"):
+        build_localizer("lite_unet", weights=path, arch="resnet18")
+
+    model = train_model(bottle_dir, tmp_path / "model", "croppaste", profile=prof, n=4, progress=False)
+    assert model.backbone["name"] == "resnet18" and model.backbone["sha256"] == info.weights.sha256
+    loaded = load_model(tmp_path / "model")  # rebuilt from model.json alone: no backbone folder needed
+    fused = loaded.model.localizer
+    assert all(torch.equal(v, stages[k]) for k, v in fused.patchcore.extractor.net.state_dict().items())
+    assert loaded.model.classifier is not None
+    images = np.stack([read_image(s.image, 64) for s in few_shot_split(load_dataset(bottle_dir),
+                                                                      progress=False).test_good[:2]])
+    scores, maps, probs = loaded.run(images, None)
+    assert maps.shape == (2, 64, 64) and np.isfinite(maps).all() and probs.shape[0] == 2
+
+    res = run_benchmark(bottle_dir, tmp_path / "bench", ["patchcore"], profile=prof, progress=False)
+    assert res["backbone"]["name"] == "resnet18" and res["methods"]["patchcore"]["status"] == "done"

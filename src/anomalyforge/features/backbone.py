@@ -25,6 +25,7 @@ from anomalyforge.errors import ConfigError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+DEFAULT_ARCH = "efficientnet-lite0"  # the backbone whose ImageNet weights install offline
 
 # EfficientNet-Lite block index whose output ends each stride level (2, 4, 8, 16, 32);
 # computed from the block list at load time, see _lite_stage_ends.
@@ -84,6 +85,11 @@ class _LiteStages(nn.Module):
         self.last_level: int | None = None  # stop after this level (saves time); None = all
         if stages_file:
             load_stages_file(self, stages_file)
+
+    def split(self, level: int) -> tuple[list[nn.Module], list[nn.Module]]:
+        """(trunk, top): the modules computing stride levels < `level`, and those after them."""
+        end = self.stage_ends[level - 1] + 1
+        return [self.stem, *self.blocks[:end]], list(self.blocks[end:])
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         h = self.stem(x)
@@ -155,6 +161,13 @@ class _TorchvisionStages(nn.Module):
         if stages_file:
             load_stages_file(self, stages_file)
 
+    def split(self, level: int) -> tuple[list[nn.Module], list[nn.Module]]:
+        """(trunk, top): the modules computing stride levels < `level`, and those after them."""
+        layers = list(self.layers)
+        if level == 1:
+            return [self.stem], [self.pool, *layers]
+        return [self.stem, self.pool, *layers[:level - 1]], layers[level - 1:]
+
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         h = self.stem(x)
         outs = [h]
@@ -172,7 +185,7 @@ class BackboneSpec:
     state dict, as a TAB-pretrained BACKBONE/ folder holds), and which stride levels to return (0..4 for
     strides 2, 4, 8, 16, 32)."""
 
-    name: str = "efficientnet-lite0"
+    name: str = DEFAULT_ARCH
     weights: str | None = "imagenet"
     levels: tuple[int, ...] = (1, 2, 3)
 

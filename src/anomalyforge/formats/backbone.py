@@ -107,16 +107,16 @@ def read_tensors(folder: str | Path, ref: WeightsRef) -> dict[str, Any]:
         raise DataError(path, f"cannot read backbone tensors ({type(exc).__name__})") from None
 
 
-def resolve_backbone(folder: str | Path, arch: str = "efficientnet-lite0") -> tuple[str, dict[str, Any]]:
-    """A finished backbone folder for a detector using `arch`: (path of its verified weights file,
-    its identity for results.json / model.json). DataError/ConfigError on anything else."""
+def resolve_backbone(folder: str | Path, arch: str | None = None) -> tuple[str, dict[str, Any]]:
+    """A finished backbone folder (of architecture `arch`, or any when None): (path of its verified
+    weights file, its identity for results.json / model.json). DataError/ConfigError on anything else."""
     folder = Path(folder)
     info = BackboneInfo.read(folder)
     where = folder / BACKBONE_JSON
     if not info.complete:
         raise DataError(where, f"pretraining unfinished ({info.epochs_done} of {info.config.get('epochs')} epochs); "
                                "rerun the same pretrain-backbone command to resume")
-    if info.arch != arch:
+    if arch is not None and info.arch != arch:
         raise ConfigError(f"{where}: a {info.arch} backbone; this detector uses {arch}")
     path = folder / info.weights.file
     if not path.is_file():

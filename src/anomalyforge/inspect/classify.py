@@ -19,40 +19,42 @@ from tqdm.auto import tqdm
 
 from anomalyforge.errors import ConfigError
 from anomalyforge.features.backbone import (
+    DEFAULT_ARCH,
     IMAGENET_MEAN,
     IMAGENET_STD,
     BackboneSpec,
     FeatureExtractor,
-    _LiteStages,
     load_torchvision_model,
     pick_device,
     to_tensor,
 )
 from anomalyforge.inspect.augment import flip_rotate
 from anomalyforge.inspect.pairs import GeneratedPairs
-from anomalyforge.inspect.profiles import Profile
+from anomalyforge.inspect.profiles import FROM_PROFILE, Profile, classifier_arch, weights_for
 
 
-class _LiteClassifier(nn.Module):
-    """EfficientNet-Lite0 + new linear head. Stride levels below `finetune_from` stay frozen
-    (their output can then be cached once per image); the later blocks and the head are trained."""
+class _StageClassifier(nn.Module):
+    """A stage backbone (EfficientNet-Lite, or a TAB-pretrained ResNet) + new linear head. Stride
+    levels below `finetune_from` stay frozen (their output can then be cached once per image); the
+    later blocks and the head are trained."""
 
-    def __init__(self, n_classes: int, weights: str | None, finetune_from: int = 0) -> None:
+    def __init__(self, n_classes: int, weights: str | None, finetune_from: int = 0,
+                 arch: str = DEFAULT_ARCH) -> None:
         super().__init__()
-        self.features = FeatureExtractor(BackboneSpec(levels=(4,), weights=weights))
+        self.features = FeatureExtractor(BackboneSpec(name=arch, weights=weights, levels=(4,)))
         self.finetune_from = finetune_from
-        net = self.features.net
         self.fc = nn.Linear(self.features.channels[0], n_classes)
+        self._trunk: list[nn.Module] = []  # not registered: its parameters live in self.features
         if finetune_from > 0:
-            assert isinstance(net, _LiteStages)  # BackboneSpec's default name is efficientnet-lite0
-            start = net.stage_ends[finetune_from - 1] + 1
+            trunk, top = self.features.net.split(finetune_from)
             for p in self.features.parameters():
                 p.requires_grad_(False)
-            self.top = nn.ModuleList(net.blocks[start:])
+            self._trunk = trunk
+            self.top = nn.ModuleList(top)
             for p in self.top.parameters():
                 p.requires_grad_(True)
 
-    def train(self, mode: bool = True) -> _LiteClassifier:
+    def train(self, mode: bool = True) -> _StageClassifier:
         super().train(mode)
         # BatchNorm keeps its ImageNet statistics (small fine-tuning batches would make the
         # running averages lag behind, so train- and eval-mode outputs would disagree)
@@ -63,10 +65,9 @@ class _LiteClassifier(nn.Module):
     def trunk_features(self, x: torch.Tensor) -> torch.Tensor:
         """Output of the frozen levels (input of the fine-tuned blocks)."""
         fx = self.features
-        assert isinstance(fx.net, _LiteStages)  # BackboneSpec's default name is efficientnet-lite0
-        h = fx.net.stem((x - fx.mean) / fx.std)
-        for b in fx.net.blocks[: fx.net.stage_ends[self.finetune_from - 1] + 1]:
-            h = b(h)
+        h = (x - fx.mean) / fx.std
+        for m in self._trunk:
+            h = m(h)
         return h
 
     def from_trunk(self, h: torch.Tensor) -> torch.Tensor:
@@ -103,11 +104,15 @@ def build_classifier(name: str, n_classes: int, weights: str | None = "imagenet"
                      finetune_from: int = 0) -> nn.Module:
     """A pretrained backbone with a fresh linear head over `n_classes` defect types.
 
-    `finetune_from` (EfficientNet-Lite only): first stride level that is fine-tuned (0 = all)."""
-    if name == "efficientnet-lite0":
-        return _LiteClassifier(n_classes, weights, finetune_from)
-    if name == "resnet34":
+    `name`: efficientnet-lite0 (offline ImageNet weights) or resnet34 (torchvision's ImageNet
+    weights); with a TAB backbone's `.safetensors` as `weights`, any architecture a TAB backbone
+    has (efficientnet-lite*, resnet18, ...). `finetune_from`: first stride level that is fine-tuned
+    (0 = all; the resnet34 of torchvision's weights is always fine-tuned whole)."""
+    tab = weights is not None and weights.endswith(".safetensors")
+    if name == "resnet34" and not tab:
         return _TorchvisionClassifier("resnet34", n_classes, None if weights is None else "DEFAULT")
+    if name.startswith("efficientnet-lite") or name.startswith("resnet") or name.startswith("wide_resnet"):
+        return _StageClassifier(n_classes, weights, finetune_from, name)
     raise ConfigError(f"unknown classifier {name!r}; available: efficientnet-lite0, resnet34")
 
 
@@ -151,7 +156,7 @@ class DefectClassifier:
 
 
 def train_classifier(pairs: GeneratedPairs, profile: Profile, seed: int = 0, progress: bool = True,
-                     weights: str | None = "imagenet", real: GeneratedPairs | None = None,
+                     weights: str | None = FROM_PROFILE, real: GeneratedPairs | None = None,
                      real_share: float = 0.5) -> DefectClassifier:
     """Fine-tune the profile's classifier on generated pairs (class = defect type), fixed schedule.
 
@@ -169,12 +174,13 @@ def train_classifier(pairs: GeneratedPairs, profile: Profile, seed: int = 0, pro
     device = pick_device(profile.device)
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed + 1)
-    model = build_classifier(profile.classifier, len(labels), weights, profile.cls_finetune_from).to(device)
+    model = build_classifier(classifier_arch(profile), len(labels), weights_for(profile, weights),
+                             profile.cls_finetune_from).to(device)
     images = _resize(pairs.images, profile.cls_size)
     cached = getattr(model, "finetune_from", 0) > 0
     if cached:  # the frozen trunk never changes: run it once per image
         model.eval()
-        assert isinstance(model, _LiteClassifier)  # only it has finetune_from
+        assert isinstance(model, _StageClassifier)  # only it has finetune_from
         trunk = torch.cat([model.trunk_features(to_tensor(images[i:i + 32]).to(device)).half().cpu()
                            for i in tqdm(range(0, len(images), 32), desc="classifier features",
                                          disable=not progress, leave=False)])
@@ -201,7 +207,7 @@ def train_classifier(pairs: GeneratedPairs, profile: Profile, seed: int = 0, pro
         cls = torch.randint(0, len(labels), (profile.cls_batch_size,), generator=gen)
         idx = torch.stack([draw(int(c)) for c in cls])
         if cached:  # lossless flips / rotations of the cached trunk features
-            assert isinstance(model, _LiteClassifier)  # only it has finetune_from
+            assert isinstance(model, _StageClassifier)  # only it has finetune_from
             x, _ = flip_rotate(trunk[idx].float(), None, gen)
             logits = model.from_trunk(x.to(device))
         else:

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from anomalyforge.errors import ConfigError
-from anomalyforge.features.backbone import BackboneSpec, FeatureExtractor, frozen_extractor
+from anomalyforge.features.backbone import DEFAULT_ARCH, BackboneSpec, FeatureExtractor, frozen_extractor
 
 
 def _conv_bn_relu(cin: int, cout: int, k: int = 3) -> nn.Sequential:
@@ -145,11 +145,15 @@ class DraemUNet(nn.Module):
 
 
 def build_localizer(name: str, levels: tuple[int, ...] = (1, 2, 3), width: int = 96,
-                    weights: str | None = "imagenet") -> nn.Module:
-    """Build a localisation model by name (feature_head, lite_unet, draem_unet)."""
+                    weights: str | None = "imagenet", arch: str = DEFAULT_ARCH) -> nn.Module:
+    """Build a localisation model by name (feature_head, lite_unet, draem_unet); `arch` is the
+    feature head's backbone (lite_unet's encoder is EfficientNet-Lite0; draem_unet has none)."""
 
     if name == "feature_head":
-        return FeatureHead(tuple(levels), width, BackboneSpec(levels=tuple(levels), weights=weights))
+        return FeatureHead(tuple(levels), width, BackboneSpec(arch, weights, tuple(levels)))
+    if name == "lite_unet" and arch != DEFAULT_ARCH:
+        raise ConfigError(f"lite_unet's encoder is {DEFAULT_ARCH}, not a {arch} backbone; "
+                          "use localizer=feature_head")
     if name == "lite_unet":
         return LiteUNet(max(8, width // 3), weights)
     if name == "draem_unet":

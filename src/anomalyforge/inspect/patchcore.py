@@ -15,7 +15,7 @@ from scipy.ndimage import gaussian_filter
 from tqdm.auto import tqdm
 
 from anomalyforge.errors import ConfigError
-from anomalyforge.features.backbone import BackboneSpec, frozen_extractor, pick_device, to_tensor
+from anomalyforge.features.backbone import DEFAULT_ARCH, BackboneSpec, frozen_extractor, pick_device, to_tensor
 
 
 def greedy_coreset(feats: torch.Tensor, n: int, projection: int, gen: torch.Generator,
@@ -45,11 +45,12 @@ class PatchCore:
     def __init__(self, levels: tuple[int, ...] = (2, 3), coreset: float = 0.1, projection: int = 64,
                  sigma: float = 4.0, seed: int = 0, device: str | None = None,
                  weights: str | None = "imagenet", batch_size: int = 16,
-                 max_bank: int | None = 10000, candidates: int | None = 100000) -> None:
+                 max_bank: int | None = 10000, candidates: int | None = 100000,
+                 arch: str = DEFAULT_ARCH) -> None:
         if not 0 < coreset <= 1:
             raise ConfigError(f"PatchCore coreset fraction must be in (0, 1], got {coreset}")
         self.device = pick_device(device)
-        self.extractor = frozen_extractor(BackboneSpec(levels=tuple(levels), weights=weights), self.device)
+        self.extractor = frozen_extractor(BackboneSpec(arch, weights, tuple(levels)), self.device)
         self.coreset, self.projection, self.sigma, self.seed = coreset, projection, sigma, seed
         self.batch_size = batch_size
         self.max_bank, self.candidates = max_bank, candidates

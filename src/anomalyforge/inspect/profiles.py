@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from anomalyforge.errors import ConfigError
-from anomalyforge.features.backbone import _lite_weights_path
-from anomalyforge.formats.backbone import resolve_backbone
+from anomalyforge.features.backbone import DEFAULT_ARCH, _lite_weights_path
+from anomalyforge.formats.backbone import BackboneInfo, resolve_backbone
 from anomalyforge.formats.model import sha256_file
 
 LOCALIZERS = ("feature_head", "lite_unet", "draem_unet")
@@ -150,11 +150,36 @@ def get_profile(name: str | Profile, **overrides) -> Profile:
 
 
 def backbone_weights(prof: Profile) -> str:
-    """The `weights` every EfficientNet-Lite0 of this profile loads: "imagenet", or the verified
-    weights file of its TAB backbone folder (DataError naming the file when unfinished or altered)."""
+    """The `weights` every backbone of this profile loads: "imagenet" (the offline EfficientNet-Lite0
+    weights), or the verified weights file of its TAB backbone folder (DataError naming the file when
+    unfinished or altered)."""
     if prof.backbone == "imagenet":
         return "imagenet"
     return resolve_backbone(prof.backbone)[0]
+
+
+FROM_PROFILE = "profile"  # the default `weights` of the training functions: the profile's backbone
+
+
+def weights_for(prof: Profile, weights: str | None) -> str | None:
+    """`weights` as given (a file, "imagenet", or None = random for tests), or the profile's own
+    backbone weights for FROM_PROFILE, so a model trained anywhere (k-fold refits, selection folds)
+    uses the backbone the profile names."""
+    return backbone_weights(prof) if weights == FROM_PROFILE else weights
+
+
+def backbone_arch(prof: Profile) -> str:
+    """The architecture of the profile's localiser / PatchCore backbone: EfficientNet-Lite0 with the
+    ImageNet weights, else the TAB folder's own (e.g. "resnet18"), so any pretrained encoder plugs in."""
+    if prof.backbone == "imagenet":
+        return DEFAULT_ARCH
+    return BackboneInfo.read(prof.backbone).arch
+
+
+def classifier_arch(prof: Profile) -> str:
+    """The classifier's network: the profile's `classifier` with ImageNet weights; with a TAB backbone
+    folder, that backbone's architecture (its weights are what the classifier starts from)."""
+    return prof.classifier if prof.backbone == "imagenet" else backbone_arch(prof)
 
 
 def backbone_identity(prof: Profile) -> dict:
@@ -162,7 +187,7 @@ def backbone_identity(prof: Profile) -> dict:
     file and sha256 (the offline ImageNet file's, or the TAB folder's with its text encoder)."""
     if prof.backbone != "imagenet":
         return resolve_backbone(prof.backbone)[1]
-    name = "efficientnet-lite0"
+    name = DEFAULT_ARCH
     try:
         path = Path(_lite_weights_path("lite0"))
         return {"name": name, "weights": "imagenet", "weights_file": path.name, "sha256": sha256_file(path)}

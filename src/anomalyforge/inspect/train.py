@@ -30,7 +30,7 @@ from anomalyforge.inspect.losses import seg_loss
 from anomalyforge.inspect.models import FeatureHead, LiteUNet, build_localizer
 from anomalyforge.inspect.pairs import GeneratedPairs
 from anomalyforge.inspect.patchcore import PatchCore
-from anomalyforge.inspect.profiles import Profile
+from anomalyforge.inspect.profiles import FROM_PROFILE, Profile, backbone_arch, weights_for
 
 
 def good_images(fit: FitData, size: int, progress: bool = True) -> np.ndarray:
@@ -136,7 +136,7 @@ def holdout_goods(fit: FitData, share: float, seed: int) -> tuple[FitData, FitDa
 
 
 def train_fused_localizer(fit: FitData, pairs: GeneratedPairs, profile: Profile, seed: int = 0,
-                          progress: bool = True, weights: str | None = "imagenet") -> FusedLocalizer:
+                          progress: bool = True, weights: str | None = FROM_PROFILE) -> FusedLocalizer:
     """Supervised localiser + PatchCore on the good training images, fused (see `FusedLocalizer`).
 
     A seeded `fusion_holdout` share of the good training images is held out of both models and
@@ -151,8 +151,8 @@ def train_fused_localizer(fit: FitData, pairs: GeneratedPairs, profile: Profile,
         raise ConfigError(f"fusion needs at least 2 good training images to hold some out, got {len(fit.good)}")
     sup = train_supervised(rest, pairs, dataclasses.replace(profile, fusion=0.0), seed, progress, weights)
     pc = PatchCore(profile.pc_levels, profile.pc_coreset, profile.pc_projection, profile.pc_sigma, seed,
-                   profile.device, weights=weights, max_bank=profile.pc_max_bank,
-                   candidates=profile.pc_candidates)
+                   profile.device, weights=weights_for(profile, weights), max_bank=profile.pc_max_bank,
+                   candidates=profile.pc_candidates, arch=backbone_arch(profile))
     pc.fit(good_images(rest, profile.size, progress), progress)
     ref = good_images(dataclasses.replace(rest, good=held), profile.size, progress)
     return FusedLocalizer(sup, pc, float(profile.fusion), _stats(sup.logits(ref)), _stats(pc.predict(ref)))
@@ -187,7 +187,7 @@ class MapPredictor(Protocol):
 
 
 def train_localizer(fit: FitData, pairs: GeneratedPairs, profile: Profile, seed: int = 0,
-                    progress: bool = True, weights: str | None = "imagenet") -> MapPredictor:
+                    progress: bool = True, weights: str | None = FROM_PROFILE) -> MapPredictor:
     """The profile's localiser: a `FusedLocalizer` when `profile.fusion` > 0, else the supervised
     model alone (`train_supervised`)."""
     if profile.fusion:
@@ -250,14 +250,15 @@ def _pair_masks(pairs: GeneratedPairs, size: int) -> np.ndarray:
 
 
 def train_supervised(fit: FitData, pairs: GeneratedPairs, profile: Profile, seed: int = 0,
-                     progress: bool = True, weights: str | None = "imagenet",
+                     progress: bool = True, weights: str | None = FROM_PROFILE,
                      features: FeatureCache | None = None) -> Localizer:
     """Train the profile's supervised localisation model on generated pairs + good training images.
 
     Each batch holds `good_fraction` good images (target all zero) and generated pairs, drawn by
     a seeded generator; augmentation is seeded too, so the same seed gives the same model.
     `features`: the backbone features of `fit.good` and `pairs` already computed (`cache_features`),
-    for a FeatureHead only.
+    for a FeatureHead only. `weights`: the backbone's; FROM_PROFILE (default) = the profile's
+    backbone (`weights_for`), None = random (tests).
     """
     device = pick_device(profile.device)
     size = profile.size
@@ -266,7 +267,8 @@ def train_supervised(fit: FitData, pairs: GeneratedPairs, profile: Profile, seed
         torch.backends.cudnn.deterministic = True
         torch.backends.cudnn.benchmark = False
     gen = torch.Generator().manual_seed(seed)
-    model = build_localizer(profile.localizer, profile.levels, profile.head_width, weights).to(device)
+    model = build_localizer(profile.localizer, profile.levels, profile.head_width, weights_for(profile, weights),
+                            backbone_arch(profile)).to(device)
 
     if features is not None and not isinstance(model, FeatureHead):
         raise ConfigError(f"precomputed features fit a feature_head localiser, not {profile.localizer}")

@@ -35,7 +35,7 @@ from anomalyforge.inspect.classify import train_classifier
 from anomalyforge.inspect.evaluate import TestSet, classification_metrics, decision_metrics, localization_metrics
 from anomalyforge.inspect.pairs import GeneratedPairs
 from anomalyforge.inspect.patchcore import PatchCore
-from anomalyforge.inspect.profiles import Profile, backbone_identity, backbone_weights, get_profile
+from anomalyforge.inspect.profiles import Profile, backbone_arch, backbone_identity, backbone_weights, get_profile
 from anomalyforge.inspect.train import good_images, holdout_goods
 from anomalyforge.metrics import image_scores_from_maps
 from anomalyforge.pipelines.select import AUTO, Selection, select_settings
@@ -247,7 +247,8 @@ def _run_patchcore(fit, prof: Profile, seed: int, test_set, out: Path, method: s
     t0 = time.perf_counter()
     weights = backbone_weights(prof)
     pc = PatchCore(prof.pc_levels, prof.pc_coreset, prof.pc_projection, prof.pc_sigma, seed, prof.device,
-                   weights=weights, max_bank=prof.pc_max_bank, candidates=prof.pc_candidates)
+                   weights=weights, max_bank=prof.pc_max_bank, candidates=prof.pc_candidates,
+                   arch=backbone_arch(prof))
     pc.fit(good_images(fit, prof.size, progress), progress)
     # the classifier without synthesis: trained on the real few-shot defects alone
     real = GeneratedPairs.from_fit_data(fit) if sum(bool(v) for v in fit.defects.values()) > 1 else None

@@ -40,7 +40,7 @@ from anomalyforge.formats.schema import read_json, refuse_other_job
 from anomalyforge.inspect.anomalib_detectors import AnomalibDetector, DetectorConfig, check_detectors
 from anomalyforge.inspect.evaluate import TestSet, localization_metrics
 from anomalyforge.inspect.patchcore import PatchCore
-from anomalyforge.inspect.profiles import Profile, backbone_identity, backbone_weights, get_profile
+from anomalyforge.inspect.profiles import Profile, backbone_arch, backbone_identity, backbone_weights, get_profile
 from anomalyforge.report.fewshot import write_fewshot_report
 from anomalyforge.seeds import Stream, numpy_rng
 from anomalyforge.synth.good import (
@@ -120,7 +120,8 @@ def _fit_predict(det: str, train: np.ndarray, test: TestSet, seed: int, prof: Pr
     """Fit detector `det` on `train`, return test maps, image scores and row details."""
     if det == OWN_PATCHCORE:
         pc = PatchCore(prof.pc_levels, 1.0, prof.pc_projection, prof.pc_sigma, seed, prof.device,
-                       weights=backbone_weights(prof), max_bank=prof.pc_max_bank, candidates=prof.pc_candidates)
+                       weights=backbone_weights(prof), max_bank=prof.pc_max_bank, candidates=prof.pc_candidates,
+                       arch=backbone_arch(prof))
         pc.fit(train, progress=False)
         assert pc.bank is not None  # set by fit()
         maps = pc.predict(test.images, progress=False)
@@ -163,7 +164,7 @@ def run_fewshot_benchmark(data: Path, out: Path, shots: Sequence[int | str] = (1
         shot_indices(len(split.train_good), k, 0)  # fail early when K exceeds the good images
     weights = backbone_weights(prof)
     if weights != "imagenet":  # anomalib's detectors load the profile's TAB backbone too
-        dcfg = replace(dcfg, weights=weights)
+        dcfg = replace(dcfg, backbone=backbone_arch(prof), weights=weights)
     config = {"shots": list(shots), "n_good": len(split.train_good), "generated": int(generated),
               "seeds": list(seeds), "size": prof.size,
               "augment": None if diffusion or generator else aug.to_dict(),

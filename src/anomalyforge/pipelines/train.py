@@ -26,7 +26,7 @@ from anomalyforge.atomic import check_output_dir, first_missing, remove_created
 from anomalyforge.data import few_shot_split, fit_data, load_dataset
 from anomalyforge.data.fitdata import FitData
 from anomalyforge.errors import ConfigError, DataError
-from anomalyforge.features.backbone import pick_device
+from anomalyforge.features.backbone import DEFAULT_ARCH, pick_device
 from anomalyforge.formats.manifest import read_pairs
 from anomalyforge.formats.model import MODEL_JSON, ModelInfo, Thresholds, read_weights, write_weights
 from anomalyforge.formats.run import RUN_JSON, RunInfo, check_complete, check_training
@@ -178,14 +178,16 @@ def load_model(folder: str | Path, device: str | None = "cpu") -> TorchModel:
     tensors = read_weights(folder, info.weights)
     where = folder / info.weights.file
     dev = pick_device(device)
-    net = build_localizer(prof.localizer, prof.levels, prof.head_width, weights=None)
+    # the architecture the backbone was trained with (a TAB folder may hold e.g. a resnet18)
+    arch = str(info.backbone.get("name") or DEFAULT_ARCH)
+    net = build_localizer(prof.localizer, prof.levels, prof.head_width, weights=None, arch=arch)
     _load_state(net, tensors, "localizer", where)
     net = net.to(dev).eval()
     sup = Localizer(net, prof.localizer, prof.size, dev, batch_size=prof.batch_size, tta=prof.tta)
     loc: MapPredictor = sup
     if info.fusion is not None:
         pc = PatchCore(prof.pc_levels, prof.pc_coreset, prof.pc_projection, prof.pc_sigma, info.seed, device,
-                       weights=None, max_bank=prof.pc_max_bank, candidates=prof.pc_candidates)
+                       weights=None, max_bank=prof.pc_max_bank, candidates=prof.pc_candidates, arch=arch)
         _load_state(pc.extractor, tensors, "patchcore.extractor", where)
         if "patchcore.bank" not in tensors:
             raise DataError(where, "weights hold no PatchCore bank")
@@ -195,7 +197,8 @@ def load_model(folder: str | Path, device: str | None = "cpu") -> TorchModel:
                              (float(f["pc_stats"][0]), float(f["pc_stats"][1])))
     cls = None
     if info.labels:
-        cnet = build_classifier(prof.classifier, len(info.labels), None, prof.cls_finetune_from)
+        tab = info.backbone.get("weights") == "tab"
+        cnet = build_classifier(arch if tab else prof.classifier, len(info.labels), None, prof.cls_finetune_from)
         _load_state(cnet, tensors, "classifier", where)
         cls = DefectClassifier(cnet.to(dev).eval(), list(info.labels), prof.cls_size, dev, prof.cls_batch_size)
     return TorchModel(info, InspectionModel(loc, cls, ""), info.score_pool)
