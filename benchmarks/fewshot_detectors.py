@@ -67,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--generated", type=int, default=32)
     p.add_argument("--size", type=int, default=128)
     p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--steps", type=int, default=None,
+                   help="optimiser steps of cflow / fastflow / stfpm instead of --epochs (equal for every K)")
     p.add_argument("--threads", type=int, default=0, help="torch threads in this process (0: torch's default)")
     p.add_argument("--summarise", action="store_true",
                    help="fit nothing: print the tables of the models already in --out (an interrupted study)")
@@ -87,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         doc = run_fewshot_benchmark(a.datasets / sub, a.out / cat, shots=shots, generated=a.generated,
                                     seeds=[int(s) for s in a.seeds.split(",")], profile=prof,
                                     detectors=a.detectors.split(","), progress=False,
-                                    detector_config=DetectorConfig(epochs=a.epochs))
+                                    detector_config=DetectorConfig(epochs=a.epochs, steps=a.steps))
         print(format_fewshot_table(doc), flush=True)
         docs[cat] = doc
     print(overall(docs))

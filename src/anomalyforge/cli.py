@@ -589,6 +589,8 @@ def _add_fewshot(sub: argparse._SubParsersAction) -> None:
                         f"{', '.join(DETECTORS)} (on the offline EfficientNet-Lite0)")
     p.add_argument("--detector-epochs", type=int, default=DetectorConfig().epochs,
                    help="training epochs of anomalib's cflow, fastflow and stfpm")
+    p.add_argument("--detector-steps", type=int, default=None,
+                   help="instead of epochs: this many optimiser steps whatever K is (a fair length for one shot)")
     p.add_argument("--flip", action="store_true", help="also flip generated goods (symmetric parts only)")
     p.add_argument("--augment", action="append", metavar="KEY=VALUE",
                    help="generated-good ranges, e.g. rotation=0 translate=0 "
@@ -664,7 +666,8 @@ def _run_fewshot(args: argparse.Namespace) -> int:
                                 data_format=args.data_format, augment=augment, diffusion=diffusion,
                                 generator=fewshot_generator(args), progress=args.progress,
                                 detectors=args.detectors.split(","),
-                                detector_config=DetectorConfig(epochs=args.detector_epochs))
+                                detector_config=DetectorConfig(epochs=args.detector_epochs,
+                                                               steps=args.detector_steps))
     print(format_fewshot_table(doc))
     return 0
 

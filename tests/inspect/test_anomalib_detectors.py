@@ -3,6 +3,8 @@ bottle slice; seeded; STFPM's student is its own network; anomalib's PatchCore a
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -113,3 +115,15 @@ def test_anomalib_patchcore_agrees_with_ours_on_the_same_backbone(bottle_fit64):
     r = np.corrcoef(m_ours.ravel(), m_theirs.ravel())[0, 1]
     assert r > 0.99
     assert abs(auroc(m_ours, masks) - auroc(m_theirs, masks)) < 0.01
+
+
+def test_steps_fix_the_training_length_whatever_the_number_of_images(tiny):
+    """With `steps`, one image and four images train equally long; with `epochs`, by batches."""
+    good = tiny[0]
+    four = np.concatenate([good, good])
+    assert AnomalibDetector("stfpm", TINY, seed=0).fit(four).module.global_step == 2  # 1 epoch of 2 batches
+    for imgs in (good[:1], four):
+        det = AnomalibDetector("stfpm", replace(TINY, steps=3), seed=0).fit(imgs)
+        assert det.module.global_step == 3
+    with pytest.raises(ConfigError, match="out of range"):
+        DetectorConfig(steps=0)

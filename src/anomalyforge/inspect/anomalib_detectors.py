@@ -71,11 +71,15 @@ class DetectorConfig:
     """Settings of one anomalib detector run (anomalib's defaults unless stated).
 
     `epochs` applies to the trained models (CFlow, FastFlow, STFPM); PatchCore and PaDiM fit in
-    one pass. `coreset` is PatchCore's coreset sampling ratio; `padim_features` PaDiM's random
-    feature subset (anomalib has defaults only for its ResNets: 100 of 176 here)."""
+    one pass. `steps`, when set, replaces `epochs`: that many optimiser steps whatever the number of
+    images (the loader cycles), so a model fitted on 1 image and one fitted on 33 train equally
+    long (with `epochs`, one image is one step per epoch). `coreset` is PatchCore's coreset
+    sampling ratio; `padim_features` PaDiM's random feature subset (anomalib has defaults only for
+    its ResNets: 100 of 176 here)."""
 
     size: int = 256
     epochs: int = 3
+    steps: int | None = None
     batch_size: int = 8
     coreset: float = 0.1
     padim_features: int = 100
@@ -84,7 +88,8 @@ class DetectorConfig:
     device: str = "cpu"
 
     def __post_init__(self) -> None:
-        if self.size < 32 or self.epochs < 1 or self.batch_size < 1 or not 0 < self.coreset <= 1:
+        if (self.size < 32 or self.epochs < 1 or self.batch_size < 1 or not 0 < self.coreset <= 1
+                or (self.steps is not None and self.steps < 1)):
             raise ConfigError(f"detector settings out of range: {self}")
 
     def to_dict(self) -> dict:
@@ -212,7 +217,7 @@ class AnomalibDetector:
 
     def fit(self, images: np.ndarray, progress: bool = False) -> AnomalibDetector:
         """Train on good images (N, S, S, 3) uint8 with anomalib's training step (one pass for
-        PatchCore / PaDiM, `epochs` for the others)."""
+        PatchCore / PaDiM, `epochs` epochs or `steps` steps for the others)."""
         import lightning.pytorch as pl  # lazy: lightning is heavy to import
         from anomalib.data import ImageBatch  # lazy: anomalib
 
@@ -228,7 +233,10 @@ class AnomalibDetector:
                 torch.utils.data.TensorDataset(x), batch_size=cfg.batch_size, shuffle=self.name in _TRAINED,
                 generator=torch_generator(self.seed, Stream.DETECTOR),
                 collate_fn=lambda xs: ImageBatch(image=torch.stack([t[0] for t in xs])))
-            trainer = pl.Trainer(max_epochs=cfg.epochs if self.name in _TRAINED else 1, accelerator=cfg.device,
+            trained = self.name in _TRAINED
+            length = ({"max_steps": cfg.steps, "max_epochs": -1} if trained and cfg.steps is not None
+                      else {"max_epochs": cfg.epochs if trained else 1})
+            trainer = pl.Trainer(**length, accelerator=cfg.device,
                                  devices=1, logger=False, enable_checkpointing=False, enable_progress_bar=progress,
                                  enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0,
                                  log_every_n_steps=max(1, n_batches), gradient_clip_val=0)
