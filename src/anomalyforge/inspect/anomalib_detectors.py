@@ -234,9 +234,9 @@ class AnomalibDetector:
                 generator=torch_generator(self.seed, Stream.DETECTOR),
                 collate_fn=lambda xs: ImageBatch(image=torch.stack([t[0] for t in xs])))
             trained = self.name in _TRAINED
-            length = ({"max_steps": cfg.steps, "max_epochs": -1} if trained and cfg.steps is not None
-                      else {"max_epochs": cfg.epochs if trained else 1})
-            trainer = pl.Trainer(**length, accelerator=cfg.device,
+            by_steps = trained and cfg.steps is not None  # max_epochs=-1: as many epochs as the steps need
+            trainer = pl.Trainer(max_steps=cfg.steps if by_steps and cfg.steps else -1,
+                                 max_epochs=-1 if by_steps else (cfg.epochs if trained else 1), accelerator=cfg.device,
                                  devices=1, logger=False, enable_checkpointing=False, enable_progress_bar=progress,
                                  enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0,
                                  log_every_n_steps=max(1, n_batches), gradient_clip_val=0)
