@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--size", type=int, default=128)
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--steps", type=int, default=None,
-                   help="optimiser steps of cflow / fastflow / stfpm instead of --epochs (equal for every K)")
+                   help="training batches of cflow / fastflow / stfpm instead of --epochs (equal for every K)")
     p.add_argument("--threads", type=int, default=0, help="torch threads in this process (0: torch's default)")
     p.add_argument("--summarise", action="store_true",
                    help="fit nothing: print the tables of the models already in --out (an interrupted study)")

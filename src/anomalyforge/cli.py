@@ -590,7 +590,7 @@ def _add_fewshot(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--detector-epochs", type=int, default=DetectorConfig().epochs,
                    help="training epochs of anomalib's cflow, fastflow and stfpm")
     p.add_argument("--detector-steps", type=int, default=None,
-                   help="instead of epochs: this many optimiser steps whatever K is (a fair length for one shot)")
+                   help="instead of epochs: about this many training batches whatever K is (fair for one shot)")
     p.add_argument("--flip", action="store_true", help="also flip generated goods (symmetric parts only)")
     p.add_argument("--augment", action="append", metavar="KEY=VALUE",
                    help="generated-good ranges, e.g. rotation=0 translate=0 "

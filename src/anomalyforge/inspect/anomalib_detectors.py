@@ -71,9 +71,10 @@ class DetectorConfig:
     """Settings of one anomalib detector run (anomalib's defaults unless stated).
 
     `epochs` applies to the trained models (CFlow, FastFlow, STFPM); PatchCore and PaDiM fit in
-    one pass. `steps`, when set, replaces `epochs`: that many optimiser steps whatever the number of
-    images (the loader cycles), so a model fitted on 1 image and one fitted on 33 train equally
-    long (with `epochs`, one image is one step per epoch). `coreset` is PatchCore's coreset
+    one pass. `steps`, when set, replaces `epochs`: about that many training batches whatever the
+    number of images (whole epochs, ceil(steps / batches per epoch)), so a model fitted on 1 image
+    and one fitted on 33 train equally long (with `epochs`, one image is one batch per epoch).
+    Batches, not optimiser steps: CFlow steps its optimiser once per fiber batch. `coreset` is PatchCore's coreset
     sampling ratio; `padim_features` PaDiM's random feature subset (anomalib has defaults only for
     its ResNets: 100 of 176 here)."""
 
@@ -217,7 +218,7 @@ class AnomalibDetector:
 
     def fit(self, images: np.ndarray, progress: bool = False) -> AnomalibDetector:
         """Train on good images (N, S, S, 3) uint8 with anomalib's training step (one pass for
-        PatchCore / PaDiM, `epochs` epochs or `steps` steps for the others)."""
+        PatchCore / PaDiM, `epochs` epochs or about `steps` batches for the others)."""
         import lightning.pytorch as pl  # lazy: lightning is heavy to import
         from anomalib.data import ImageBatch  # lazy: anomalib
 
@@ -234,9 +235,8 @@ class AnomalibDetector:
                 generator=torch_generator(self.seed, Stream.DETECTOR),
                 collate_fn=lambda xs: ImageBatch(image=torch.stack([t[0] for t in xs])))
             trained = self.name in _TRAINED
-            by_steps = trained and cfg.steps is not None  # max_epochs=-1: as many epochs as the steps need
-            trainer = pl.Trainer(max_steps=cfg.steps if by_steps and cfg.steps else -1,
-                                 max_epochs=-1 if by_steps else (cfg.epochs if trained else 1), accelerator=cfg.device,
+            epochs = (-(-cfg.steps // n_batches) if cfg.steps is not None else cfg.epochs) if trained else 1
+            trainer = pl.Trainer(max_epochs=epochs, accelerator=cfg.device,
                                  devices=1, logger=False, enable_checkpointing=False, enable_progress_bar=progress,
                                  enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0,
                                  log_every_n_steps=max(1, n_batches), gradient_clip_val=0)
