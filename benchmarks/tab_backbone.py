@@ -161,6 +161,26 @@ def _table(doc: dict) -> str:
     return "\n".join(lines)
 
 
+def _methods_table(doc: dict, names: list[str]) -> str:
+    """PatchCore with `all` backbones learned from one synthetic method each: image AUROC / pixel AP /
+    AUPRO, mean over the seeds run, with the ImageNet row (same seeds) first."""
+    methods = list(dict.fromkeys(k.rsplit("-s", 1)[0] for k in doc["methods_rows"]))
+    seeds = sorted({k.rsplit("-s", 1)[1] for k in doc["methods_rows"]})
+    keys = ("image_auroc", "pixel_ap", "pixel_aupro")
+
+    def cell(rows: list[dict]) -> str:
+        return " / ".join(f"{100 * np.mean([r[k] for r in rows]):.1f}" for k in keys)
+
+    lines = [f"| learned from ({len(seeds)} seeds) | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+    lines.append("| (ImageNet, no TAB) | " + " | ".join(
+        cell([doc["rows"][c][s]["imagenet"]["patchcore"] for s in seeds if s in doc["rows"].get(c, {})])
+        for c in names) + " |")
+    for m in methods:
+        runs = [doc["methods_rows"][f"{m}-s{s}"] for s in seeds if f"{m}-s{s}" in doc["methods_rows"]]
+        lines.append(f"| {m} | " + " | ".join(cell([r[c]["patchcore"] for r in runs]) for c in names) + " |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", type=Path, nargs="+", required=True)
@@ -220,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     print(_table(doc))
     print(json.dumps(doc["pretraining"], indent=1))
     if doc["methods_rows"]:
-        print(json.dumps(doc["methods_rows"], indent=1))
+        print(_methods_table(doc, names))
     return 0
 
 
