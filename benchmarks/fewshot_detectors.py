@@ -2,16 +2,18 @@
 
     .venv/bin/python benchmarks/fewshot_detectors.py --datasets ../shared/datasets --out /tmp/fsdet \
         [--detectors patchcore,padim,cflow] [--shots 1,5] [--seeds 0,1,2] [--generated 32] [--size 128] \
-        [--epochs 1] [--threads 1]
+        [--epochs 1] [--threads 1] [--goods augment,strategy1,strategy2,autoaugment,randaugment]
 
 Runs `anomalyforge.pipelines.fewshot.run_fewshot_benchmark` on MVTec AD bottle, Magnetic Tile
 and MVTec LOCO juice_bottle (the `cpu` profile at `--size` px; anomalib's detectors on the
 offline EfficientNet-Lite0, `--epochs` for CFlow / FastFlow / STFPM; generated goods: the
-default seeded augmentation, `synth.good.augment_goods`), prints each category's table, then
+default seeded augmentation, `synth.good.augment_goods`, or each of TVG's torchvision arms given
+to `--goods`, one folder per arm), prints each category's table, then
 the mean over categories per (detector, shots): image / pixel AUROC, pixel AP, AUPRO, the paired
 image-AUROC gain from generated goods, and the seconds per model (fit on the K (+ generated)
 goods and scoring the whole test split). Each category's folder resumes; `--summarise` prints the
 tables of what an interrupted study finished (the `seeds` column says how many draws each mean has).
+With more than one `--goods` arm a last table puts the arms side by side (mean over categories).
 """
 
 from __future__ import annotations
@@ -28,15 +30,17 @@ import torch
 from anomalyforge.inspect.anomalib_detectors import DetectorConfig
 from anomalyforge.inspect.profiles import get_profile
 from anomalyforge.pipelines.fewshot import format_fewshot_table, run_fewshot_benchmark
+from anomalyforge.synth.good import TORCHVISION_ARMS, TorchvisionGoodConfig
 
 CATEGORIES = (("bottle", "mvtec_ad/bottle"), ("magnetic_tile", "magnetic_tile"),
               ("juice_bottle", "mvtec_loco/juice_bottle"))
 KEYS = ("image_auroc", "pixel_auroc", "pixel_ap", "pixel_aupro")
+ARMS = ("augment", *TORCHVISION_ARMS)
 
 
 def overall(docs: dict[str, dict]) -> str:
     """Mean over categories per (detector, shots, generated), in %, plus the paired gain."""
-    groups: dict[tuple[str, int, int], list[dict]] = {}
+    groups: dict[tuple[str, int | str, int], list[dict]] = {}
     for doc in docs.values():
         for e in doc["summary"]:
             k = "full" if e["shots"] == doc["config"]["n_good"] else e["shots"]
@@ -56,6 +60,36 @@ def overall(docs: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
+def gain_cell(e: dict | None) -> str:
+    """`+g.g (sd)` of a summary entry's paired image-AUROC gain, in %; `-` when it has none."""
+    if e is None or e.get("gain_image_auroc") is None:
+        return f"{'-':>14}"
+    return f"{100 * e['gain_image_auroc']:+8.1f} ({100 * e['gain_image_auroc_std']:3.1f})"
+
+
+def arms_table(by_arm: dict[str, dict[str, dict]]) -> str:
+    """One row per (detector, shots, arm): mean over categories of image AUROC with generated goods
+    and its paired gain, and the per-category gains (each a mean over seeds)."""
+    rows: dict[tuple[str, str, str], dict[str, dict]] = {}
+    for arm, docs in by_arm.items():
+        for cat, doc in docs.items():
+            for e in doc["summary"]:
+                if e["generated"]:
+                    k = "full" if e["shots"] == doc["config"]["n_good"] else str(e["shots"])
+                    rows.setdefault((e["detector"], k, arm), {})[cat] = e
+    cats = sorted({c for docs in by_arm.values() for c in docs})
+    lines = ["generator arms (image AUROC with generated goods; gain = paired, mean over seeds)",
+             f"{'detector':>11}{'shots':>6}{'arm':>12}{'image AUROC':>12}{'mean gain':>10}"
+             + "".join(f"{c[:13]:>14}" for c in cats)]
+    for (d, k, arm), per in sorted(rows.items(), key=lambda t: (t[0][0], t[0][1], ARMS.index(t[0][2]))):
+        es = [per[c] for c in cats if c in per]
+        gains = [e["gain_image_auroc"] for e in es if e.get("gain_image_auroc") is not None]
+        lines.append(f"{d:>11}{k:>6}{arm:>12}{100 * np.mean([e['image_auroc'] for e in es]):12.1f}"
+                     + (f"{100 * np.mean(gains):+10.1f}" if len(gains) == len(es) else f"{'-':>10}")
+                     + "".join(gain_cell(per.get(c)) for c in cats))
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--datasets", type=Path, required=True, help="folder holding mvtec_ad, magnetic_tile, mvtec_loco")
@@ -69,6 +103,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--steps", type=int, default=None,
                    help="training batches of cflow / fastflow / stfpm instead of --epochs (equal for every K)")
+    p.add_argument("--goods", default="augment",
+                   help=f"generator arms of the good images, comma-separated, of: {', '.join(ARMS)} "
+                        "(each but augment in its own folder <out>/<arm>/)")
     p.add_argument("--threads", type=int, default=0, help="torch threads in this process (0: torch's default)")
     p.add_argument("--summarise", action="store_true",
                    help="fit nothing: print the tables of the models already in --out (an interrupted study)")
@@ -77,22 +114,32 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(a.threads)
     prof = replace(get_profile("cpu"), name=f"cpu-{a.size}px", size=a.size)
     shots: list[int | str] = [v if v == "full" else int(v) for v in a.shots.split(",")]
-    docs = {}
-    for cat, sub in CATEGORIES:
-        if cat not in a.categories.split(","):
-            continue
-        if a.summarise:
-            if (a.out / cat / "fewshot.json").is_file():
-                docs[cat] = json.loads((a.out / cat / "fewshot.json").read_text())
-                print(format_fewshot_table(docs[cat]), flush=True)
-            continue
-        doc = run_fewshot_benchmark(a.datasets / sub, a.out / cat, shots=shots, generated=a.generated,
-                                    seeds=[int(s) for s in a.seeds.split(",")], profile=prof,
-                                    detectors=a.detectors.split(","), progress=False,
-                                    detector_config=DetectorConfig(epochs=a.epochs, steps=a.steps))
-        print(format_fewshot_table(doc), flush=True)
-        docs[cat] = doc
-    print(overall(docs))
+    arms = a.goods.split(",")
+    unknown = [g for g in arms if g not in ARMS]
+    if unknown:
+        p.error(f"--goods: unknown arm(s) {', '.join(unknown)}; choose from {', '.join(ARMS)}")
+    by_arm: dict[str, dict[str, dict]] = {}
+    for arm in arms:
+        out = a.out if arm == "augment" else a.out / arm  # augment: the layout of earlier studies
+        generator = None if arm == "augment" else TorchvisionGoodConfig(arm)
+        docs = by_arm.setdefault(arm, {})
+        for cat, sub in CATEGORIES:
+            if cat not in a.categories.split(","):
+                continue
+            if a.summarise:
+                if (out / cat / "fewshot.json").is_file():
+                    docs[cat] = json.loads((out / cat / "fewshot.json").read_text())
+                    print(format_fewshot_table(docs[cat]), flush=True)
+                continue
+            doc = run_fewshot_benchmark(a.datasets / sub, out / cat, shots=shots, generated=a.generated,
+                                        seeds=[int(s) for s in a.seeds.split(",")], profile=prof,
+                                        detectors=a.detectors.split(","), progress=False, generator=generator,
+                                        detector_config=DetectorConfig(epochs=a.epochs, steps=a.steps))
+            print(format_fewshot_table(doc), flush=True)
+            docs[cat] = doc
+        print(f"[{arm}] " + overall(docs), flush=True)
+    if len([d for d in by_arm.values() if d]) > 1:
+        print(arms_table({arm: d for arm, d in by_arm.items() if d}))
     return 0
 
 

@@ -67,12 +67,25 @@ def test_fewshot_benchmark_rows_summary_and_resume(small_bottle, tmp_path, monke
     # resume: nothing is refitted; other settings in the same folder are refused
     from anomalyforge.inspect import patchcore
 
+    real_fit = patchcore.PatchCore.fit
     monkeypatch.setattr(patchcore.PatchCore, "fit", lambda *a, **k: pytest.fail("refitted a finished model"))
     again = run_fewshot_benchmark(small_bottle, out, shots=(1, 2), generated=3, seeds=(0, 1), profile="smoke",
                                   progress=False)
     assert again["rows"] == on_disk["rows"]
-    with pytest.raises(ConfigError, match="different few-shot study"):
-        run_fewshot_benchmark(small_bottle, out, shots=(1,), generated=3, seeds=(0,), profile="smoke", progress=False)
+    with pytest.raises(ConfigError, match=r"different few-shot study \(config differ\)"):
+        run_fewshot_benchmark(small_bottle, out, shots=(1,), generated=2, seeds=(0,), profile="smoke", progress=False)
+
+    # the same study with another seed adds that seed's rows and keeps the others as they were
+    fits = []
+    monkeypatch.setattr(patchcore.PatchCore, "fit", lambda self, *a, **k: fits.append(1) or real_fit(self, *a, **k))
+    more = run_fewshot_benchmark(small_bottle, out, shots=(1,), generated=3, seeds=(2,), profile="smoke",
+                                 progress=False)
+    assert len(fits) == 2 and sorted(set(more["rows"]) - set(on_disk["rows"])) == [
+        "af-patchcore/s2-k1-g0", "af-patchcore/s2-k1-g3"]
+    assert all(more["rows"][k] == v for k, v in json.loads(json.dumps(on_disk["rows"])).items())
+    assert (more["config"]["seeds"], more["config"]["shots"]) == ([0, 1, 2], [1, 2])
+    assert [(e["shots"], e["generated"], e["seeds"]) for e in more["summary"]] == [(1, 0, 3), (1, 3, 3), (2, 0, 2),
+                                                                                 (2, 3, 2)]
 
 
 def test_full_shots_is_every_good_training_image():

@@ -115,3 +115,22 @@ def test_auto_benchmark_selects_before_reading_the_test_split(small, tmp_path, m
     assert again["selection"] == res["selection"] and events == ["select", "test"]  # resumed: no new choice
     with pytest.raises(ConfigError, match="needs --profile auto"):
         run_benchmark(small, tmp_path / "c", ["auto"], profile="smoke", progress=False)
+
+
+def test_benchmark_chooses_the_input_size_from_training_masks_only(small, tmp_path, monkeypatch):
+    import anomalyforge.pipelines.benchmark as bench
+
+    read: list[str] = []
+    real = bench.read_mask
+    monkeypatch.setattr(bench, "read_mask", lambda p, *a, **k: (read.append(str(p)), real(p, *a, **k))[1])
+    # these few-shot defects are big (their smallest: 27 % of the image side): 4.3 px at 16, 12.9 at 48
+    prof = get_profile("smoke", size_ladder=[16, 48, 64], quality=False)
+    res = run_benchmark(small, tmp_path / "b", ["patchcore"], profile=prof, progress=False)
+    test_masks = {p.replace("/test/", "/ground_truth/").replace(".png", "_mask.png") for p in _test_paths(small)}
+    assert len(read) == 4 and not set(read) & test_masks  # the 2 training defects of each type, no test mask
+    assert res["config"]["size"] == res["size_choice"]["size"] == 48 and res["size_choice"]["ladder"] == [16, 48, 64]
+    assert res["methods"]["patchcore"]["localization"]["pixel"]["auroc"] > 0.5
+    html = (tmp_path / "b" / "report.html").read_text(encoding="utf-8")
+    assert "Input size from the few-shot defects" in html and "Size <b>48</b> px" in html
+    again = run_benchmark(small, tmp_path / "b", ["patchcore"], profile=prof, progress=False)
+    assert again["size_choice"] == res["size_choice"]  # resumes: the same choice, the same identity

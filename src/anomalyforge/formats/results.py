@@ -11,6 +11,9 @@ Schema (version 2; a file without `schema_version` is version 1 and still reads)
     backbone        object|null  the pretrained weights' identity {name, weights "imagenet"|"tab", sha256, ...}
     split           object   train/test counts per defect type (free-form)
     created, version  str
+    selection       object   (`--profile auto`) the training-fold choice, `pipelines.select`
+    size_choice     object   (a profile with `size_ladder`) the input size chosen from the few-shot
+                             masks, `inspect.resolution.SizeChoice`
     methods         {name: MethodResult}
 
     MethodResult: status str ("done", ...), kind str ("synthetic" | "baseline"), model str,

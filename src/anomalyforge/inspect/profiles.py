@@ -5,8 +5,9 @@ A profile is fixed before the test split is read; nothing in it is chosen by a t
 `paper` follows the published downstream protocol (256 px, DRAEM U-Net, 200 epochs) for a GPU.
 `auto` is `cpu` with the fusion weight, the classifier's real share (and, for the method label
 `auto`, the generator) chosen per category on training folds by `pipelines.select` before the
-test split is read; settings given with `--set` are kept (their names are stored in
-`extra["fixed"]`).
+test split is read, and the input size chosen from the few-shot defects' sizes
+(`inspect.resolution`: 256, 384 or 512); settings given with `--set` are kept (their names are
+stored in `extra["fixed"]`).
 
 The `cpu` defaults come from training data only (few-shot folds, never the test split):
 `cls_real_share` 0.5 by `benchmarks/bench_classifier_mix.py` (bottle and Magnetic Tile); the
@@ -18,13 +19,17 @@ reproducible per-category fold search of `auto` (fusion grid 0, 0.3, 0.6, 0.8, 1
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import numpy as np
 
 from anomalyforge.errors import ConfigError
 from anomalyforge.features.backbone import DEFAULT_ARCH, _lite_weights_path
 from anomalyforge.formats.backbone import BackboneInfo, resolve_backbone
 from anomalyforge.formats.model import sha256_file
+from anomalyforge.inspect.resolution import LADDER, SizeChoice, size_for_defects
 
 LOCALIZERS = ("feature_head", "lite_unet", "draem_unet")
 CLASSIFIERS = ("efficientnet-lite0", "resnet34")
@@ -36,6 +41,9 @@ class Profile:
 
     name: str
     size: int = 256  # image side for training and evaluation
+    # non-empty: `size` is chosen from these by the few-shot defects' sizes (inspect.resolution), before
+    # the test split is read; under `auto`, a `--set size=...` keeps the size given
+    size_ladder: tuple[int, ...] = ()
     n_per_type: int = 500  # generated pairs per defect type
     # localisation
     localizer: str = "feature_head"
@@ -89,6 +97,8 @@ class Profile:
                 d[k] = list(v)
         if d["backbone"] == "imagenet":  # the default is left out: results written before it still resume
             del d["backbone"]
+        if not d["size_ladder"]:  # likewise
+            del d["size_ladder"]
         return d
 
 
@@ -97,7 +107,8 @@ PROFILES: dict[str, Profile] = {
                      cls_size=64, cls_steps=3, cls_batch_size=4,
                      pc_projection=32, pc_max_bank=500, pc_candidates=5000),
     "cpu": Profile(name="cpu", fusion=0.6),  # fusion weight chosen on training-only validation (above)
-    "auto": Profile(name="auto", fusion=0.6),  # cpu; fusion / cls_real_share chosen per category (pipelines.select)
+    # cpu; fusion / cls_real_share chosen per category (pipelines.select), size by the defects' sizes
+    "auto": Profile(name="auto", fusion=0.6, size_ladder=LADDER),
     "paper": Profile(name="paper", size=256, n_per_type=1000, localizer="draem_unet", steps=0,
                      epochs=200, batch_size=8, lr=1e-4, loss="focal", cls_size=256,
                      cls_steps=3000, classifier="resnet34", cls_finetune_from=0, cls_real_share=0.0),
@@ -147,6 +158,16 @@ def get_profile(name: str | Profile, **overrides) -> Profile:
     if prof.classifier not in CLASSIFIERS:
         raise ConfigError(f"unknown classifier {prof.classifier!r}; available: {', '.join(CLASSIFIERS)}")
     return prof
+
+
+def with_chosen_size(prof: Profile, masks: Iterable[np.ndarray]) -> tuple[Profile, SizeChoice | None]:
+    """`prof` with its `size` chosen from `size_ladder` by the few-shot defect `masks`
+    (`inspect.resolution.size_for_defects`), and the choice; `prof` unchanged and None when it has no
+    ladder or its size was fixed with `--set`."""
+    if not prof.size_ladder or "size" in (prof.extra.get("fixed") or []):
+        return prof, None
+    choice = size_for_defects(masks, prof.size_ladder)
+    return dataclasses.replace(prof, size=choice.size), choice
 
 
 def backbone_weights(prof: Profile) -> str:

@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 from anomalyforge import __version__
 from anomalyforge.atomic import check_output_dir, first_missing, remove_created, write_with
 from anomalyforge.data import few_shot_split, fit_data, load_dataset
+from anomalyforge.data.io import read_mask
 from anomalyforge.data.scan import verify_samples
 from anomalyforge.data.types import FewShotSplit
 from anomalyforge.errors import ConfigError, DataError
@@ -35,7 +36,14 @@ from anomalyforge.inspect.classify import train_classifier
 from anomalyforge.inspect.evaluate import TestSet, classification_metrics, decision_metrics, localization_metrics
 from anomalyforge.inspect.pairs import GeneratedPairs
 from anomalyforge.inspect.patchcore import PatchCore
-from anomalyforge.inspect.profiles import Profile, backbone_arch, backbone_identity, backbone_weights, get_profile
+from anomalyforge.inspect.profiles import (
+    Profile,
+    backbone_arch,
+    backbone_identity,
+    backbone_weights,
+    get_profile,
+    with_chosen_size,
+)
 from anomalyforge.inspect.train import good_images, holdout_goods
 from anomalyforge.metrics import image_scores_from_maps
 from anomalyforge.pipelines.select import AUTO, Selection, select_settings
@@ -165,6 +173,8 @@ def _benchmark(data: Path, out: Path, methods: list[str], category: str | None, 
     split = few_shot_split(ds, progress=progress)
     split.check_disjoint()
     _check_given_runs(runs, split, data)
+    prof, size_choice = with_chosen_size(prof, (read_mask(s.mask, threshold=split.mask_threshold)
+                                                for v in split.train_defects.values() for s in v if s.mask))
     header = {
         "category": ds.category, "data": str(data.resolve()), "profile": prof.name, "seed": int(seed),
         "config": prof.to_dict(), "backbone": backbone_identity(prof),
@@ -173,6 +183,8 @@ def _benchmark(data: Path, out: Path, methods: list[str], category: str | None, 
                   "train_good": len(split.train_good), "test_good": len(split.test_good)},
         "created": datetime.now(UTC).isoformat(timespec="seconds"), "version": __version__,
     }
+    if size_choice is not None:
+        header["size_choice"] = size_choice.to_dict()
     results = _open_results(out, header)
     fit = fit_data(split, size=prof.size)
     fit.verify()  # every training and test file decodes, before anything is written

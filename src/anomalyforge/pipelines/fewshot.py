@@ -15,7 +15,9 @@ coreset selection) and anomalib's `patchcore`, `padim`, `cflow`, `fastflow`, `st
 TAB backbone, settings in `DetectorConfig`). Every model is fixed by this schedule; the test split
 (the same held-out defects and test goods as the main benchmark) is read once, after the first
 fit. Results go to `<out>/fewshot.json`, rewritten atomically after each model, so an interrupted
-run resumes; `fewshot.html` (table and curves) and `fewshot.png` are written at the end.
+run resumes, and the same study asked for with more seeds, shots or detectors (`GRID`) adds their
+rows to the folder (its config lists the union); any other setting that differs is refused.
+`fewshot.html` (table and curves) and `fewshot.png` are written at the end.
 """
 
 from __future__ import annotations
@@ -84,6 +86,15 @@ def shot_indices(n_good: int, shots: int, seed: int) -> np.ndarray:
     if shots > n_good:
         raise ConfigError(f"{shots} shots asked for, but the split has {n_good} good training images")
     return numpy_rng(seed, Stream.SHOTS).permutation(n_good)[:shots]
+
+
+GRID = ("seeds", "shots", "detectors")  # config keys a study may extend: they only add rows
+
+
+def _extend_grid(old: dict, new: dict) -> None:
+    """`new`'s config grid (`GRID`) becomes the union with `old`'s, old entries first."""
+    for key in GRID:
+        new[key] = list(dict.fromkeys([*old.get(key, []), *new[key]]))
 
 
 def _mean_std(vals: list[float]) -> tuple[float | None, float | None]:
@@ -186,7 +197,10 @@ def run_fewshot_benchmark(data: Path, out: Path, shots: Sequence[int | str] = (1
         old = read_json(path, "few-shot results")
         if not isinstance(old, dict):
             raise DataError(path, "expected a JSON object at the top level")
-        refuse_other_job(out, old, doc, ("category", "config"), what="few-shot study")
+        other = {**old, "config": {k: v for k, v in old.get("config", {}).items() if k not in GRID}}
+        refuse_other_job(out, other, {**doc, "config": {k: v for k, v in config.items() if k not in GRID}},
+                         ("category", "config"), what="few-shot study")
+        _extend_grid(old.get("config", {}), config)
         doc["rows"] = old.get("rows", {})
     todo = [(s, k, g) for s in seeds for k in shots for g in variants
             if any(f"{d}/s{s}-k{k}-g{g}" not in doc["rows"] for d in dets)]

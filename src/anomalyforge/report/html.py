@@ -417,6 +417,17 @@ def selection_table(res: dict) -> dict | None:
             "choice": choice, "seconds": fmt_seconds(sel.get("seconds"))}
 
 
+def size_choice_note(res: dict) -> dict | None:
+    """The input size a profile with a size ladder chose from the few-shot masks (None otherwise)."""
+    c = res.get("size_choice")
+    if not isinstance(c, dict) or "size" not in c:
+        return None
+    span = " · ".join(f"{_num(v) or 0:.1f} px at {k}" for k, v in (c.get("span_px") or {}).items())
+    return {"size": c["size"], "ladder": ", ".join(str(s) for s in c.get("ladder", [])),
+            "quantile": fmt_num(c.get("quantile")), "components": c.get("components", DASH),
+            "min_px": c.get("min_px", DASH), "span": span or DASH}
+
+
 def build_context(bench_dir: Path, progress: bool = False) -> dict:
     """Everything the template shows, computed from the benchmark folder."""
     bench_dir = Path(bench_dir)
@@ -442,7 +453,7 @@ def build_context(bench_dir: Path, progress: bool = False) -> dict:
         "process_peak": process_peak(methods),
         "sections": sections, "comparison": comparison, "real_is": fmt_num(real_is) if real_is else None,
         "config_json": json.dumps(res.get("config", {}), indent=2, sort_keys=True, default=str),
-        "selection": selection_table(res),
+        "selection": selection_table(res), "size_choice": size_choice_note(res),
     }
 
 
