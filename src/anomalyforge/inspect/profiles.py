@@ -197,10 +197,16 @@ def backbone_arch(prof: Profile) -> str:
     return BackboneInfo.read(prof.backbone).arch
 
 
+def classifier_network(classifier: str, tab_arch: str | None) -> str:
+    """The one rule for the classifier's network: `classifier` (a profile's) with ImageNet weights;
+    with a TAB backbone, that backbone's architecture `tab_arch` (its weights are what the classifier
+    starts from). A loaded model applies it to what its model.json records."""
+    return classifier if tab_arch is None else tab_arch
+
+
 def classifier_arch(prof: Profile) -> str:
-    """The classifier's network: the profile's `classifier` with ImageNet weights; with a TAB backbone
-    folder, that backbone's architecture (its weights are what the classifier starts from)."""
-    return prof.classifier if prof.backbone == "imagenet" else backbone_arch(prof)
+    """`classifier_network` of a profile: its `classifier`, or its TAB backbone folder's architecture."""
+    return classifier_network(prof.classifier, None if prof.backbone == "imagenet" else backbone_arch(prof))
 
 
 def backbone_identity(prof: Profile) -> dict:

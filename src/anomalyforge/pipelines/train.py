@@ -34,7 +34,14 @@ from anomalyforge.inspect.classify import DefectClassifier, build_classifier, tr
 from anomalyforge.inspect.models import build_localizer
 from anomalyforge.inspect.pairs import GeneratedPairs
 from anomalyforge.inspect.patchcore import PatchCore
-from anomalyforge.inspect.profiles import PROFILES, Profile, backbone_identity, backbone_weights, get_profile
+from anomalyforge.inspect.profiles import (
+    PROFILES,
+    Profile,
+    backbone_identity,
+    backbone_weights,
+    classifier_network,
+    get_profile,
+)
 from anomalyforge.inspect.train import (
     FusedLocalizer,
     Localizer,
@@ -197,8 +204,9 @@ def load_model(folder: str | Path, device: str | None = "cpu") -> TorchModel:
                              (float(f["pc_stats"][0]), float(f["pc_stats"][1])))
     cls = None
     if info.labels:
-        tab = info.backbone.get("weights") == "tab"
-        cnet = build_classifier(arch if tab else prof.classifier, len(info.labels), None, prof.cls_finetune_from)
+        tab_arch = arch if info.backbone.get("weights") == "tab" else None
+        cnet = build_classifier(classifier_network(prof.classifier, tab_arch), len(info.labels), None,
+                                prof.cls_finetune_from)
         _load_state(cnet, tensors, "classifier", where)
         cls = DefectClassifier(cnet.to(dev).eval(), list(info.labels), prof.cls_size, dev, prof.cls_batch_size)
     return TorchModel(info, InspectionModel(loc, cls, ""), info.score_pool)
