@@ -513,7 +513,8 @@ def _run_train(args: argparse.Namespace) -> int:
     profile = get_profile(args.profile, **_parse_params(args.set, "--set"))
     if profile.name == "auto":
         raise ConfigError("--profile auto chooses its settings in a benchmark: train with --profile cpu and "
-                          "--set fusion=W --set cls_real_share=S from that benchmark's results.json 'selection'")
+                          "--set fusion=W --set cls_real_share=S from that benchmark's results.json 'selection' "
+                          "(and --set size=N from its 'size_choice')")
     info = train_model(args.data, args.out, args.method, category=args.category, run=args.run, profile=profile,
                        seed=args.seed, n=args.n, fpr=args.fpr, data_format=args.data_format, progress=args.progress)
     t = info.thresholds

@@ -118,19 +118,32 @@ def test_auto_benchmark_selects_before_reading_the_test_split(small, tmp_path, m
 
 
 def test_benchmark_chooses_the_input_size_from_training_masks_only(small, tmp_path, monkeypatch):
-    import anomalyforge.pipelines.benchmark as bench
+    import numpy as np
 
-    read: list[str] = []
-    real = bench.read_mask
-    monkeypatch.setattr(bench, "read_mask", lambda p, *a, **k: (read.append(str(p)), real(p, *a, **k))[1])
+    import anomalyforge.pipelines.benchmark as bench
+    from anomalyforge.data.io import read_mask
+
+    seen: list = []
+    real = bench.with_chosen_size
+    monkeypatch.setattr(bench, "with_chosen_size", lambda prof, masks: real(prof, seen.extend(masks) or seen))
     # these few-shot defects are big (their smallest: 27 % of the image side): 4.3 px at 16, 12.9 at 48
     prof = get_profile("smoke", size_ladder=[16, 48, 64], quality=False)
     res = run_benchmark(small, tmp_path / "b", ["patchcore"], profile=prof, progress=False)
-    test_masks = {p.replace("/test/", "/ground_truth/").replace(".png", "_mask.png") for p in _test_paths(small)}
-    assert len(read) == 4 and not set(read) & test_masks  # the 2 training defects of each type, no test mask
+    train = [read_mask(small / "ground_truth" / t / f"00{i}_mask.png") for t in ("broken_large", "contamination")
+             for i in (0, 1)]  # the lowest-numbered third of 6 per type: the training defects
+    assert len(seen) == 4 and all(np.array_equal(a, b) for a, b in zip(seen, train, strict=True))
     assert res["config"]["size"] == res["size_choice"]["size"] == 48 and res["size_choice"]["ladder"] == [16, 48, 64]
     assert res["methods"]["patchcore"]["localization"]["pixel"]["auroc"] > 0.5
     html = (tmp_path / "b" / "report.html").read_text(encoding="utf-8")
     assert "Input size from the few-shot defects" in html and "Size <b>48</b> px" in html
     again = run_benchmark(small, tmp_path / "b", ["patchcore"], profile=prof, progress=False)
     assert again["size_choice"] == res["size_choice"]  # resumes: the same choice, the same identity
+
+
+def test_train_chooses_the_input_size_as_the_benchmark_does(small, tmp_path):
+    from anomalyforge.formats.model import ModelInfo
+    from anomalyforge.pipelines.train import train_model
+
+    prof = get_profile("smoke", size_ladder=[16, 48, 64], quality=False)
+    info = train_model(small, tmp_path / "m", "croppaste", profile=prof, n=2, progress=False)
+    assert info.config["size"] == 48 == ModelInfo.read(tmp_path / "m").config["size"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import warnings as _warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -129,6 +130,13 @@ def good_subset(split: FewShotSplit, k: int, seed: int = 0) -> list[Sample]:
         raise ConfigError(f"good subset size must be in 1..{len(pool)} for {split.category}, got {k}")
     picked = np.random.default_rng(seed).choice(len(pool), size=k, replace=False)
     return [pool[i] for i in sorted(picked.tolist())]
+
+
+def train_masks(split: FewShotSplit) -> Iterator[np.ndarray]:
+    """The masks of the few-shot TRAINING defects, full size, binarised as the dataset's reader
+    checked them (what a choice made before the test split may look at, e.g. the input size)."""
+    return (read_mask(s.mask, threshold=split.mask_threshold)
+            for v in split.train_defects.values() for s in v if s.mask is not None)
 
 
 def fit_data(split: FewShotSplit, size: int = 256, extra: dict[str, Any] | None = None) -> FitData:

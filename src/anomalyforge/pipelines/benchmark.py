@@ -23,8 +23,7 @@ from tqdm.auto import tqdm
 
 from anomalyforge import __version__
 from anomalyforge.atomic import check_output_dir, first_missing, remove_created, write_with
-from anomalyforge.data import few_shot_split, fit_data, load_dataset
-from anomalyforge.data.io import read_mask
+from anomalyforge.data import few_shot_split, fit_data, load_dataset, train_masks
 from anomalyforge.data.scan import verify_samples
 from anomalyforge.data.types import FewShotSplit
 from anomalyforge.errors import ConfigError, DataError
@@ -173,8 +172,7 @@ def _benchmark(data: Path, out: Path, methods: list[str], category: str | None, 
     split = few_shot_split(ds, progress=progress)
     split.check_disjoint()
     _check_given_runs(runs, split, data)
-    prof, size_choice = with_chosen_size(prof, (read_mask(s.mask, threshold=split.mask_threshold)
-                                                for v in split.train_defects.values() for s in v if s.mask))
+    prof, size_choice = with_chosen_size(prof, train_masks(split))
     header = {
         "category": ds.category, "data": str(data.resolve()), "profile": prof.name, "seed": int(seed),
         "config": prof.to_dict(), "backbone": backbone_identity(prof),

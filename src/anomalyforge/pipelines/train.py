@@ -23,7 +23,7 @@ import torch
 
 from anomalyforge import __version__
 from anomalyforge.atomic import check_output_dir, first_missing, remove_created
-from anomalyforge.data import few_shot_split, fit_data, load_dataset
+from anomalyforge.data import few_shot_split, fit_data, load_dataset, train_masks
 from anomalyforge.data.fitdata import FitData
 from anomalyforge.errors import ConfigError, DataError
 from anomalyforge.features.backbone import DEFAULT_ARCH, pick_device
@@ -41,6 +41,7 @@ from anomalyforge.inspect.profiles import (
     backbone_weights,
     classifier_network,
     get_profile,
+    with_chosen_size,
 )
 from anomalyforge.inspect.train import (
     FusedLocalizer,
@@ -293,6 +294,7 @@ def _train(data: Path, out: Path, method: str, category: str | None, run: Path |
         rinfo = RunInfo.read(run)
         check_training(run, rinfo, split, root=data)
         check_complete(run, rinfo, len(read_pairs(run, include_rejected=True)))
+    prof, _ = with_chosen_size(prof, train_masks(split))  # a profile with a size ladder: from the masks
     fit = fit_data(split, size=prof.size)
     fit.verify()
     out.mkdir(parents=True, exist_ok=True)
