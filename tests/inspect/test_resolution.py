@@ -8,8 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from anomalyforge.data import few_shot_split, load_dataset
-from anomalyforge.data.io import read_mask
+from anomalyforge.data import few_shot_split, load_dataset, train_masks
 from anomalyforge.errors import ConfigError
 from anomalyforge.inspect.profiles import get_profile, with_chosen_size
 from anomalyforge.inspect.resolution import relative_sides, size_for_defects
@@ -66,7 +65,6 @@ def test_real_categories_small_defects_grow_the_input(mtile_dir, bottle_dir):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             split = few_shot_split(load_dataset(root), progress=False)
-        masks = [read_mask(s.mask, threshold=split.mask_threshold) for v in split.train_defects.values() for s in v]
-        picks[name] = size_for_defects(masks)
+        picks[name] = size_for_defects(train_masks(split))
     assert picks["magnetic_tile"].size == 384 and picks["magnetic_tile"].span_px[256] < 8
     assert picks["bottle"].size == 256 and picks["bottle"].span_px[256] > 12
