@@ -53,6 +53,15 @@ def test_a_fold_never_trains_on_pairs_of_its_held_out_defects(bottle_fit64, monk
     assert out.maps.shape == out.masks.shape == (22, 64, 64) and out.masks.dtype == bool
     assert out.masks.reshape(22, -1).any(1).all() and out.pairs_without_donor == 0
     assert np.isfinite(out.maps).all() and ((out.maps >= 0) & (out.maps <= 1)).all()
+    # per defect, in map order: its image, type, donor key and the fold whose model mapped it
+    by_key = {kfold.donor_key(s.image): (t, s, g) for t, s, g in dealt}
+    assert out.images is not None and out.images.shape == (22, 64, 64, 3) and sorted(out.keys) == sorted(by_key)
+    for i, key in enumerate(out.keys):
+        t, s, g = by_key[key]
+        assert (out.types[i], out.fold_of[i]) == (t, g)
+        assert np.array_equal(out.images[i], bottle_fit64.image(s))
+        assert np.array_equal(out.masks[i], bottle_fit64.mask(s) > 0)
+    assert out.fold_of == sorted(out.fold_of)
     # pairs all pasted from one fold's defects: that fold could train on nothing -> no k-fold at all
     one = pairs.subset([i for i, d in enumerate(pairs.donors) if kfold.donor_key(d) in
                         {kfold.donor_key(s.image) for _, s, g in dealt if g == 0}])

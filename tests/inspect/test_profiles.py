@@ -29,6 +29,11 @@ def test_overrides_are_checked():
         get_profile("smoke", stepz=7)
     with pytest.raises(ConfigError, match="unknown localisation model"):
         get_profile("smoke", localizer="unet3000")
+    with pytest.raises(ConfigError, match="unknown cls_input 'mask'; available: image, region, choose"):
+        get_profile("smoke", cls_input="mask")
+    # the whole-image default is left out of the config (results written before it still resume)
+    assert "cls_input" not in get_profile("smoke").to_dict()
+    assert get_profile("smoke", cls_input="region").to_dict()["cls_input"] == "region"
     # values as the command line parses them (JSON): checked against each setting's type
     p = get_profile("cpu", fusion=0, levels=[1, 2], score_pool=None, cls_real_share=1)
     assert (p.fusion, p.levels, p.score_pool, p.cls_real_share) == (0.0, (1, 2), None, 1.0)

@@ -235,6 +235,18 @@ def test_missing_pieces_degrade_gracefully(report_bench, tmp_path):
     assert "failed_one" in text
 
 
+def test_the_classifier_choice_is_stated_with_its_fold_scores(report_bench, tmp_path):
+    bench = Path(shutil.copytree(report_bench, tmp_path / "b"))
+    res = json.loads((bench / "results.json").read_text())
+    res["methods"]["cutpaste_like"]["classification"]["choice"] = {
+        "cls_input": "choose", "chosen": "region", "accuracy": {"image": 0.8095, "region": 0.8571},
+        "k": 3, "n_defects": 22}
+    (bench / "results.json").write_text(json.dumps(res))
+    text = write_report(bench).read_text()
+    assert ("It looks at the region the map marks: chosen on the 3 k-fold maps of the 22 real few-shot "
+            "training defects (fold accuracy: whole image 81.0, map region 85.7).") in text
+
+
 def test_missing_results_is_a_clear_error(tmp_path):
     with pytest.raises(DataError, match=r"results\.json.*not a finished benchmark"):
         write_report(tmp_path)

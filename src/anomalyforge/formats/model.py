@@ -9,7 +9,10 @@ Schema of model.json (version 1):
     defect_types    [str]    the few-shot training split's defect types
     labels          [str]    the classifier's output classes in order (empty: no classifier)
     image_size      int      side the localiser runs at (images are resized to it)
-    cls_size        int|null side the classifier runs at
+    cls_size        int|null side the classifier runs at (a region classifier: image_size, on the map)
+    classifier_choice object|null {cls_input, chosen "image"|"region", rule, accuracy {image, region},
+                             per_fold, n_defects, k}: what the classifier looks at and how it was
+                             chosen (`inspect.classifier_choice`; config.cls_input is the chosen one)
     model           str      the localiser (e.g. "feature_head+patchcore")
     fusion          object|null  {weight, sup_stats [mean, std], pc_stats [mean, std]} of a fused model
     score_pool      int      image score = max of the score_pool x score_pool averaged map
@@ -94,6 +97,7 @@ class ModelInfo(Document):
     weights: WeightsRef
     kind: str = KIND
     cls_size: int | None = None
+    classifier_choice: dict[str, Any] | None = None
     fusion: dict[str, Any] | None = None
     seed: int = 0
     n: int = 0

@@ -17,7 +17,10 @@ Schema (version 2; a file without `schema_version` is version 1 and still reads)
     methods         {name: MethodResult}
 
     MethodResult: status str ("done", ...), kind str ("synthetic" | "baseline"), model str,
-    localization / classification / generation  object|null (free-form figures), timings object,
+    localization / classification / generation  object|null (free-form figures; classification
+    has `input` "image"|"region" and `choice`, `inspect.classifier_choice`, when cls_input chose),
+    timings object (seconds: generate_s, quality_s, train_s -- split in train_parts_s {localizer_s,
+    classifier_s, thresholds_s (the k-fold refits), classifier_choice_s} -- eval_s, total_s),
     n_pairs int, run str|null (the generated run, relative to the benchmark folder or absolute),
     artifacts object (files under the benchmark folder: maps, quality), peak_rss_mb number|null,
     display_scale {lo, hi, ...}|null (the heat-map scale: median and 99.9th percentile of the model's

@@ -131,10 +131,11 @@ class DefectClassifier:
     size: int
     device: torch.device
     batch_size: int = 16
+    needs_maps = False  # it looks at the whole image (`inspect.region_classify` looks at a map's region)
 
     @torch.no_grad()
-    def predict(self, images: np.ndarray) -> list[str]:
-        """(N, S, S, 3) uint8 -> predicted defect type per image."""
+    def predict(self, images: np.ndarray, maps: np.ndarray | None = None) -> list[str]:
+        """(N, S, S, 3) uint8 -> predicted defect type per image (`maps` unused)."""
         self.model.eval()
         out: list[int] = []
         images = _resize(images, self.size)
@@ -144,8 +145,9 @@ class DefectClassifier:
         return [self.labels[k] for k in out]
 
     @torch.no_grad()
-    def predict_proba(self, images: np.ndarray) -> np.ndarray:
-        """(N, S, S, 3) uint8 -> (N, len(labels)) float32 softmax probabilities (argmax = `predict`)."""
+    def predict_proba(self, images: np.ndarray, maps: np.ndarray | None = None) -> np.ndarray:
+        """(N, S, S, 3) uint8 -> (N, len(labels)) float32 softmax probabilities (argmax = `predict`;
+        `maps` unused)."""
         self.model.eval()
         out = [np.zeros((0, len(self.labels)), np.float32)]
         images = _resize(images, self.size)

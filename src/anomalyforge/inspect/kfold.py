@@ -65,12 +65,17 @@ def n_folds(fit: FitData) -> int:
 @dataclass
 class FoldMaps:
     """Maps (N, S, S) float32 of the held-out training defects, their masks (N, S, S) bool, and
-    per fold how many defects were held out and how many generated pairs were dropped / kept."""
+    per fold how many defects were held out and how many generated pairs were dropped / kept;
+    per defect its image (N, S, S, 3) uint8, type, donor key and fold (in the same order)."""
 
     maps: np.ndarray
     masks: np.ndarray
     folds: list[dict] = field(default_factory=list)
     pairs_without_donor: int = 0
+    images: np.ndarray | None = None
+    types: list[str] = field(default_factory=list)
+    keys: list[str] = field(default_factory=list)
+    fold_of: list[int] = field(default_factory=list)
 
 
 def fold_maps(fit: FitData, train_fit: FitData, held_goods: np.ndarray, pairs: GeneratedPairs,
@@ -97,7 +102,7 @@ def fold_maps(fit: FitData, train_fit: FitData, held_goods: np.ndarray, pairs: G
         held = {donor_key(s.image) for _, s, g in dealt if g == f}
         if all(key in held for key in keys):
             return None
-    maps, masks, folds = [], [], []
+    maps, masks, folds, images_all = [], [], [], []
     for f in tqdm(range(k), desc="k-fold thresholds", disable=not progress, leave=False):
         out = [s for _, s, g in dealt if g == f]
         if not out:
@@ -114,11 +119,15 @@ def fold_maps(fit: FitData, train_fit: FitData, held_goods: np.ndarray, pairs: G
         else:
             model = sup
         images = np.stack([fit.image(s) for s in out])
+        images_all.append(images)
         maps.append(model.predict(images))
         masks.append(np.stack([fit.mask(s) > 0 for s in out]))
         folds.append({"fold": f, "held_out": len(out), "pairs_dropped": int(len(pairs) - len(keep)),
                       "pairs_trained": int(len(keep))})
-    return FoldMaps(np.concatenate(maps), np.concatenate(masks), folds, sum(1 for key in keys if not key))
+    order = [(t, s, g) for f in range(k) for t, s, g in dealt if g == f]
+    return FoldMaps(np.concatenate(maps), np.concatenate(masks), folds, sum(1 for key in keys if not key),
+                    np.concatenate(images_all), [t for t, _, _ in order], [donor_key(s.image) for _, s, _ in order],
+                    [g for _, _, g in order])
 
 
 __all__ = ["MAX_FOLDS", "MIN_DEFECTS", "FoldMaps", "assign_folds", "donor_key", "fold_maps", "n_folds"]

@@ -33,6 +33,7 @@ from anomalyforge.inspect.resolution import LADDER, SizeChoice, size_for_defects
 
 LOCALIZERS = ("feature_head", "lite_unet", "draem_unet")
 CLASSIFIERS = ("efficientnet-lite0", "resnet34")
+CLS_INPUTS = ("image", "region", "choose")
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,9 @@ class Profile:
     cls_finetune_from: int = 4  # EfficientNet-Lite: levels >= this are fine-tuned, earlier ones frozen
     cls_real_share: float = 0.5  # share of the synthetic methods' classifier draws taken from the
     # real few-shot defects (the baseline's classifier sees only them); 0 = generated only, as the papers
+    # what the classifier looks at: "image" (fine-tuned on whole images), "region" (the region the
+    # localiser's map marks; inspect.region_classify) or "choose" (the better on k-fold training maps)
+    cls_input: str = "image"
     # generation quality of each method's pairs (IS, IC-LPIPS; anomalyforge.quality.generation)
     quality: bool = True
     # PatchCore baseline
@@ -99,6 +103,8 @@ class Profile:
             del d["backbone"]
         if not d["size_ladder"]:  # likewise
             del d["size_ladder"]
+        if d["cls_input"] == "image":  # likewise
+            del d["cls_input"]
         return d
 
 
@@ -157,6 +163,8 @@ def get_profile(name: str | Profile, **overrides) -> Profile:
                           "(make one with `anomalyforge pretrain-backbone`)")
     if prof.classifier not in CLASSIFIERS:
         raise ConfigError(f"unknown classifier {prof.classifier!r}; available: {', '.join(CLASSIFIERS)}")
+    if prof.cls_input not in CLS_INPUTS:
+        raise ConfigError(f"unknown cls_input {prof.cls_input!r}; available: {', '.join(CLS_INPUTS)}")
     return prof
 
 

@@ -334,9 +334,12 @@ def _run_synthetic(data: Path, out: Path, method: str, category: str, data_forma
     th = done.thresholds
     decisions = {**decision_metrics(test, maps, scores, th.image, th.pixel), "fpr": th.fpr,
                  "pixel_from": th.pixel_from, "rule": th.rule}
-    cls, extra = _classify(cls_model, test, trained_on)
+    cls, extra = _classify(cls_model, test, trained_on, maps)
     if cls is not None:
         decisions["type_accuracy"] = cls["accuracy"]
+        if trained.cls_choice is not None:
+            cls["input"] = trained.cls_input
+            cls["choice"] = trained.cls_choice
     rel = f"methods/{method}/maps.npz"
     _save_maps(out / rel, maps=maps.astype(np.float16), masks=test.masks, labels=test.labels,
                types=test.types, paths=test.paths, image_scores=scores, **extra)
@@ -344,22 +347,24 @@ def _run_synthetic(data: Path, out: Path, method: str, category: str, data_forma
     return {"status": "done", "kind": "synthetic", "model": model, "localization": loc,
             "classification": cls, "generation": generation,
             "timings": {"generate_s": round(tq - t0, 2), "quality_s": round(t1 - tq, 2), "train_s": round(t2 - t1, 2),
-                        "eval_s": round(time.perf_counter() - t2, 2)},
+                        "train_parts_s": trained.timings, "eval_s": round(time.perf_counter() - t2, 2)},
             "n_pairs": len(pairs), "run": _relative(run, out), "display_scale": scale, "decisions": decisions,
             "artifacts": {"maps": rel, **({"quality": quality_rel} if generation is not None else {}),
                           **({"model": saved} if saved else {})}}
 
 
-def _classify(cls_model, test: TestSet, trained_on: str) -> tuple[dict | None, dict[str, np.ndarray]]:
+def _classify(cls_model, test: TestSet, trained_on: str,
+              maps: np.ndarray | None = None) -> tuple[dict | None, dict[str, np.ndarray]]:
     """Classification metrics of `cls_model` on the test defects of its types (None without a model
-    or such defects), and the per-image predictions to save beside the maps."""
+    or such defects), and the per-image predictions to save beside the maps; a region classifier
+    reads the localiser's `maps` of the test images."""
     if cls_model is None:
         return None, {}
     sel = (test.labels == 1) & np.isin(test.types, cls_model.labels)
     true = test.types[sel].tolist()
     if not true:
         return None, {}
-    pred = cls_model.predict(test.images[sel])
+    pred = cls_model.predict(test.images[sel], maps[sel] if maps is not None and cls_model.needs_maps else None)
     cls = {**classification_metrics(pred, true, cls_model.labels), "trained_on": trained_on}
     return cls, {"cls_pred": np.array(pred), "cls_true": np.array(true)}
 

@@ -83,23 +83,24 @@ def choose_thresholds(good_maps: np.ndarray, pool: int, fpr: float = DEFAULT_FPR
 
 def fit_thresholds(fit: FitData, train_fit: FitData, goods: np.ndarray, good_maps: np.ndarray,
                    pairs: GeneratedPairs, localizer: MapPredictor, prof: Profile, seed: int, pool: int,
-                   fpr: float = DEFAULT_FPR, progress: bool = False) -> Thresholds:
+                   fpr: float = DEFAULT_FPR, progress: bool = False) -> tuple[Thresholds, FoldMaps | None]:
     """The thresholds of a trained localiser (see the module doc): k-fold pixel threshold when `fit`
-    has at least MIN_DEFECTS few-shot defects, else the good-image fallback. `goods` / `good_maps`:
-    the held-out good images and the final model's maps of them; `train_fit`: the goods it
-    trained on."""
+    has at least MIN_DEFECTS few-shot defects, else the good-image fallback; and the k-fold maps
+    they were chosen on (None for the fallback: the region classifier learns from them).
+    `goods` / `good_maps`: the held-out good images and the final model's maps of them;
+    `train_fit`: the goods it trained on."""
     _check(good_maps, fpr)
     k = n_folds(fit)
     if not k:
         out = choose_thresholds(good_maps, pool, fpr)
         out.rule += f" (fewer than {MIN_DEFECTS} few-shot training defects: no k-fold pixel threshold)"
-        return out
+        return out, None
     folds = fold_maps(fit, train_fit, goods, pairs, localizer, prof, seed, k, progress)
     if folds is None:
         out = choose_thresholds(good_maps, pool, fpr)
         out.rule += " (a k-fold split would leave some fold no generated pair: no k-fold pixel threshold)"
-        return out
-    return choose_thresholds(good_maps, pool, fpr, folds)
+        return out, None
+    return choose_thresholds(good_maps, pool, fpr, folds), folds
 
 
 __all__ = ["DEFAULT_FPR", "choose_thresholds", "fit_thresholds"]

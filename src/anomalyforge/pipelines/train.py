@@ -14,7 +14,8 @@ threshold, k-fold held-out real defects for the pixel one), and writes the model
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -30,6 +31,7 @@ from anomalyforge.features.backbone import DEFAULT_ARCH, pick_device
 from anomalyforge.formats.manifest import read_pairs
 from anomalyforge.formats.model import MODEL_JSON, ModelInfo, Thresholds, read_weights, write_weights
 from anomalyforge.formats.run import RUN_JSON, RunInfo, check_complete, check_training
+from anomalyforge.inspect.classifier_choice import choose_classifier
 from anomalyforge.inspect.classify import DefectClassifier, build_classifier, train_classifier
 from anomalyforge.inspect.models import build_localizer
 from anomalyforge.inspect.pairs import GeneratedPairs
@@ -43,6 +45,7 @@ from anomalyforge.inspect.profiles import (
     get_profile,
     with_chosen_size,
 )
+from anomalyforge.inspect.region_classify import RegionClassifier, RegionDefectClassifier
 from anomalyforge.inspect.train import (
     FusedLocalizer,
     Localizer,
@@ -64,8 +67,11 @@ class InspectionModel:
     """A trained localiser and (with two or more defect types) classifier, as the benchmark scores them."""
 
     localizer: MapPredictor
-    classifier: DefectClassifier | None
+    classifier: DefectClassifier | RegionDefectClassifier | None
     trained_on: str  # what the classifier learnt from
+    cls_input: str = "image"  # what it looks at: the whole image, or the region its map marks
+    cls_choice: dict | None = None  # how that was chosen (inspect.classifier_choice)
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per training stage
 
 
 def train_inspection(fit: FitData, pairs: GeneratedPairs, prof: Profile, seed: int = 0,
@@ -77,8 +83,10 @@ def train_inspection(fit: FitData, pairs: GeneratedPairs, prof: Profile, seed: i
     held-out goods (heat-map scale, thresholds) are never trained on."""
     train_fit, _ = holdout_goods(fit, prof.fusion_holdout, seed)
     weights = backbone_weights(prof)
+    t0 = time.perf_counter()
     loc = train_localizer(fit if prof.fusion else train_fit, pairs, prof, seed=seed, progress=progress,
                           weights=weights)
+    t1 = time.perf_counter()
     real, trained_on = None, "generated pairs"
     if prof.cls_real_share > 0:
         real = GeneratedPairs.from_fit_data(fit)
@@ -86,7 +94,8 @@ def train_inspection(fit: FitData, pairs: GeneratedPairs, prof: Profile, seed: i
     cls = (train_classifier(pairs, prof, seed=seed, progress=progress, weights=weights, real=real,
                             real_share=prof.cls_real_share)
            if len(pairs.defect_types) > 1 else None)
-    return InspectionModel(loc, cls, trained_on)
+    return InspectionModel(loc, cls, trained_on, timings={"localizer_s": round(t1 - t0, 2),
+                                                          "classifier_s": round(time.perf_counter() - t1, 2)})
 
 
 def score_pool(prof: Profile) -> int:
@@ -107,13 +116,25 @@ class Delivered:
 def train_delivered(fit: FitData, pairs: GeneratedPairs, prof: Profile, seed: int = 0, fpr: float = DEFAULT_FPR,
                     progress: bool = True) -> Delivered:
     """`train_inspection`, then the thresholds (`pipelines.thresholds.fit_thresholds`) and the heat-map
-    scale on the held-out good training images: what `train` delivers and `benchmark` scores."""
+    scale on the held-out good training images, and the classifier the profile's `cls_input` asks
+    for (`inspect.classifier_choice`, on the same k-fold maps): what `train` delivers and
+    `benchmark` scores."""
     model = train_inspection(fit, pairs, prof, seed, progress)
     train_fit, held = holdout_goods(fit, prof.fusion_holdout, seed)
     goods = good_images(held, prof.size, progress)
     maps = model.localizer.predict(goods, progress) if len(goods) else np.zeros((0, prof.size, prof.size), np.float32)
-    thresholds = fit_thresholds(fit, train_fit, goods, maps, pairs, model.localizer, prof, seed, score_pool(prof),
-                                fpr, progress)
+    t0 = time.perf_counter()
+    thresholds, folds = fit_thresholds(fit, train_fit, goods, maps, pairs, model.localizer, prof, seed,
+                                       score_pool(prof), fpr, progress)
+    t1 = time.perf_counter()
+    if isinstance(model.classifier, DefectClassifier):
+        real = GeneratedPairs.from_fit_data(fit)
+        cls, choice = choose_classifier(folds, pairs, real, model.classifier, prof, seed, backbone_weights(prof))
+        trained_on = (model.trained_on if choice.chosen == "image" else
+                      "real few-shot defects, each in the region its k-fold map marks")
+        model = dataclasses.replace(model, classifier=cls, trained_on=trained_on, cls_input=choice.chosen,
+                                    cls_choice=choice.record)
+    model.timings.update(thresholds_s=round(t1 - t0, 2), classifier_choice_s=round(time.perf_counter() - t1, 2))
     sup = model.localizer.supervised if isinstance(model.localizer, FusedLocalizer) else model.localizer
     if isinstance(sup, Localizer):
         sup.drop_features()  # only the k-fold refits needed them
@@ -172,8 +193,12 @@ class TorchModel:
         maps = self.model.localizer.predict(images)
         scores = image_scores_from_maps(maps, self.pool).astype(np.float32)
         cls = self.model.classifier
-        probs = (cls.predict_proba(cls_images if cls_images is not None else images) if cls is not None
-                 else np.zeros((len(images), 0), np.float32))
+        if cls is None:
+            probs = np.zeros((len(images), 0), np.float32)
+        elif cls.needs_maps:  # the region its map marks, at the model's size
+            probs = cls.predict_proba(images, maps)
+        else:
+            probs = cls.predict_proba(cls_images if cls_images is not None else images)
         return scores, maps, probs
 
 
@@ -203,14 +228,19 @@ def load_model(folder: str | Path, device: str | None = "cpu") -> TorchModel:
         f = info.fusion
         loc = FusedLocalizer(sup, pc, float(f["weight"]), (float(f["sup_stats"][0]), float(f["sup_stats"][1])),
                              (float(f["pc_stats"][0]), float(f["pc_stats"][1])))
-    cls = None
-    if info.labels:
+    cls: DefectClassifier | RegionDefectClassifier | None = None
+    if info.labels and prof.cls_input == "region":
+        rnet = RegionClassifier(len(info.labels), None, arch)
+        _load_state(rnet, tensors, "classifier", where)
+        cls = RegionDefectClassifier(rnet.to(dev).eval(), list(info.labels), prof.size, dev, prof.batch_size)
+    elif info.labels:
         tab_arch = arch if info.backbone.get("weights") == "tab" else None
         cnet = build_classifier(classifier_network(prof.classifier, tab_arch), len(info.labels), None,
                                 prof.cls_finetune_from)
         _load_state(cnet, tensors, "classifier", where)
         cls = DefectClassifier(cnet.to(dev).eval(), list(info.labels), prof.cls_size, dev, prof.cls_batch_size)
-    return TorchModel(info, InspectionModel(loc, cls, ""), info.score_pool)
+    return TorchModel(info, InspectionModel(loc, cls, "", prof.cls_input if cls is not None else "image"),
+                      info.score_pool)
 
 
 def _rel(path: Path, root: Path) -> str:
@@ -231,12 +261,14 @@ def save_model(out: Path, model: InspectionModel, prof: Profile, *, category: st
         fusion = {"weight": loc.weight, "sup_stats": list(loc.sup_stats), "pc_stats": list(loc.pc_stats),
                   "bank_size": int(loc.patchcore.bank.shape[0]) if loc.patchcore.bank is not None else 0}
     cls = model.classifier
+    used = dataclasses.replace(prof, cls_input=model.cls_input)  # "choose" is recorded as what it chose
     info = ModelInfo(
         category=category, method=method, defect_types=sorted(split.train_defects),
         labels=list(cls.labels) if cls is not None else [], image_size=prof.size,
-        cls_size=prof.cls_size if cls is not None else None,
+        cls_size=(prof.size if model.cls_input == "region" else prof.cls_size) if cls is not None else None,
+        classifier_choice=model.cls_choice,
         model=prof.localizer + ("+patchcore" if prof.fusion else ""), score_pool=score_pool(prof),
-        profile=prof.name, config=prof.to_dict(), thresholds=thresholds, weights=ref, fusion=fusion, seed=seed,
+        profile=prof.name, config=used.to_dict(), thresholds=thresholds, weights=ref, fusion=fusion, seed=seed,
         n=n, backbone=backbone_identity(prof),
         split={"root": str(Path(data).resolve()),
                "train_defects": {t: [_rel(s.image, data) for s in v] for t, v in sorted(split.train_defects.items())},

@@ -382,6 +382,14 @@ def method_section(bench_dir: Path, name: str, m: dict, split: dict, images: _Im
         notes.append("Classification results have no usable confusion matrix.")
     elif m["classification"].get("trained_on"):
         notes.append(f"The defect-type classifier was trained on {m['classification']['trained_on']}.")
+    choice = (m.get("classification") or {}).get("choice") or {}
+    if choice.get("accuracy"):
+        acc = choice["accuracy"]
+        looks = "the region the map marks" if choice.get("chosen") == "region" else "the whole image"
+        notes.append(f"It looks at {looks}: "
+                     f"chosen on the {choice.get('k')} k-fold maps of the {choice.get('n_defects')} real few-shot "
+                     f"training defects (fold accuracy: whole image {fmt_pct(acc.get('image'))}, "
+                     f"map region {fmt_pct(acc.get('region'))}).")
     sec["pairs"], pnotes = generated_pairs(bench_dir, m)
     notes += pnotes
     sec["notes"] = notes

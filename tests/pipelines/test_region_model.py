@@ -1,0 +1,64 @@
+"""A model whose classifier reads the region its map marks (`cls_input`), through benchmark, train,
+the model folder, ONNX export and predict, on real bottle (smoke profile, 64 px)."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+
+import numpy as np
+
+from anomalyforge.cli import main
+from anomalyforge.data.io import read_image
+from anomalyforge.formats.model import ModelInfo
+from anomalyforge.inspect.region_classify import RegionDefectClassifier
+from anomalyforge.pipelines.benchmark import run_benchmark
+from anomalyforge.pipelines.predict import check_parity, export_model
+from anomalyforge.pipelines.train import load_model, train_model
+from modelfixture import PROFILE, N
+
+
+def test_region_model_benchmarks_saves_loads_exports_and_predicts(bottle_dir, tmp_path, capsys):
+    """The benchmark types the test defects from the maps it scores, the saved model gives the same
+    types back from its own maps, the ONNX graph equals PyTorch, and `predict` writes those types."""
+    prof = dataclasses.replace(PROFILE, cls_input="region")
+    res = run_benchmark(bottle_dir, tmp_path / "bench", ["croppaste"], profile=prof, n=N, progress=False,
+                        save_models=True)
+    entry = res["methods"]["croppaste"]
+    cls = entry["classification"]
+    assert cls["input"] == "region" and cls["choice"]["rule"] == "fixed"
+    assert "k-fold map" in cls["trained_on"]
+    z = np.load(tmp_path / "bench" / entry["artifacts"]["maps"])
+    assert cls["accuracy"] == np.mean(z["cls_pred"] == z["cls_true"])
+    parts = entry["timings"]["train_parts_s"]  # where the training time went
+    assert set(parts) == {"localizer_s", "classifier_s", "thresholds_s", "classifier_choice_s"}
+    assert sum(parts.values()) <= entry["timings"]["train_s"] + 0.1
+    folder = tmp_path / "bench" / entry["artifacts"]["model"]
+    info = ModelInfo.read(folder)
+    assert info.config["cls_input"] == "region" and info.cls_size == info.image_size
+    tm = load_model(folder)
+    assert isinstance(tm.model.classifier, RegionDefectClassifier)
+    sel = z["labels"] == 1
+    paths = [p for p, s in zip(z["paths"], sel, strict=True) if s][:6]
+    imgs = np.stack([read_image(p, info.image_size) for p in paths])
+    _, _, probs = tm.run(imgs, None)
+    assert [info.labels[k] for k in probs.argmax(1)] == list(z["cls_pred"][:6])
+    onnx_file = export_model(folder, tmp_path / "region.onnx")
+    diff = check_parity(folder, onnx_file, imgs)
+    assert diff["probs"] <= 1e-4 and diff["map"] <= 1e-4
+    assert main(["predict", str(onnx_file), paths[0], "--out", str(tmp_path / "pred")]) == 0
+    with open(tmp_path / "pred" / "predictions.csv", newline="") as f:
+        row = next(csv.DictReader(f))
+    assert row["defect_type"] == z["cls_pred"][0]
+    capsys.readouterr()
+
+
+def test_choose_records_both_fold_scores_and_delivers_the_chosen_one(bottle_dir, tmp_path):
+    prof = dataclasses.replace(PROFILE, cls_input="choose")
+    info = train_model(bottle_dir, tmp_path / "m", "croppaste", profile=prof, n=N, progress=False)
+    ch = info.classifier_choice
+    assert ch is not None and ch["cls_input"] == "choose" and set(ch["accuracy"]) == {"image", "region"}
+    assert ch["chosen"] == ("region" if ch["accuracy"]["region"] > ch["accuracy"]["image"] else "image")
+    assert info.config.get("cls_input", "image") == ch["chosen"]  # the folder records what it delivers
+    kind = type(load_model(tmp_path / "m").model.classifier).__name__
+    assert kind == ("RegionDefectClassifier" if ch["chosen"] == "region" else "DefectClassifier")
