@@ -1,5 +1,8 @@
 """Defect-type accuracy of a region classifier (issue 18, item 3): chosen on training folds, scored once.
 
+The experiment behind `cls_input` (the `map region / real` arm is what the product now builds:
+`inspect.region_classify`, chosen by `inspect.classifier_choice`); kept to compare the other arms.
+
     PYTHONPATH=src .venv/bin/python benchmarks/bench_region_classifier.py \
         --data ../shared/datasets/mvtec_ad/bottle --run BENCH/runs/croppaste \
         [--maps BENCH/methods/croppaste/maps.npz] [--model BENCH/models/croppaste] [--out FILE.json]
