@@ -81,3 +81,20 @@ def test_real_share_decides_which_pairs_teach_the_classifier():
     assert _hits(only_generated.predict(imgs), swapped.types) >= 21
     with pytest.raises(ConfigError, match="real_share must be in"):
         train_classifier(swapped, prof, progress=False, real=real, real_share=1.5)
+
+
+def test_a_cached_trunk_is_reused_to_the_same_classifier(bottle_pairs64):
+    """Retraining on a subset with the rows of an earlier classifier's cached trunk features gives
+    the classifier that computing them again gives; a cache of other images is refused."""
+    prof = get_profile("smoke", cls_finetune_from=4)
+    full = train_classifier(bottle_pairs64, prof, seed=0, progress=False)
+    assert full.trunk is not None and len(full.trunk) == len(bottle_pairs64)
+    keep = list(range(0, len(bottle_pairs64), 2))
+    sub = bottle_pairs64.subset(keep)
+    fresh = train_classifier(sub, prof, seed=1, progress=False)
+    reused = train_classifier(sub, prof, seed=1, progress=False, trunk=full.trunk[keep])
+    a, b = fresh.predict_proba(bottle_pairs64.images), reused.predict_proba(bottle_pairs64.images)
+    assert np.abs(a - b).max() <= 1e-3  # equal up to the batching of the fp16 cache
+    assert fresh.predict(bottle_pairs64.images) == reused.predict(bottle_pairs64.images)
+    with pytest.raises(ConfigError, match="cached trunk features"):
+        train_classifier(sub, prof, seed=1, progress=False, trunk=full.trunk)

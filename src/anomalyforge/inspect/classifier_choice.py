@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import torch
 
 from anomalyforge.errors import ConfigError
 from anomalyforge.inspect.classify import DefectClassifier, train_classifier
@@ -55,20 +56,26 @@ def _fold_region(folds: FoldMaps, desc: np.ndarray, labels: list[str]) -> list[b
 
 
 def _fold_image(folds: FoldMaps, pairs: GeneratedPairs, real: GeneratedPairs, prof: Profile, seed: int,
-                weights: str | None) -> list[bool]:
+                weights: str | None, trunk: torch.Tensor | None) -> list[bool]:
+    """Hits of the whole-image classifier retrained per fold; `trunk`: the final classifier's cached
+    trunk features of `pairs` then `real` (its rows are reused, not recomputed)."""
     hits = [False] * len(folds.types)
+    with_real = prof.cls_real_share > 0
     gen_keys = [donor_key(d) if d else "" for d in (pairs.donors or [""] * len(pairs))]
     real_keys = [donor_key(d) for d in (real.donors or [])]
     assert folds.images is not None
     for f in sorted(set(folds.fold_of)):
         held = [i for i, g in enumerate(folds.fold_of) if g == f]
         out = {folds.keys[i] for i in held}
-        sub = pairs.subset([i for i, k in enumerate(gen_keys) if k not in out])
-        sub_real = real.subset([i for i, k in enumerate(real_keys) if k not in out])
+        keep = [i for i, k in enumerate(gen_keys) if k not in out]
+        keep_real = [i for i, k in enumerate(real_keys) if k not in out]
+        sub, sub_real = pairs.subset(keep), real.subset(keep_real)
         if len(sub.defect_types) < 2:
             continue
+        rows = keep + ([len(pairs) + i for i in keep_real] if with_real else [])
         clf = train_classifier(sub, prof, seed=seed, progress=False, weights=weights,
-                               real=sub_real if prof.cls_real_share > 0 else None, real_share=prof.cls_real_share)
+                               real=sub_real if with_real else None, real_share=prof.cls_real_share,
+                               trunk=trunk[rows] if trunk is not None else None)
         pred = clf.predict(folds.images[held])
         for i, p in zip(held, pred, strict=True):
             hits[i] = p == folds.types[i]
@@ -106,7 +113,10 @@ def choose_classifier(folds: FoldMaps | None, pairs: GeneratedPairs, real: Gener
         return region, ClassifierChoice("region", {"cls_input": "region", "chosen": "region", "rule": "fixed"})
     desc = region.descriptors(folds.images, folds.maps)
     r_hits = _fold_region(folds, desc, labels)
-    i_hits = _fold_image(folds, pairs, real, prof, seed, weights)
+    trunk = image_cls.trunk
+    if trunk is not None and len(trunk) != len(pairs) + (len(real) if prof.cls_real_share > 0 else 0):
+        trunk = None  # not of these pairs: recompute per fold
+    i_hits = _fold_image(folds, pairs, real, prof, seed, weights, trunk)
     scores = {"image": _accuracy(i_hits), "region": _accuracy(r_hits)}
     chosen = "region" if scores["region"] > scores["image"] else "image"
     per_fold = {name: [_accuracy([h for h, g in zip(hits, folds.fold_of, strict=True) if g == f])

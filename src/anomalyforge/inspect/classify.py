@@ -131,6 +131,9 @@ class DefectClassifier:
     size: int
     device: torch.device
     batch_size: int = 16
+    # the frozen trunk's output for the training images (pairs, then real), when it was cached:
+    # retrainings on a subset (`inspect.classifier_choice`'s folds) reuse it; drop it after
+    trunk: torch.Tensor | None = None
     needs_maps = False  # it looks at the whole image (`inspect.region_classify` looks at a map's region)
 
     @torch.no_grad()
@@ -159,12 +162,14 @@ class DefectClassifier:
 
 def train_classifier(pairs: GeneratedPairs, profile: Profile, seed: int = 0, progress: bool = True,
                      weights: str | None = FROM_PROFILE, real: GeneratedPairs | None = None,
-                     real_share: float = 0.5) -> DefectClassifier:
+                     real_share: float = 0.5, trunk: torch.Tensor | None = None) -> DefectClassifier:
     """Fine-tune the profile's classifier on generated pairs (class = defect type), fixed schedule.
 
     Batches are class-balanced (each sample draws a type uniformly, then a pair of that type).
     With `real` (the real few-shot defects), that pair comes from the real ones of the type with
-    probability `real_share` (when the type has any), else from the generated ones."""
+    probability `real_share` (when the type has any), else from the generated ones. `trunk`: the
+    frozen trunk's output for `pairs` then `real` (rows of an earlier classifier's `trunk` with the
+    same weights), so it is not computed again."""
     if real is not None:
         if not 0.0 <= real_share <= 1.0:
             raise ConfigError(f"real_share must be in [0, 1], got {real_share}")
@@ -180,7 +185,9 @@ def train_classifier(pairs: GeneratedPairs, profile: Profile, seed: int = 0, pro
                              profile.cls_finetune_from).to(device)
     images = _resize(pairs.images, profile.cls_size)
     cached = getattr(model, "finetune_from", 0) > 0
-    if cached:  # the frozen trunk never changes: run it once per image
+    if cached and trunk is not None and len(trunk) != len(images):
+        raise ConfigError(f"classifier: {len(trunk)} cached trunk features for {len(images)} images")
+    if cached and trunk is None:  # the frozen trunk never changes: run it once per image
         model.eval()
         assert isinstance(model, _StageClassifier)  # only it has finetune_from
         trunk = torch.cat([model.trunk_features(to_tensor(images[i:i + 32]).to(device)).half().cpu()
@@ -209,7 +216,7 @@ def train_classifier(pairs: GeneratedPairs, profile: Profile, seed: int = 0, pro
         cls = torch.randint(0, len(labels), (profile.cls_batch_size,), generator=gen)
         idx = torch.stack([draw(int(c)) for c in cls])
         if cached:  # lossless flips / rotations of the cached trunk features
-            assert isinstance(model, _StageClassifier)  # only it has finetune_from
+            assert isinstance(model, _StageClassifier) and trunk is not None  # only it has finetune_from
             x, _ = flip_rotate(trunk[idx].float(), None, gen)
             logits = model.from_trunk(x.to(device))
         else:
@@ -222,4 +229,5 @@ def train_classifier(pairs: GeneratedPairs, profile: Profile, seed: int = 0, pro
         sched.step()
         bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
     model.eval()
-    return DefectClassifier(model, labels, profile.cls_size, device, profile.cls_batch_size)
+    return DefectClassifier(model, labels, profile.cls_size, device, profile.cls_batch_size,
+                            trunk if cached else None)

@@ -9,6 +9,9 @@ test split is read, and the input size chosen from the few-shot defects' sizes
 (`inspect.resolution`: 256, 384 or 512); settings given with `--set` are kept (their names are
 stored in `extra["fixed"]`).
 
+Under `cpu` and `auto` the defect-type classifier's input (`cls_input`: the whole image or the
+region the map marks) is chosen per category on the k-fold training maps (`inspect.classifier_choice`).
+
 The `cpu` defaults come from training data only (few-shot folds, never the test split):
 `cls_real_share` 0.5 by `benchmarks/bench_classifier_mix.py` (bottle and Magnetic Tile); the
 fusion weight 0.6 from a bottle sweep whose scripts were never committed (a record, not
@@ -112,9 +115,10 @@ PROFILES: dict[str, Profile] = {
     "smoke": Profile(name="smoke", size=64, n_per_type=6, head_width=16, steps=4, batch_size=4,
                      cls_size=64, cls_steps=3, cls_batch_size=4,
                      pc_projection=32, pc_max_bank=500, pc_candidates=5000),
-    "cpu": Profile(name="cpu", fusion=0.6),  # fusion weight chosen on training-only validation (above)
+    # fusion weight chosen on training-only validation (above); the classifier's input on k-fold training maps
+    "cpu": Profile(name="cpu", fusion=0.6, cls_input="choose"),
     # cpu; fusion / cls_real_share chosen per category (pipelines.select), size by the defects' sizes
-    "auto": Profile(name="auto", fusion=0.6, size_ladder=LADDER),
+    "auto": Profile(name="auto", fusion=0.6, cls_input="choose", size_ladder=LADDER),
     "paper": Profile(name="paper", size=256, n_per_type=1000, localizer="draem_unet", steps=0,
                      epochs=200, batch_size=8, lr=1e-4, loss="focal", cls_size=256,
                      cls_steps=3000, classifier="resnet34", cls_finetune_from=0, cls_real_share=0.0),

@@ -130,6 +130,7 @@ def train_delivered(fit: FitData, pairs: GeneratedPairs, prof: Profile, seed: in
     if isinstance(model.classifier, DefectClassifier):
         real = GeneratedPairs.from_fit_data(fit)
         cls, choice = choose_classifier(folds, pairs, real, model.classifier, prof, seed, backbone_weights(prof))
+        model.classifier.trunk = None  # only the fold retrainings needed it
         trained_on = (model.trained_on if choice.chosen == "image" else
                       "real few-shot defects, each in the region its k-fold map marks")
         model = dataclasses.replace(model, classifier=cls, trained_on=trained_on, cls_input=choice.chosen,
