@@ -142,8 +142,9 @@ def _check_existing(out: Path, info: RunInfo) -> RunInfo | None:
         return None
     if not out.is_dir():
         raise ConfigError(f"{out}: output exists and is not a folder")
-    if not (out / RUN_JSON).is_file():
-        if any(not p.name.startswith(".") for p in out.iterdir()):  # a hidden temp file: a shard starting too
+    names = {p.name for p in out.iterdir()}  # one listing: a shard starting too may add run.json meanwhile
+    if RUN_JSON not in names:
+        if any(not name.startswith(".") for name in names):  # a hidden temp file: a shard starting too
             raise ConfigError(f"{out}: folder is not empty and holds no run; pick another --out")
         return None
     old = RunInfo.read(out)
