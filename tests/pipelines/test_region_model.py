@@ -11,6 +11,7 @@ import numpy as np
 from anomalyforge.cli import main
 from anomalyforge.data.io import read_image
 from anomalyforge.formats.model import ModelInfo
+from anomalyforge.inspect.pairs import GeneratedPairs
 from anomalyforge.inspect.region_classify import RegionDefectClassifier
 from anomalyforge.pipelines.benchmark import run_benchmark
 from anomalyforge.pipelines.predict import check_parity, export_model
@@ -53,9 +54,14 @@ def test_region_model_benchmarks_saves_loads_exports_and_predicts(bottle_dir, tm
     capsys.readouterr()
 
 
-def test_choose_records_both_fold_scores_and_delivers_the_chosen_one(bottle_dir, tmp_path):
+def test_choose_records_both_fold_scores_and_delivers_the_chosen_one(bottle_dir, tmp_path, monkeypatch):
     prof = dataclasses.replace(PROFILE, cls_input="choose")
+    reads = []
+    real_pairs = GeneratedPairs.from_fit_data.__func__  # type: ignore[attr-defined]
+    monkeypatch.setattr(GeneratedPairs, "from_fit_data",
+                        classmethod(lambda cls, fit: reads.append(fit.category) or real_pairs(cls, fit)))
     info = train_model(bottle_dir, tmp_path / "m", "croppaste", profile=prof, n=N, progress=False)
+    assert reads == ["bottle"]  # the real few-shot defects are read once, for the classifier and the choice
     ch = info.classifier_choice
     assert ch is not None and ch["cls_input"] == "choose" and set(ch["accuracy"]) == {"image", "region"}
     assert ch["chosen"] == ("region" if ch["accuracy"]["region"] > ch["accuracy"]["image"] else "image")

@@ -12,10 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from safetensors.numpy import load
 
 from anomalyforge.cli import main
 from anomalyforge.data.io import read_image
-from anomalyforge.formats.model import ModelInfo
+from anomalyforge.formats.model import ModelInfo, _aliases, read_weights
 from anomalyforge.formats.predictions import COLUMNS
 from anomalyforge.metrics import image_scores_from_maps
 from anomalyforge.pipelines.benchmark import run_benchmark
@@ -65,6 +66,20 @@ def test_model_folder_records_everything(bottle_model, bottle_dir):
     assert not any("test/" in p for v in sp["train_defects"].values() for p in v if p.startswith("test/good"))
     assert info.run == "run" and (bottle_model / "run" / "run.json").is_file()
     assert (bottle_model / "weights.safetensors").is_file() and info.weights.n_tensors > 100
+
+
+def test_the_shared_frozen_backbone_is_stored_once(bottle_model):
+    """PatchCore's extractor is the same frozen ImageNet backbone as the localiser's (and the
+    classifier's frozen levels): the file keeps one copy and aliases the rest (restored on loading:
+    the model above loads and predicts)."""
+    data = (bottle_model / "weights.safetensors").read_bytes()
+    aliases, stored = _aliases(data), load(data)
+    assert any(k.startswith("patchcore.extractor.") for k in aliases)
+    assert not any(k.startswith("patchcore.extractor.") for k in stored)  # every one of them is an alias
+    assert set(aliases.values()) <= set(stored) and not set(aliases) & set(stored)
+    tensors = read_weights(bottle_model, ModelInfo.read(bottle_model).weights)
+    assert len(tensors) == ModelInfo.read(bottle_model).weights.n_tensors
+    assert all(np.array_equal(tensors[k], tensors[v]) for k, v in aliases.items())
 
 
 def test_thresholds_come_from_held_out_training_images_only(bottle_model, bottle_dir):

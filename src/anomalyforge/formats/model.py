@@ -1,5 +1,6 @@
 """A trained model folder: `MODEL/model.json` (everything needed to run and audit the model) and
-`MODEL/weights.safetensors` (every tensor: localiser, PatchCore bank and backbone, classifier).
+`MODEL/weights.safetensors` (every tensor: localiser, PatchCore bank and backbone, classifier; a
+tensor equal to another is stored once, its name kept as an alias in the file's metadata).
 
 Schema of model.json (version 1):
 
@@ -32,6 +33,7 @@ Schema of model.json (version 1):
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -121,17 +123,48 @@ class ModelInfo(Document):
         return self.weights.sha256[:16]
 
 
+ALIASES = "aliases"  # safetensors metadata: {tensor: the stored tensor it equals}, as JSON
+
+
+def _dedup(tensors: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """The tensors with each one equal to an earlier one (in name order: same dtype, shape and bytes)
+    left out, and the aliases that restore them. A model's frozen backbones (localiser, PatchCore,
+    region classifier) hold the same weights; they are stored once."""
+    kept: dict[str, np.ndarray] = {}
+    aliases: dict[str, str] = {}
+    seen: dict[tuple, str] = {}
+    for k in sorted(tensors):
+        v = np.ascontiguousarray(tensors[k])
+        key = (v.dtype.str, v.shape, hashlib.sha256(v.tobytes()).digest())
+        if key in seen and np.array_equal(kept[seen[key]], v):
+            aliases[k] = seen[key]
+        else:
+            seen.setdefault(key, k)
+            kept[k] = v
+    return kept, aliases
+
+
 def write_weights(folder: str | Path, tensors: dict[str, np.ndarray]) -> WeightsRef:
-    """All tensors into `folder/weights.safetensors` (atomically); returns its reference."""
+    """All tensors into `folder/weights.safetensors` (atomically), each distinct tensor once
+    (`_dedup`; the aliases go in the file's metadata); returns its reference."""
     from safetensors.numpy import save  # lazy: safetensors is only needed with a model
 
-    data = save({k: np.ascontiguousarray(v) for k, v in tensors.items()})
+    kept, aliases = _dedup(tensors)
+    data = save(kept, metadata={ALIASES: json.dumps(aliases, sort_keys=True)} if aliases else None)
     write_bytes_atomic(Path(folder) / WEIGHTS, data)
     return WeightsRef(WEIGHTS, hashlib.sha256(data).hexdigest(), len(tensors))
 
 
+def _aliases(data: bytes) -> dict[str, str]:
+    """The aliases in a safetensors file's header (none in files written before they existed)."""
+    n = int.from_bytes(data[:8], "little")
+    meta = json.loads(data[8:8 + n]).get("__metadata__") or {}
+    return json.loads(meta.get(ALIASES, "{}"))
+
+
 def read_weights(folder: str | Path, ref: WeightsRef) -> dict[str, np.ndarray]:
-    """The tensors of a model folder; DataError naming the file when it is missing, altered or corrupt."""
+    """The tensors of a model folder (aliases restored); DataError naming the file when it is
+    missing, altered or corrupt."""
     from safetensors.numpy import load  # lazy: safetensors is only needed with a model
 
     path = Path(folder) / ref.file
@@ -142,9 +175,15 @@ def read_weights(folder: str | Path, ref: WeightsRef) -> dict[str, np.ndarray]:
     if hashlib.sha256(data).hexdigest() != ref.sha256:
         raise DataError(path, "model weights do not match model.json (sha256 differs): corrupt or replaced")
     try:
-        return load(data)
-    except Exception as exc:  # SafetensorError: a header that does not parse
+        tensors = load(data)
+        aliases = _aliases(data)
+    except Exception as exc:  # SafetensorError / a header that does not parse
         raise DataError(path, f"cannot read model weights ({type(exc).__name__})") from None
+    missing = sorted(v for v in aliases.values() if v not in tensors)
+    if missing:
+        raise DataError(path, f"weights alias a tensor the file does not hold ({missing[0]})")
+    tensors.update({k: tensors[v] for k, v in aliases.items()})
+    return tensors
 
 
 __all__ = ["KIND", "MODEL_JSON", "SCHEMA_VERSION", "WEIGHTS", "ModelInfo", "Thresholds", "WeightsRef",

@@ -75,24 +75,25 @@ class InspectionModel:
 
 
 def train_inspection(fit: FitData, pairs: GeneratedPairs, prof: Profile, seed: int = 0,
-                     progress: bool = True) -> InspectionModel:
+                     progress: bool = True, real: GeneratedPairs | None = None) -> InspectionModel:
     """The localiser and classifier of a synthetic method, on the training split only.
 
     `fit` is the whole few-shot training view; a fused localiser holds its seeded share of good
     images out itself, any other is trained without that same share (`holdout_goods`), so the
-    held-out goods (heat-map scale, thresholds) are never trained on."""
+    held-out goods (heat-map scale, thresholds) are never trained on. `real`: the real few-shot
+    defects as pairs when the caller has them already (None: read from `fit` if needed)."""
     train_fit, _ = holdout_goods(fit, prof.fusion_holdout, seed)
     weights = backbone_weights(prof)
     t0 = time.perf_counter()
     loc = train_localizer(fit if prof.fusion else train_fit, pairs, prof, seed=seed, progress=progress,
                           weights=weights)
     t1 = time.perf_counter()
-    real, trained_on = None, "generated pairs"
+    trained_on = "generated pairs"
     if prof.cls_real_share > 0:
-        real = GeneratedPairs.from_fit_data(fit)
+        real = real if real is not None else GeneratedPairs.from_fit_data(fit)
         trained_on = f"generated pairs + real few-shot defects (real share {prof.cls_real_share:g})"
-    cls = (train_classifier(pairs, prof, seed=seed, progress=progress, weights=weights, real=real,
-                            real_share=prof.cls_real_share)
+    cls = (train_classifier(pairs, prof, seed=seed, progress=progress, weights=weights,
+                            real=real if prof.cls_real_share > 0 else None, real_share=prof.cls_real_share)
            if len(pairs.defect_types) > 1 else None)
     return InspectionModel(loc, cls, trained_on, timings={"localizer_s": round(t1 - t0, 2),
                                                           "classifier_s": round(time.perf_counter() - t1, 2)})
@@ -119,7 +120,10 @@ def train_delivered(fit: FitData, pairs: GeneratedPairs, prof: Profile, seed: in
     scale on the held-out good training images, and the classifier the profile's `cls_input` asks
     for (`inspect.classifier_choice`, on the same k-fold maps): what `train` delivers and
     `benchmark` scores."""
-    model = train_inspection(fit, pairs, prof, seed, progress)
+    several = len(pairs.defect_types) > 1
+    real = (GeneratedPairs.from_fit_data(fit)  # read once: the classifier and the choice both learn from them
+            if several and (prof.cls_real_share > 0 or prof.cls_input != "image") else None)
+    model = train_inspection(fit, pairs, prof, seed, progress, real)
     train_fit, held = holdout_goods(fit, prof.fusion_holdout, seed)
     goods = good_images(held, prof.size, progress)
     maps = model.localizer.predict(goods, progress) if len(goods) else np.zeros((0, prof.size, prof.size), np.float32)
@@ -128,7 +132,7 @@ def train_delivered(fit: FitData, pairs: GeneratedPairs, prof: Profile, seed: in
                                        score_pool(prof), fpr, progress)
     t1 = time.perf_counter()
     if isinstance(model.classifier, DefectClassifier):
-        real = GeneratedPairs.from_fit_data(fit)
+        real = real if real is not None else GeneratedPairs.from_fit_data(fit)
         cls, choice = choose_classifier(folds, pairs, real, model.classifier, prof, seed, backbone_weights(prof))
         model.classifier.trunk = None  # only the fold retrainings needed it
         trained_on = (model.trained_on if choice.chosen == "image" else
