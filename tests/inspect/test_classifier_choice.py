@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 
 from anomalyforge.errors import ConfigError
-from anomalyforge.inspect.classifier_choice import choose_classifier
+from anomalyforge.inspect.classifier_choice import CANDIDATES, choose_classifier
 from anomalyforge.inspect.classify import DefectClassifier, train_classifier
+from anomalyforge.inspect.ensemble_classify import EnsembleDefectClassifier, average_probs
 from anomalyforge.inspect.kfold import FoldMaps, assign_folds, donor_key
 from anomalyforge.inspect.pairs import GeneratedPairs
 from anomalyforge.inspect.profiles import get_profile
@@ -27,35 +28,59 @@ def _perfect_folds(fit) -> FoldMaps:
 
 def test_image_keeps_the_whole_image_classifier(bottle_fit64, bottle_pairs64, image_cls):
     prof = get_profile("smoke", cls_input="image")
-    cls, choice = choose_classifier(_perfect_folds(bottle_fit64), bottle_pairs64,
-                                    GeneratedPairs.from_fit_data(bottle_fit64), image_cls, prof, 0, "imagenet")
+    cls, choice, built = choose_classifier(_perfect_folds(bottle_fit64), bottle_pairs64,
+                                           GeneratedPairs.from_fit_data(bottle_fit64), image_cls, prof, 0, "imagenet")
     assert cls is image_cls and choice.chosen == "image" and choice.record["rule"] == "fixed"
+    assert built == {"image": image_cls}
 
 
 def test_without_fold_maps_choose_falls_back_and_region_is_refused(bottle_fit64, bottle_pairs64, image_cls):
     real = GeneratedPairs.from_fit_data(bottle_fit64)
-    cls, choice = choose_classifier(None, bottle_pairs64, real, image_cls, get_profile("smoke", cls_input="choose"),
-                                    0, "imagenet")
+    cls, choice, _ = choose_classifier(None, bottle_pairs64, real, image_cls,
+                                       get_profile("smoke", cls_input="choose"), 0, "imagenet")
     assert cls is image_cls and choice.chosen == "image" and "no k-fold maps" in choice.record["rule"]
-    with pytest.raises(ConfigError, match="cls_input=region needs k-fold maps"):
-        choose_classifier(None, bottle_pairs64, real, image_cls, get_profile("smoke", cls_input="region"), 0,
-                          "imagenet")
+    for fixed in ("region", "ensemble"):
+        with pytest.raises(ConfigError, match=f"cls_input={fixed} needs k-fold maps"):
+            choose_classifier(None, bottle_pairs64, real, image_cls, get_profile("smoke", cls_input=fixed), 0,
+                              "imagenet")
 
 
-def test_choose_scores_both_on_the_folds_and_keeps_the_better(bottle_fit64, bottle_pairs64, image_cls):
-    """Both arms are scored on the same 22 real defects in 3 folds; with a perfect localiser's
-    regions the region arm types them far above chance (3 types), and the choice is the better
-    pooled accuracy (a tie keeps the whole-image one)."""
+def test_choose_scores_all_three_on_the_folds_and_keeps_the_best(bottle_fit64, bottle_pairs64, image_cls):
+    """The three candidates are scored on the same 22 real defects in 3 folds; with a perfect
+    localiser's regions the region arm types them far above chance (3 types), and the choice is the
+    best pooled accuracy (a tie keeps the whole-image one, then the region one)."""
     folds = _perfect_folds(bottle_fit64)
     prof = get_profile("smoke", cls_input="choose")
-    cls, choice = choose_classifier(folds, bottle_pairs64, GeneratedPairs.from_fit_data(bottle_fit64), image_cls,
-                                    prof, 0, "imagenet")
+    cls, choice, built = choose_classifier(folds, bottle_pairs64, GeneratedPairs.from_fit_data(bottle_fit64),
+                                           image_cls, prof, 0, "imagenet")
     rec = choice.record
     print(rec["accuracy"], rec["per_fold"])
     assert rec["n_defects"] == 22 and rec["k"] == 3
+    assert set(rec["per_fold"]) == set(rec["accuracy"]) == set(CANDIDATES) == set(built)
     assert all(len(v) == 3 for v in rec["per_fold"].values())
     acc = rec["accuracy"]
     assert acc["region"] >= 0.5  # 0.59 measured; chance is about 0.33
-    assert choice.chosen == ("region" if acc["region"] > acc["image"] else "image")
-    assert isinstance(cls, RegionDefectClassifier if choice.chosen == "region" else DefectClassifier)
+    best = max(acc.values())
+    assert choice.chosen == next(c for c in CANDIDATES if acc[c] == best)
+    assert cls is built[choice.chosen]
+    assert built["image"] is image_cls and isinstance(built["region"], RegionDefectClassifier)
     assert cls.labels == image_cls.labels
+
+
+def test_the_ensemble_averages_its_members_probabilities(bottle_fit64, bottle_pairs64, image_cls):
+    """`cls_input=ensemble`: the same region classifier as `region`, averaged with the CNN; the
+    average is a probability and its argmax is what `predict` says."""
+    folds = _perfect_folds(bottle_fit64)
+    real = GeneratedPairs.from_fit_data(bottle_fit64)
+    ens, choice, built = choose_classifier(folds, bottle_pairs64, real, image_cls,
+                                           get_profile("smoke", cls_input="ensemble"), 0, "imagenet")
+    assert isinstance(ens, EnsembleDefectClassifier) and choice.chosen == "ensemble"
+    assert ens.region is built["region"] and ens.image is image_cls
+    assert folds.images is not None
+    imgs, maps = folds.images[:8], folds.maps[:8]
+    p, pi, pr = ens.predict_proba(imgs, maps), image_cls.predict_proba(imgs), ens.region.predict_proba(imgs, maps)
+    np.testing.assert_allclose(p, (pi + pr) / 2, atol=1e-6)
+    np.testing.assert_allclose(p.sum(1), 1.0, atol=1e-5)
+    assert ens.predict(imgs, maps) == [ens.labels[k] for k in p.argmax(1)]
+    assert not np.allclose(pi, pr, atol=0.05)  # two members that disagree: the average is neither
+    assert average_probs(pi, pr).dtype == np.float32

@@ -245,6 +245,18 @@ def test_the_classifier_choice_is_stated_with_its_fold_scores(report_bench, tmp_
     text = write_report(bench).read_text()
     assert ("It looks at the region the map marks: chosen on the 3 k-fold maps of the 22 real few-shot "
             "training defects (fold accuracy: whole image 81.0, map region 85.7).") in text
+    assert "On the test split" not in text
+    cls = res["methods"]["cutpaste_like"]["classification"]
+    cls["choice"] = {"cls_input": "choose", "chosen": "ensemble", "k": 3, "n_defects": 22,
+                     "accuracy": {"image": 0.8095, "region": 0.8571, "ensemble": 0.9048}}
+    cls["candidates_test"] = {"image": 0.878, "region": 0.9268, "ensemble": 0.9024}
+    (bench / "results.json").write_text(json.dumps(res))
+    text = write_report(bench).read_text()
+    assert ("It looks at the whole image and the region the map marks, averaged: chosen on the 3 k-fold maps "
+            "of the 22 real few-shot training defects (fold accuracy: whole image 81.0, map region 85.7, "
+            "both averaged 90.5).") in text
+    assert ("On the test split, after the choice (which never reads it): whole image 87.8, map region 92.7, "
+            "both averaged 90.2.") in text
 
 
 def test_missing_results_is_a_clear_error(tmp_path):

@@ -18,7 +18,9 @@ Schema (version 2; a file without `schema_version` is version 1 and still reads)
 
     MethodResult: status str ("done", ...), kind str ("synthetic" | "baseline"), model str,
     localization / classification / generation  object|null (free-form figures; classification
-    has `input` "image"|"region" and `choice`, `inspect.classifier_choice`, when cls_input chose),
+    has `input` "image"|"region"|"ensemble" and `choice`, `inspect.classifier_choice`, when cls_input
+    chose, and then `candidates_test` {candidate: test accuracy}: every candidate the choice built,
+    scored on the test split AFTER the choice, which never reads it),
     timings object (seconds: generate_s, quality_s, train_s -- split in train_parts_s {localizer_s,
     classifier_s, thresholds_s (the k-fold refits), classifier_choice_s} -- eval_s, total_s),
     n_pairs int, run str|null (the generated run, relative to the benchmark folder or absolute),

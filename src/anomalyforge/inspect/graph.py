@@ -7,7 +7,8 @@ a matrix product and a min over the bank, its bilinear upsampling and the Gaussi
 (scipy's `gaussian_filter`, mode "reflect", truncate 4, as a separable convolution with the same
 mirrored border), the standardisation and squash of a fused map, the image score (max of the
 pool x pool window means) and the classifier's softmax (a region classifier, `inspect.region_classify`,
-reads the image and the map, not `cls_image`). Inputs are float RGB in [0, 1], (N, 3, S, S)
+reads the image and the map, not `cls_image`; an ensemble, `inspect.ensemble_classify`, averages
+the softmax of the CNN on `cls_image` and of the region classifier). Inputs are float RGB in [0, 1], (N, 3, S, S)
 at the model size and (N, 3, C, C) at the classifier size (both resized outside the graph, as
 `anomalyforge.deploy` does for either runtime).
 """
@@ -21,6 +22,7 @@ from torch import nn
 
 from anomalyforge.errors import ConfigError
 from anomalyforge.inspect.classify import DefectClassifier
+from anomalyforge.inspect.ensemble_classify import EnsembleDefectClassifier, EnsembleNet
 from anomalyforge.inspect.models import FeatureHead
 from anomalyforge.inspect.patchcore import PatchCore
 from anomalyforge.inspect.region_classify import RegionDefectClassifier
@@ -158,7 +160,8 @@ class _Supervised(nn.Module):
 class InspectionGraph(nn.Module):
     """image (N, 3, S, S), cls_image (N, 3, C, C) in [0, 1] -> score (N,), map (N, S, S), probs (N, K)."""
 
-    def __init__(self, localizer: MapPredictor, classifier: DefectClassifier | RegionDefectClassifier | None,
+    def __init__(self, localizer: MapPredictor,
+                 classifier: DefectClassifier | RegionDefectClassifier | EnsembleDefectClassifier | None,
                  pool: int) -> None:
         super().__init__()
         self.fused = isinstance(localizer, FusedLocalizer)
@@ -176,6 +179,7 @@ class InspectionGraph(nn.Module):
         self.shared = self._shared_levels(sup, localizer) if self.fused else None
         self.classifier = classifier.model if classifier is not None else None
         self.on_map = isinstance(classifier, RegionDefectClassifier)  # the image and its map, not cls_image
+        self.ensemble = isinstance(classifier, EnsembleDefectClassifier)  # cls_image, the image and its map
         self.n_classes = len(classifier.labels) if classifier is not None else 0
         self.pool = int(pool)
 
@@ -212,7 +216,10 @@ class InspectionGraph(nn.Module):
             m = torch.sigmoid(z)
         k = min(self.pool, self.size)
         score = F.avg_pool2d(m[:, None], k, stride=1).flatten(1).max(1).values
-        if self.classifier is not None and self.on_map:
+        if self.classifier is not None and self.ensemble:
+            assert isinstance(self.classifier, EnsembleNet)
+            probs = self.classifier.probs(cls_image, image, m)
+        elif self.classifier is not None and self.on_map:
             probs = torch.softmax(self.classifier(image, m), 1)
         elif self.classifier is not None:
             probs = torch.softmax(self.classifier(cls_image), 1)

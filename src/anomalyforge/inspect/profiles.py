@@ -9,8 +9,9 @@ test split is read, and the input size chosen from the few-shot defects' sizes
 (`inspect.resolution`: 256, 384 or 512); settings given with `--set` are kept (their names are
 stored in `extra["fixed"]`).
 
-Under `cpu` and `auto` the defect-type classifier's input (`cls_input`: the whole image or the
-region the map marks) is chosen per category on the k-fold training maps (`inspect.classifier_choice`).
+Under `cpu` and `auto` the defect-type classifier's input (`cls_input`: the whole image, the
+region the map marks, or both averaged) is chosen per category on the k-fold training maps
+(`inspect.classifier_choice`).
 
 The `cpu` defaults come from training data only (few-shot folds, never the test split):
 `cls_real_share` 0.5 by `benchmarks/bench_classifier_mix.py` (bottle and Magnetic Tile); the
@@ -36,7 +37,7 @@ from anomalyforge.inspect.resolution import LADDER, SizeChoice, size_for_defects
 
 LOCALIZERS = ("feature_head", "lite_unet", "draem_unet")
 CLASSIFIERS = ("efficientnet-lite0", "resnet34")
-CLS_INPUTS = ("image", "region", "choose")
+CLS_INPUTS = ("image", "region", "ensemble", "choose")
 
 
 @dataclass(frozen=True)
@@ -78,7 +79,8 @@ class Profile:
     cls_real_share: float = 0.5  # share of the synthetic methods' classifier draws taken from the
     # real few-shot defects (the baseline's classifier sees only them); 0 = generated only, as the papers
     # what the classifier looks at: "image" (fine-tuned on whole images), "region" (the region the
-    # localiser's map marks; inspect.region_classify) or "choose" (the better on k-fold training maps)
+    # localiser's map marks; inspect.region_classify), "ensemble" (the two averaged;
+    # inspect.ensemble_classify) or "choose" (the best of those on k-fold training maps)
     cls_input: str = "image"
     # generation quality of each method's pairs (IS, IC-LPIPS; anomalyforge.quality.generation)
     quality: bool = True

@@ -340,6 +340,10 @@ def _run_synthetic(data: Path, out: Path, method: str, category: str, data_forma
         if trained.cls_choice is not None:
             cls["input"] = trained.cls_input
             cls["choice"] = trained.cls_choice
+            # what the candidates not chosen would have scored: read after the choice, never used by it
+            cls["candidates_test"] = {name: cls["accuracy"] if c is cls_model else
+                                      (_classify(c, test, "", maps)[0] or {}).get("accuracy")
+                                      for name, c in trained.cls_candidates.items()}
     rel = f"methods/{method}/maps.npz"
     _save_maps(out / rel, maps=maps.astype(np.float16), masks=test.masks, labels=test.labels,
                types=test.types, paths=test.paths, image_scores=scores, **extra)

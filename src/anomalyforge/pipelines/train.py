@@ -31,8 +31,9 @@ from anomalyforge.features.backbone import DEFAULT_ARCH, pick_device
 from anomalyforge.formats.manifest import read_pairs
 from anomalyforge.formats.model import MODEL_JSON, ModelInfo, Thresholds, read_weights, write_weights
 from anomalyforge.formats.run import RUN_JSON, RunInfo, check_complete, check_training
-from anomalyforge.inspect.classifier_choice import choose_classifier
+from anomalyforge.inspect.classifier_choice import Candidate, choose_classifier
 from anomalyforge.inspect.classify import DefectClassifier, build_classifier, train_classifier
+from anomalyforge.inspect.ensemble_classify import EnsembleDefectClassifier
 from anomalyforge.inspect.models import build_localizer
 from anomalyforge.inspect.pairs import GeneratedPairs
 from anomalyforge.inspect.patchcore import PatchCore
@@ -62,15 +63,24 @@ from anomalyforge.synth.base import available
 from anomalyforge.synth.run import generate_run
 
 
+def _trained_on(chosen: str, image_text: str) -> str:
+    """What the classifier chosen on the k-fold maps learnt from (`image_text`: the whole-image one's)."""
+    region = "real few-shot defects, each in the region its k-fold map marks"
+    return {"image": image_text, "region": region,
+            "ensemble": f"whole image: {image_text}; region: {region}; averaged"}[chosen]
+
+
 @dataclass
 class InspectionModel:
     """A trained localiser and (with two or more defect types) classifier, as the benchmark scores them."""
 
     localizer: MapPredictor
-    classifier: DefectClassifier | RegionDefectClassifier | None
+    classifier: Candidate | None
     trained_on: str  # what the classifier learnt from
-    cls_input: str = "image"  # what it looks at: the whole image, or the region its map marks
+    cls_input: str = "image"  # what it looks at: the whole image, the region its map marks, or both
     cls_choice: dict | None = None  # how that was chosen (inspect.classifier_choice)
+    # every classifier the choice built, by name (not saved): what the others would have done on test
+    cls_candidates: dict[str, Candidate] = field(default_factory=dict, repr=False)
     timings: dict[str, float] = field(default_factory=dict)  # seconds per training stage
 
 
@@ -133,12 +143,11 @@ def train_delivered(fit: FitData, pairs: GeneratedPairs, prof: Profile, seed: in
     t1 = time.perf_counter()
     if isinstance(model.classifier, DefectClassifier):
         real = real if real is not None else GeneratedPairs.from_fit_data(fit)
-        cls, choice = choose_classifier(folds, pairs, real, model.classifier, prof, seed, backbone_weights(prof))
+        cls, choice, built = choose_classifier(folds, pairs, real, model.classifier, prof, seed,
+                                               backbone_weights(prof))
         model.classifier.trunk = None  # only the fold retrainings needed it
-        trained_on = (model.trained_on if choice.chosen == "image" else
-                      "real few-shot defects, each in the region its k-fold map marks")
-        model = dataclasses.replace(model, classifier=cls, trained_on=trained_on, cls_input=choice.chosen,
-                                    cls_choice=choice.record)
+        model = dataclasses.replace(model, classifier=cls, trained_on=_trained_on(choice.chosen, model.trained_on),
+                                    cls_input=choice.chosen, cls_choice=choice.record, cls_candidates=built)
     model.timings.update(thresholds_s=round(t1 - t0, 2), classifier_choice_s=round(time.perf_counter() - t1, 2))
     sup = model.localizer.supervised if isinstance(model.localizer, FusedLocalizer) else model.localizer
     if isinstance(sup, Localizer):
@@ -200,6 +209,8 @@ class TorchModel:
         cls = self.model.classifier
         if cls is None:
             probs = np.zeros((len(images), 0), np.float32)
+        elif isinstance(cls, EnsembleDefectClassifier):  # the CNN on cls_images, the region on the map
+            probs = cls.predict_proba(images, maps, cls_images)
         elif cls.needs_maps:  # the region its map marks, at the model's size
             probs = cls.predict_proba(images, maps)
         else:
@@ -233,17 +244,21 @@ def load_model(folder: str | Path, device: str | None = "cpu") -> TorchModel:
         f = info.fusion
         loc = FusedLocalizer(sup, pc, float(f["weight"]), (float(f["sup_stats"][0]), float(f["sup_stats"][1])),
                              (float(f["pc_stats"][0]), float(f["pc_stats"][1])))
-    cls: DefectClassifier | RegionDefectClassifier | None = None
-    if info.labels and prof.cls_input == "region":
-        rnet = RegionClassifier(len(info.labels), None, arch)
-        _load_state(rnet, tensors, "classifier", where)
-        cls = RegionDefectClassifier(rnet.to(dev).eval(), list(info.labels), prof.size, dev, prof.batch_size)
-    elif info.labels:
+    cls: Candidate | None = None
+    labels = list(info.labels)
+    image: DefectClassifier | None = None
+    region: RegionDefectClassifier | None = None
+    if labels and prof.cls_input != "region":  # the fine-tuned whole-image CNN
         tab_arch = arch if info.backbone.get("weights") == "tab" else None
-        cnet = build_classifier(classifier_network(prof.classifier, tab_arch), len(info.labels), None,
+        cnet = build_classifier(classifier_network(prof.classifier, tab_arch), len(labels), None,
                                 prof.cls_finetune_from)
-        _load_state(cnet, tensors, "classifier", where)
-        cls = DefectClassifier(cnet.to(dev).eval(), list(info.labels), prof.cls_size, dev, prof.cls_batch_size)
+        image = DefectClassifier(cnet.to(dev).eval(), labels, prof.cls_size, dev, prof.cls_batch_size)
+    if labels and prof.cls_input in ("region", "ensemble"):
+        rnet = RegionClassifier(len(labels), None, arch)
+        region = RegionDefectClassifier(rnet.to(dev).eval(), labels, prof.size, dev, prof.batch_size)
+    cls = EnsembleDefectClassifier(image, region) if image is not None and region is not None else image or region
+    if cls is not None:
+        _load_state(cls.model, tensors, "classifier", where)
     return TorchModel(info, InspectionModel(loc, cls, "", prof.cls_input if cls is not None else "image"),
                       info.score_pool)
 

@@ -385,11 +385,18 @@ def method_section(bench_dir: Path, name: str, m: dict, split: dict, images: _Im
     choice = (m.get("classification") or {}).get("choice") or {}
     if choice.get("accuracy"):
         acc = choice["accuracy"]
-        looks = "the region the map marks" if choice.get("chosen") == "region" else "the whole image"
-        notes.append(f"It looks at {looks}: "
-                     f"chosen on the {choice.get('k')} k-fold maps of the {choice.get('n_defects')} real few-shot "
-                     f"training defects (fold accuracy: whole image {fmt_pct(acc.get('image'))}, "
-                     f"map region {fmt_pct(acc.get('region'))}).")
+        looks = {"region": "the region the map marks",
+                 "ensemble": "the whole image and the region the map marks, averaged"}.get(
+            str(choice.get("chosen")), "the whole image")
+        names = (("image", "whole image"), ("region", "map region"), ("ensemble", "both averaged"))
+        folds = ", ".join(f"{label} {fmt_pct(acc[k])}" for k, label in names if k in acc)
+        notes.append(f"It looks at {looks}: chosen on the {choice.get('k')} k-fold maps of the "
+                     f"{choice.get('n_defects')} real few-shot training defects (fold accuracy: {folds}).")
+    tested = (m.get("classification") or {}).get("candidates_test") or {}
+    if len(tested) > 1:
+        names_t = {"image": "whole image", "region": "map region", "ensemble": "both averaged"}
+        notes.append("On the test split, after the choice (which never reads it): "
+                     + ", ".join(f"{names_t.get(k, k)} {fmt_pct(v)}" for k, v in tested.items()) + ".")
     sec["pairs"], pnotes = generated_pairs(bench_dir, m)
     notes += pnotes
     sec["notes"] = notes
