@@ -47,10 +47,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path)
     args = ap.parse_args(argv)
     rows = [measure(m) for m in args.models]
-    print("| model | classifier | tensors | aliased | file MiB | rewritten MiB |\n|---|---|---|---|---|---|")
+    print("| model | classifier | tensors | aliased | all tensors MiB | file MiB | rewritten MiB |\n"
+          "|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['model']} | {r['classifier_input']} | {r['n_tensors']} | {r['aliased']} | "
-              f"{r['file_mib']} | {r['rewritten_mib']} |")
+              f"{r['tensor_mib']} | {r['file_mib']} | {r['rewritten_mib']} |")
     if args.out:
         args.out.write_text(json.dumps(rows, indent=2) + "\n")
     return 0

@@ -29,7 +29,7 @@ def test_overrides_are_checked():
         get_profile("smoke", stepz=7)
     with pytest.raises(ConfigError, match="unknown localisation model"):
         get_profile("smoke", localizer="unet3000")
-    with pytest.raises(ConfigError, match="unknown cls_input 'mask'; available: image, region, choose"):
+    with pytest.raises(ConfigError, match="unknown cls_input 'mask'; available: image, region, ensemble, choose"):
         get_profile("smoke", cls_input="mask")
     # the whole-image default is left out of the config (results written before it still resume)
     assert "cls_input" not in get_profile("smoke").to_dict()
