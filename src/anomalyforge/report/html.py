@@ -388,19 +388,24 @@ def method_section(bench_dir: Path, name: str, m: dict, split: dict, images: _Im
         looks = {"region": "the region the map marks",
                  "ensemble": "the whole image and the region the map marks, averaged"}.get(
             str(choice.get("chosen")), "the whole image")
-        names = (("image", "whole image"), ("region", "map region"), ("ensemble", "both averaged"))
-        folds = ", ".join(f"{label} {fmt_pct(acc[k])}" for k, label in names if k in acc)
         notes.append(f"It looks at {looks}: chosen on the {choice.get('k')} k-fold maps of the "
-                     f"{choice.get('n_defects')} real few-shot training defects (fold accuracy: {folds}).")
+                     f"{choice.get('n_defects')} real few-shot training defects (fold accuracy: "
+                     f"{_candidate_figures(acc)}).")
     tested = (m.get("classification") or {}).get("candidates_test") or {}
     if len(tested) > 1:
-        names_t = {"image": "whole image", "region": "map region", "ensemble": "both averaged"}
-        notes.append("On the test split, after the choice (which never reads it): "
-                     + ", ".join(f"{names_t.get(k, k)} {fmt_pct(v)}" for k, v in tested.items()) + ".")
+        notes.append(f"On the test split, after the choice (which never reads it): {_candidate_figures(tested)}.")
     sec["pairs"], pnotes = generated_pairs(bench_dir, m)
     notes += pnotes
     sec["notes"] = notes
     return sec
+
+
+CANDIDATE_NAMES = {"image": "whole image", "region": "map region", "ensemble": "both averaged"}
+
+
+def _candidate_figures(acc: dict) -> str:
+    """"whole image 81.0, map region 85.7, ..." for the classifier candidates in `acc`, in their order."""
+    return ", ".join(f"{label} {fmt_pct(acc[k])}" for k, label in CANDIDATE_NAMES.items() if k in acc)
 
 
 def _anchor(name: str) -> str:
