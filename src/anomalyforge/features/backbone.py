@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from anomalyforge.errors import ConfigError
+from anomalyforge.features.folded import run_lite, use_folded
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -92,9 +93,12 @@ class _LiteStages(nn.Module):
         return [self.stem, *self.blocks[:end]], list(self.blocks[end:])
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        stop = len(self.blocks) if self.last_level is None else self.stage_ends[self.last_level]
+        if use_folded(self):  # frozen inference: BatchNorm folded, channels-last (features.folded)
+            modules = [self.stem, *list(self.blocks)[:stop + 1]]
+            return run_lite(modules, x, keep=[e + 1 for e in self.stage_ends if e <= stop])[:-1]
         h = self.stem(x)
         outs = []
-        stop = len(self.blocks) if self.last_level is None else self.stage_ends[self.last_level]
         for i, b in enumerate(self.blocks):
             if i > stop:
                 break

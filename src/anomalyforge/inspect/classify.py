@@ -28,6 +28,7 @@ from anomalyforge.features.backbone import (
     pick_device,
     to_tensor,
 )
+from anomalyforge.features.folded import run_lite, use_folded
 from anomalyforge.inspect.augment import flip_rotate
 from anomalyforge.inspect.pairs import GeneratedPairs
 from anomalyforge.inspect.profiles import FROM_PROFILE, Profile, classifier_arch, weights_for
@@ -66,11 +67,15 @@ class _StageClassifier(nn.Module):
         """Output of the frozen levels (input of the fine-tuned blocks)."""
         fx = self.features
         h = (x - fx.mean) / fx.std
+        if use_folded(fx):  # frozen: BatchNorm folded, channels-last (features.folded)
+            return run_lite(self._trunk, h)[-1]
         for m in self._trunk:
             h = m(h)
         return h
 
     def from_trunk(self, h: torch.Tensor) -> torch.Tensor:
+        if use_folded(self):  # inference
+            return self.fc(run_lite(self.top, h)[-1].mean((2, 3)))
         for b in self.top:
             h = b(h)
         return self.fc(h.mean((2, 3)))

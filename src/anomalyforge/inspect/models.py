@@ -76,6 +76,12 @@ class FeatureHead(nn.Module):
         return F.interpolate(out, size=x.shape[-2:], mode="bilinear", align_corners=False)
 
 
+def head_layout(model: FeatureHead, layout: torch.memory_format) -> None:
+    """Put the trained head's weights (not the frozen extractor's) in memory `layout`, in place."""
+    for part in (model.body, model.fine, model.refine):
+        part.to(memory_format=layout)
+
+
 class _Up(nn.Module):
     def __init__(self, cin: int, cskip: int, cout: int) -> None:
         super().__init__()

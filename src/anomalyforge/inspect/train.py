@@ -27,7 +27,7 @@ from anomalyforge.errors import ConfigError
 from anomalyforge.features.backbone import pick_device, to_tensor
 from anomalyforge.inspect.augment import flip_rotate
 from anomalyforge.inspect.losses import seg_loss
-from anomalyforge.inspect.models import FeatureHead, LiteUNet, build_localizer
+from anomalyforge.inspect.models import FeatureHead, LiteUNet, build_localizer, head_layout
 from anomalyforge.inspect.pairs import GeneratedPairs
 from anomalyforge.inspect.patchcore import PatchCore
 from anomalyforge.inspect.profiles import FROM_PROFILE, Profile, backbone_arch, weights_for
@@ -291,6 +291,7 @@ def train_supervised(fit: FitData, pairs: GeneratedPairs, profile: Profile, seed
                 _cache_features(model, p_imgs, device, "features (pairs)", progress),
                 source=(_good_keys(fit), pairs))
         f_good, f_pair = features.good, features.pairs
+        head_layout(model, torch.channels_last)  # oneDNN's convolutions are faster channels-last
         params = [p for p in model.parameters() if p.requires_grad]
         opt = torch.optim.Adam(params, lr=profile.lr)
     elif isinstance(model, LiteUNet):
@@ -328,7 +329,7 @@ def train_supervised(fit: FitData, pairs: GeneratedPairs, profile: Profile, seed
             # soft coverage on the feature grid (the stub wants a 2-tuple; a torch.Size works)
             target = F.adaptive_avg_pool2d(m, grid)  # type: ignore[arg-type]
             assert isinstance(model, FeatureHead)  # cached
-            logits = model.head([f.to(device) for f in feats])
+            logits = model.head([f.to(device).contiguous(memory_format=torch.channels_last) for f in feats])
             loss = seg_loss(profile.loss, logits, target.to(device), profile.focal_gamma)
         else:
             x = to_tensor(p_imgs[di.numpy()])
@@ -344,5 +345,7 @@ def train_supervised(fit: FitData, pairs: GeneratedPairs, profile: Profile, seed
         sched.step()
         bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
     model.eval()
+    if isinstance(model, FeatureHead):
+        head_layout(model, torch.contiguous_format)  # saved and exported in the standard layout
     return Localizer(model, profile.localizer, size, device, batch_size=profile.batch_size, tta=profile.tta,
                      features=features if cached else None)

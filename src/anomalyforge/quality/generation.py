@@ -47,6 +47,7 @@ from anomalyforge.features.backbone import (
     pick_device,
     to_tensor,
 )
+from anomalyforge.features.folded import lite_logits, use_folded
 from anomalyforge.formats.manifest import MANIFEST, open_run
 from anomalyforge.formats.quality import QUALITY_JSON, QualityScores
 from anomalyforge.formats.run import RUN_JSON, verified_split
@@ -110,7 +111,8 @@ class ClassProbabilities(nn.Module):
         if name not in CLASSIFIERS:
             raise ConfigError(f"classifier {name!r}: expected one of {', '.join(CLASSIFIERS)}")
         self.input_size = CLASSIFIERS[name]
-        if name.startswith("efficientnet-lite"):
+        self.lite = name.startswith("efficientnet-lite")
+        if self.lite:
 
             self.net = load_lite_net(name.removeprefix("efficientnet-"), weights)
         else:
@@ -125,7 +127,11 @@ class ClassProbabilities(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = F.interpolate(x, size=(self.input_size, self.input_size), mode="bilinear",
                           align_corners=False, antialias=True)
-        logits = self.net(_normalise_imagenet(x))
+        x = _normalise_imagenet(x)
+        if self.lite and not self.net._global_params.local_pooling and use_folded(self.net):  # folded
+            logits = lite_logits(self.net, x)
+        else:
+            logits = self.net(x)
         if isinstance(logits, tuple):  # Inception in train mode returns (logits, aux)
             logits = logits[0]
         return logits.float().softmax(-1)
