@@ -16,6 +16,7 @@ no gradient is needed and the modules are in eval mode (`use_folded`).
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -28,7 +29,7 @@ def use_folded(module: nn.Module) -> bool:
             and not torch.onnx.is_in_onnx_export())
 
 
-def _conv_bn(x: torch.Tensor, conv: nn.Conv2d, bn: nn.BatchNorm2d) -> torch.Tensor:
+def _conv_bn(x: torch.Tensor, conv: Any, bn: Any) -> torch.Tensor:
     """conv then eval-mode bn, as one convolution (padding of the library's static-"same" conv kept)."""
     assert bn.running_var is not None and bn.running_mean is not None
     scale = (bn.weight if bn.weight is not None else 1.0) / torch.sqrt(bn.running_var + bn.eps)
@@ -47,13 +48,13 @@ def _conv_bn(x: torch.Tensor, conv: nn.Conv2d, bn: nn.BatchNorm2d) -> torch.Tens
     return F.conv2d(x, weight, bias, conv.stride, padding, conv.dilation, conv.groups)
 
 
-def _activate(x: torch.Tensor, act: nn.Module) -> torch.Tensor:
+def _activate(x: torch.Tensor, act: Any) -> torch.Tensor:
     if isinstance(act, nn.ReLU6):
         return F.hardtanh_(x, 0.0, 6.0)
     return act(x)
 
 
-def _block(b: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
+def _block(b: Any, inputs: torch.Tensor) -> torch.Tensor:
     """An MBConvBlock (no squeeze-excitation, as in every Lite variant) folded."""
     args = b._block_args
     x = inputs
@@ -95,10 +96,12 @@ def run_lite(modules: Iterable[nn.Module], x: torch.Tensor, keep: Iterable[int] 
 def lite_logits(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """The ImageNet logits of a whole EfficientNet-Lite classifier (`efficientnet_lite_pytorch`'s
     EfficientNet, eval mode, global average pooling) on ImageNet-normalised `x`, folded."""
-    stem = nn.Sequential(net._conv_stem, net._bn0, net._swish)
-    h = run_lite([stem, *net._blocks], x)[-1]
-    h = _activate(_conv_bn(h.contiguous(memory_format=torch.channels_last), net._conv_head, net._bn1), net._swish)
-    return net._fc(h.mean((2, 3)))
+    lib: Any = net  # the library's attributes are untyped
+    stem = nn.Sequential(lib._conv_stem, lib._bn0, lib._swish)
+    h = run_lite([stem, *lib._blocks], x)[-1]
+    h = _activate(_conv_bn(h.contiguous(memory_format=torch.channels_last), lib._conv_head, lib._bn1), lib._swish)
+    out: torch.Tensor = lib._fc(h.mean((2, 3)))
+    return out
 
 
 __all__ = ["lite_logits", "run_lite", "use_folded"]

@@ -26,7 +26,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -128,7 +128,8 @@ class ClassProbabilities(nn.Module):
         x = F.interpolate(x, size=(self.input_size, self.input_size), mode="bilinear",
                           align_corners=False, antialias=True)
         x = _normalise_imagenet(x)
-        if self.lite and not self.net._global_params.local_pooling and use_folded(self.net):  # folded
+        net: Any = self.net  # the library's attributes are untyped
+        if self.lite and not net._global_params.local_pooling and use_folded(net):  # folded
             logits = lite_logits(self.net, x)
         else:
             logits = self.net(x)
