@@ -68,7 +68,7 @@ def _block(b: Any, inputs: torch.Tensor) -> torch.Tensor:
 
 
 def _foldable(m: nn.Module) -> bool:
-    if isinstance(m, nn.Sequential):  # the stem: conv, bn, activation
+    if isinstance(m, nn.Sequential):  # the stem (or the classifier's head conv): conv, bn, activation
         return len(m) == 3 and isinstance(m[0], nn.Conv2d) and isinstance(m[1], nn.BatchNorm2d)
     return hasattr(m, "_block_args") and not getattr(m, "has_se", False)
 
@@ -98,8 +98,8 @@ def lite_logits(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
     EfficientNet, eval mode, global average pooling) on ImageNet-normalised `x`, folded."""
     lib: Any = net  # the library's attributes are untyped
     stem = nn.Sequential(lib._conv_stem, lib._bn0, lib._swish)
-    h = run_lite([stem, *lib._blocks], x)[-1]
-    h = _activate(_conv_bn(h.contiguous(memory_format=torch.channels_last), lib._conv_head, lib._bn1), lib._swish)
+    head = nn.Sequential(lib._conv_head, lib._bn1, lib._swish)  # conv, bn, activation: folds like the stem
+    h = run_lite([stem, *lib._blocks, head], x)[-1]
     out: torch.Tensor = lib._fc(h.mean((2, 3)))
     return out
 
