@@ -2,13 +2,14 @@
 
     .venv/bin/python benchmarks/fewshot_detectors.py --datasets ../shared/datasets --out /tmp/fsdet \
         [--detectors patchcore,padim,cflow] [--shots 1,5] [--seeds 0,1,2] [--generated 32] [--size 128] \
-        [--epochs 1] [--threads 1] [--goods augment,strategy1,strategy2,autoaugment,randaugment]
+        [--epochs 1] [--threads 1] [--goods augment,strategy1,strategy2,autoaugment,randaugment,vae]
 
 Runs `anomalyforge.pipelines.fewshot.run_fewshot_benchmark` on MVTec AD bottle, Magnetic Tile
 and MVTec LOCO juice_bottle (the `cpu` profile at `--size` px; anomalib's detectors on the
 offline EfficientNet-Lite0, `--epochs` for CFlow / FastFlow / STFPM; generated goods: the
 default seeded augmentation, `synth.good.augment_goods`, or each of TVG's torchvision arms given
-to `--goods`, one folder per arm), prints each category's table, then
+to `--goods`, one folder per arm, or `vae`: TVG's variance-aware generator, which offline fits a
+small VAE on each draw's K images, `synth.good.VaeGoodConfig`), prints each category's table, then
 the mean over categories per (detector, shots): image / pixel AUROC, pixel AP, AUPRO, the paired
 image-AUROC gain from generated goods, and the seconds per model (fit on the K (+ generated)
 goods and scoring the whole test split). Each category's folder resumes; `--summarise` prints the
@@ -30,12 +31,12 @@ import torch
 from anomalyforge.inspect.anomalib_detectors import DetectorConfig
 from anomalyforge.inspect.profiles import get_profile
 from anomalyforge.pipelines.fewshot import format_fewshot_table, run_fewshot_benchmark
-from anomalyforge.synth.good import TORCHVISION_ARMS, TorchvisionGoodConfig
+from anomalyforge.synth.good import TORCHVISION_ARMS, GoodsConfig, TorchvisionGoodConfig, VaeGoodConfig
 
 CATEGORIES = (("bottle", "mvtec_ad/bottle"), ("magnetic_tile", "magnetic_tile"),
               ("juice_bottle", "mvtec_loco/juice_bottle"))
 KEYS = ("image_auroc", "pixel_auroc", "pixel_ap", "pixel_aupro")
-ARMS = ("augment", *TORCHVISION_ARMS)
+ARMS = ("augment", *TORCHVISION_ARMS, "vae")  # vae: TVG's variance-aware generator (offline: a small VAE per draw)
 
 
 def overall(docs: dict[str, dict]) -> str:
@@ -121,7 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     by_arm: dict[str, dict[str, dict]] = {}
     for arm in arms:
         out = a.out if arm == "augment" else a.out / arm  # augment: the layout of earlier studies
-        generator = None if arm == "augment" else TorchvisionGoodConfig(arm)
+        generator: GoodsConfig | None = (None if arm == "augment" else VaeGoodConfig(arm) if arm == "vae"
+                                         else TorchvisionGoodConfig(arm))
         docs = by_arm.setdefault(arm, {})
         for cat, sub in CATEGORIES:
             if cat not in a.categories.split(","):

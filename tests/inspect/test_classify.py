@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from anomalyforge.errors import ConfigError
+from anomalyforge.inspect import classify
 from anomalyforge.inspect.classify import train_classifier
 from anomalyforge.inspect.pairs import GeneratedPairs
 from anomalyforge.inspect.profiles import get_profile
@@ -103,3 +104,23 @@ def test_a_cached_trunk_is_reused_to_the_same_classifier(bottle_pairs64):
     assert np.abs(a - b).mean() <= 0.02  # training amplifies that rounding a little, no more
     with pytest.raises(ConfigError, match="cached trunk features"):
         train_classifier(sub, prof, seed=1, progress=False, trunk=full.trunk)
+
+
+def test_the_fine_tuned_blocks_train_channels_last_and_are_delivered_in_the_standard_layout(bottle_pairs64,
+                                                                                            monkeypatch):
+    prof = get_profile("smoke", cls_finetune_from=4)
+    seen: list[bool] = []
+    real_from_trunk = classify._StageClassifier.from_trunk
+
+    def spy(self, h):
+        if self.training:
+            seen.append(h.is_contiguous(memory_format=torch.channels_last)
+                        and all(p.is_contiguous(memory_format=torch.channels_last)
+                                for p in self.top.parameters() if p.dim() == 4))
+        return real_from_trunk(self, h)
+
+    monkeypatch.setattr(classify._StageClassifier, "from_trunk", spy)
+    clf = train_classifier(bottle_pairs64, prof, seed=0, progress=False)
+    assert seen and all(seen) and len(seen) == prof.cls_steps
+    weights = [p for p in clf.model.top.parameters() if p.dim() == 4]
+    assert weights and all(p.is_contiguous() for p in weights)  # saved and exported as before

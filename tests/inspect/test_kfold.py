@@ -97,3 +97,21 @@ def test_the_refits_reuse_the_final_models_features_to_the_same_maps(bottle_fit6
     assert passes == [len(bottle_fit64.good), len(pairs)]  # without them: one pass over goods and pairs
     assert reused is not None and fresh is not None
     assert np.array_equal(reused.maps, fresh.maps) and reused.folds == fresh.folds
+
+
+def test_the_refits_train_for_fold_steps_when_set_else_for_steps(bottle_fit64, monkeypatch):
+    pairs = GeneratedPairs.from_fit_data(bottle_fit64)
+    final = train_supervised(bottle_fit64, pairs, PROF, seed=0, progress=False)
+    goods = np.stack([bottle_fit64.image(s) for s in bottle_fit64.good[:2]])
+    schedules: list[tuple[int, float]] = []
+
+    def spy(fit, sub, prof, seed, progress, features=None):
+        schedules.append((prof.steps, prof.fusion))
+        return train_supervised(fit, sub, prof, seed, progress, features=features)
+
+    monkeypatch.setattr(kfold, "train_supervised", spy)
+    kfold.fold_maps(bottle_fit64, bottle_fit64, goods, pairs, final, dataclasses.replace(PROF, fold_steps=2), 0, 3)
+    assert schedules == [(2, 0.0)] * 3
+    schedules.clear()
+    kfold.fold_maps(bottle_fit64, bottle_fit64, goods, pairs, final, PROF, 0, 3)  # fold_steps 0: the profile's steps
+    assert schedules == [(PROF.steps, 0.0)] * 3 and PROF.steps != 2

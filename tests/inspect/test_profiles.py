@@ -42,3 +42,12 @@ def test_overrides_are_checked():
                       (dict(augment=1), "augment=1: expected bool"), (dict(steps=True), "expected int")):
         with pytest.raises(ConfigError, match=want):
             get_profile("cpu", **bad)
+
+
+def test_fold_steps_is_recorded_only_when_set():
+    # 0 (the refits train for `steps`) is left out of the config, so results written before still resume
+    assert get_profile("smoke").fold_steps == 0 and "fold_steps" not in get_profile("smoke").to_dict()
+    cpu = get_profile("cpu")
+    assert (cpu.steps, cpu.fold_steps, cpu.to_dict()["fold_steps"]) == (1000, 500, 500)
+    assert get_profile("auto").fold_steps == 500
+    assert "fold_steps" not in get_profile("cpu", fold_steps=0).to_dict()

@@ -215,6 +215,9 @@ def train_classifier(pairs: GeneratedPairs, profile: Profile, seed: int = 0, pro
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=profile.cls_lr,
                             weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(1, profile.cls_steps))
+    if cached:  # oneDNN's convolutions (and their backward) are faster channels-last
+        assert isinstance(model, _StageClassifier)
+        model.top.to(memory_format=torch.channels_last)
     model.train()
     bar = tqdm(range(profile.cls_steps), desc=f"train {profile.classifier}", disable=not progress, leave=False)
     for _ in bar:
@@ -223,7 +226,7 @@ def train_classifier(pairs: GeneratedPairs, profile: Profile, seed: int = 0, pro
         if cached:  # lossless flips / rotations of the cached trunk features
             assert isinstance(model, _StageClassifier) and trunk is not None  # only it has finetune_from
             x, _ = flip_rotate(trunk[idx].float(), None, gen)
-            logits = model.from_trunk(x.to(device))
+            logits = model.from_trunk(x.to(device).contiguous(memory_format=torch.channels_last))
         else:
             x, _ = flip_rotate(to_tensor(images[idx.numpy()]), None, gen)
             logits = model(x.to(device))
@@ -234,5 +237,8 @@ def train_classifier(pairs: GeneratedPairs, profile: Profile, seed: int = 0, pro
         sched.step()
         bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
     model.eval()
+    if cached:  # saved and exported in the standard layout
+        assert isinstance(model, _StageClassifier)
+        model.top.to(memory_format=torch.contiguous_format)
     return DefectClassifier(model, labels, profile.cls_size, device, profile.cls_batch_size,
                             trunk if cached else None)

@@ -5,11 +5,11 @@ The training defects are dealt into k folds, per type in file order (round-robin
 holds some of each type that has k or more). For each fold the supervised localiser is refit on
 the generated pairs NOT pasted from that fold's defects (a pair names its donor defect in the
 manifest, `GeneratedPairs.donors`; pairs that name none are kept) and the same good training images
-as the final model, with the profile's schedule; what is reused, not refit: the frozen backbone's
-features (computed once for all folds), PatchCore's bank and its standardisation (good images only,
-no defect reaches them) and the classifier (not needed for a map). A fused fold model is
-standardised on the same held-out good images as the final model, so its maps are on the final
-model's scale. Each held-out defect is mapped once, by the model of its fold.
+as the final model, with the profile's schedule (`fold_steps` optimiser steps when set); what is
+reused, not refit: the frozen backbone's features (computed once for all folds), PatchCore's bank
+and its standardisation (good images only, no defect reaches them) and the classifier (not needed
+for a map). A fused fold model is standardised on the same held-out good images as the final
+model, so its maps are on the final model's scale. Each held-out defect is mapped once, by the model of its fold.
 """
 
 from __future__ import annotations
@@ -91,7 +91,7 @@ def fold_maps(fit: FitData, train_fit: FitData, held_goods: np.ndarray, pairs: G
     fused = isinstance(localizer, FusedLocalizer)
     sup_final = localizer.supervised if isinstance(localizer, FusedLocalizer) else localizer
     assert isinstance(sup_final, Localizer)
-    sup_prof = dataclasses.replace(prof, fusion=0.0)
+    sup_prof = dataclasses.replace(prof, fusion=0.0, steps=prof.fold_steps or prof.steps)
     cache = sup_final.features  # the final model's training features: the same images, the same frozen backbone
     if cache is None or not cache.made_from(train_fit, pairs):
         cache = cache_features(sup_final.model, train_fit, pairs, prof.size, progress)

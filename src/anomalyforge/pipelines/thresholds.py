@@ -29,7 +29,8 @@ from anomalyforge.metrics import image_scores_from_maps
 
 DEFAULT_FPR = 0.01
 REFIT = ("per fold: the supervised localiser, on the generated pairs not pasted from the fold's defects "
-         "(profile schedule); reused: backbone features, PatchCore bank and its standardisation")
+         "(profile schedule, `fold_steps` steps when set); reused: backbone features, PatchCore bank and "
+         "its standardisation")
 
 
 def _threshold(values: np.ndarray, fpr: float) -> tuple[float, float]:
