@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/fewshot_detectors.py --datasets ../shared/datasets --out /tmp/fsdet \
         [--detectors patchcore,padim,cflow] [--shots 1,5] [--seeds 0,1,2] [--generated 32] [--size 128] \
-        [--epochs 1] [--threads 1] [--goods augment,strategy1,strategy2,autoaugment,randaugment,vae]
+        [--epochs 1] [--coreset 0.1] [--threads 1] [--goods augment,strategy1,strategy2,autoaugment,randaugment,vae]
 
 Runs `anomalyforge.pipelines.fewshot.run_fewshot_benchmark` on MVTec AD bottle, Magnetic Tile
 and MVTec LOCO juice_bottle (the `cpu` profile at `--size` px; anomalib's detectors on the
@@ -104,6 +104,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--steps", type=int, default=None,
                    help="training batches of cflow / fastflow / stfpm instead of --epochs (equal for every K)")
+    p.add_argument("--coreset", type=float, default=0.1,
+                   help="anomalib PatchCore's coreset sampling ratio (1.0: every patch kept)")
     p.add_argument("--goods", default="augment",
                    help=f"generator arms of the good images, comma-separated, of: {', '.join(ARMS)} "
                         "(each but augment in its own folder <out>/<arm>/)")
@@ -136,7 +138,8 @@ def main(argv: list[str] | None = None) -> int:
             doc = run_fewshot_benchmark(a.datasets / sub, out / cat, shots=shots, generated=a.generated,
                                         seeds=[int(s) for s in a.seeds.split(",")], profile=prof,
                                         detectors=a.detectors.split(","), progress=False, generator=generator,
-                                        detector_config=DetectorConfig(epochs=a.epochs, steps=a.steps))
+                                        detector_config=DetectorConfig(epochs=a.epochs, steps=a.steps,
+                                                                       coreset=a.coreset))
             print(format_fewshot_table(doc), flush=True)
             docs[cat] = doc
         print(f"[{arm}] " + overall(docs), flush=True)
