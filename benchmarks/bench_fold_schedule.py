@@ -31,19 +31,11 @@ from anomalyforge.atomic import write_text_atomic
 from anomalyforge.data import few_shot_split, fit_data, load_dataset
 from anomalyforge.inspect.classifier_choice import choose_classifier
 from anomalyforge.inspect.classify import DefectClassifier
-from anomalyforge.inspect.kfold import FoldMaps
 from anomalyforge.inspect.pairs import GeneratedPairs
 from anomalyforge.inspect.profiles import backbone_weights, get_profile
 from anomalyforge.inspect.train import good_images, holdout_goods
-from anomalyforge.pipelines.thresholds import fit_thresholds
+from anomalyforge.pipelines.thresholds import fit_thresholds, pooled_pixels
 from anomalyforge.pipelines.train import score_pool, train_inspection
-
-
-def pooled(folds: FoldMaps, good_maps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Pixels and labels the k-fold pixel threshold is chosen on (fold maps + held-out good maps)."""
-    px = np.concatenate([folds.maps.reshape(-1), good_maps.reshape(-1)])
-    gt = np.concatenate([folds.masks.reshape(-1), np.zeros(good_maps.size, bool)])
-    return px, gt
 
 
 def f1_at(px: np.ndarray, gt: np.ndarray, t: float) -> float:
@@ -85,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         refit_s = time.perf_counter() - t
         if folds is None:
             raise SystemExit(f"{args.data}: no k-fold maps (too few training defects): nothing to compare")
-        px, gt = pooled(folds, good_maps)
+        px, gt = pooled_pixels(folds, good_maps)
         row = {"fold_steps": steps, "pixel_threshold": thr.pixel, "fold_f1": thr.kfold["f1"] if thr.kfold else None,
                "fold_pixel_ap": M.average_precision(px, gt), "refit_s": round(refit_s, 1)}
         if isinstance(model.classifier, DefectClassifier):

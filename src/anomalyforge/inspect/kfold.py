@@ -9,7 +9,8 @@ as the final model, with the profile's schedule (`fold_steps` optimiser steps wh
 reused, not refit: the frozen backbone's features (computed once for all folds), PatchCore's bank
 and its standardisation (good images only, no defect reaches them) and the classifier (not needed
 for a map). A fused fold model is standardised on the same held-out good images as the final
-model, so its maps are on the final model's scale. Each held-out defect is mapped once, by the model of its fold.
+model, so its maps are on the final model's scale. Each held-out defect is mapped once, by the
+model of its fold.
 """
 
 from __future__ import annotations

@@ -48,6 +48,14 @@ def _check(good_maps: np.ndarray, fpr: float) -> None:
         raise ConfigError("thresholds need held-out good training images; the split has too few good images")
 
 
+def pooled_pixels(defects: FoldMaps, good_maps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The pixels (map values) and labels the k-fold pixel threshold is chosen on: the held-out
+    training defects' fold maps pooled with the held-out good images' maps (all negatives)."""
+    px = np.concatenate([defects.maps.reshape(-1), good_maps.reshape(-1)])
+    gt = np.concatenate([defects.masks.reshape(-1), np.zeros(good_maps.size, bool)])
+    return px, gt
+
+
 def choose_thresholds(good_maps: np.ndarray, pool: int, fpr: float = DEFAULT_FPR,
                       defects: FoldMaps | None = None) -> Thresholds:
     """Image and pixel thresholds from a model's maps of held-out good TRAINING images (see the
@@ -65,8 +73,7 @@ def choose_thresholds(good_maps: np.ndarray, pool: int, fpr: float = DEFAULT_FPR
         return Thresholds(image=t_img, pixel=t_px, fpr=float(fpr), n_images=n, n_pixels=int(good_maps.size),
                           image_fpr=a_img, pixel_fpr=a_px, pixel_from="good_fpr",
                           rule=f"{img_rule}; pixel: the same rate of their pixels (map value)")
-    px = np.concatenate([defects.maps.reshape(-1), good_maps.reshape(-1)])
-    gt = np.concatenate([defects.masks.reshape(-1), np.zeros(good_maps.size, bool)])
+    px, gt = pooled_pixels(defects, good_maps)
     f1, t = M.f1_max(px, gt)
     # f1_max flags >= t; a mask pixel is > threshold: the next float32 below t (maps are float32, and
     # numpy compares a float32 map with a Python float in float32)
@@ -104,4 +111,4 @@ def fit_thresholds(fit: FitData, train_fit: FitData, goods: np.ndarray, good_map
     return choose_thresholds(good_maps, pool, fpr, folds), folds
 
 
-__all__ = ["DEFAULT_FPR", "choose_thresholds", "fit_thresholds"]
+__all__ = ["DEFAULT_FPR", "choose_thresholds", "fit_thresholds", "pooled_pixels"]
