@@ -41,13 +41,23 @@ def test_fusion_settings_are_checked(bottle_fit64, bottle_pairs64):
         train_localizer(one_good, bottle_pairs64, get_profile("smoke", fusion=0.5), progress=False)
 
 
-def test_benchmark_records_the_fused_model(bottle_dir, tmp_path):
+def test_benchmark_records_the_fused_model(bottle_dir, tmp_path, monkeypatch):
     import json
 
+    from anomalyforge.inspect.patchcore import PatchCore
     from anomalyforge.pipelines.benchmark import run_benchmark
 
+    fits = []
+    real_fit = PatchCore.fit
+
+    def counting_fit(self, images, progress=True):
+        fits.append(len(images))
+        return real_fit(self, images, progress)
+    monkeypatch.setattr(PatchCore, "fit", counting_fit)
     prof = get_profile("smoke", fusion=0.5)
-    run_benchmark(bottle_dir, tmp_path, ["croppaste"], profile=prof, n=4, progress=False)
+    run_benchmark(bottle_dir, tmp_path, ["croppaste", "patchcore"], profile=prof, n=4, progress=False)
+    # the fused model's PatchCore and the baseline are one model: its bank is fitted once (188 goods)
+    assert fits == [209 - 21]
     doc = json.loads((tmp_path / "results.json").read_text())
     assert doc["config"]["fusion"] == 0.5
     e = doc["methods"]["croppaste"]

@@ -26,6 +26,7 @@ from anomalyforge.data.io import read_image
 from anomalyforge.errors import ConfigError
 from anomalyforge.features.backbone import pick_device, to_tensor
 from anomalyforge.inspect.augment import flip_rotate
+from anomalyforge.inspect.banks import BankCache, fit_patchcore
 from anomalyforge.inspect.losses import seg_loss
 from anomalyforge.inspect.models import FeatureHead, LiteUNet, build_localizer, head_layout
 from anomalyforge.inspect.pairs import GeneratedPairs
@@ -136,11 +137,13 @@ def holdout_goods(fit: FitData, share: float, seed: int) -> tuple[FitData, FitDa
 
 
 def train_fused_localizer(fit: FitData, pairs: GeneratedPairs, profile: Profile, seed: int = 0,
-                          progress: bool = True, weights: str | None = FROM_PROFILE) -> FusedLocalizer:
+                          progress: bool = True, weights: str | None = FROM_PROFILE,
+                          banks: BankCache | None = None) -> FusedLocalizer:
     """Supervised localiser + PatchCore on the good training images, fused (see `FusedLocalizer`).
 
     A seeded `fusion_holdout` share of the good training images is held out of both models and
     used only to standardise their maps; the rest trains the supervised model and the bank.
+    `banks`: a cache that may already hold that PatchCore (the benchmark's baseline is the same model).
     """
 
     if not 0.0 < profile.fusion <= 1.0:
@@ -150,10 +153,8 @@ def train_fused_localizer(fit: FitData, pairs: GeneratedPairs, profile: Profile,
     if not held:
         raise ConfigError(f"fusion needs at least 2 good training images to hold some out, got {len(fit.good)}")
     sup = train_supervised(rest, pairs, dataclasses.replace(profile, fusion=0.0), seed, progress, weights)
-    pc = PatchCore(profile.pc_levels, profile.pc_coreset, profile.pc_projection, profile.pc_sigma, seed,
-                   profile.device, weights=weights_for(profile, weights), max_bank=profile.pc_max_bank,
-                   candidates=profile.pc_candidates, arch=backbone_arch(profile))
-    pc.fit(good_images(rest, profile.size, progress), progress)
+    pc = fit_patchcore(rest, lambda: good_images(rest, profile.size, progress), profile, seed,
+                       weights_for(profile, weights), progress, banks)
     ref = good_images(dataclasses.replace(rest, good=held), profile.size, progress)
     return FusedLocalizer(sup, pc, float(profile.fusion), _stats(sup.logits(ref)), _stats(pc.predict(ref)))
 
@@ -187,11 +188,12 @@ class MapPredictor(Protocol):
 
 
 def train_localizer(fit: FitData, pairs: GeneratedPairs, profile: Profile, seed: int = 0,
-                    progress: bool = True, weights: str | None = FROM_PROFILE) -> MapPredictor:
-    """The profile's localiser: a `FusedLocalizer` when `profile.fusion` > 0, else the supervised
-    model alone (`train_supervised`)."""
+                    progress: bool = True, weights: str | None = FROM_PROFILE,
+                    banks: BankCache | None = None) -> MapPredictor:
+    """The profile's localiser: a `FusedLocalizer` when `profile.fusion` > 0 (its PatchCore through
+    `banks` when given), else the supervised model alone (`train_supervised`)."""
     if profile.fusion:
-        return train_fused_localizer(fit, pairs, profile, seed, progress, weights)
+        return train_fused_localizer(fit, pairs, profile, seed, progress, weights, banks)
     return train_supervised(fit, pairs, profile, seed, progress, weights)
 
 

@@ -31,13 +31,12 @@ from anomalyforge.formats.manifest import read_pairs
 from anomalyforge.formats.results import IDENTITY_KEYS, RESULTS_JSON, BenchmarkResults, write_results
 from anomalyforge.formats.run import RUN_JSON, RunInfo, check_complete, check_training
 from anomalyforge.formats.schema import refuse_other_job
+from anomalyforge.inspect.banks import BankCache, fit_patchcore
 from anomalyforge.inspect.classify import train_classifier
 from anomalyforge.inspect.evaluate import TestSet, classification_metrics, decision_metrics, localization_metrics
 from anomalyforge.inspect.pairs import GeneratedPairs
-from anomalyforge.inspect.patchcore import PatchCore
 from anomalyforge.inspect.profiles import (
     Profile,
-    backbone_arch,
     backbone_identity,
     backbone_weights,
     get_profile,
@@ -207,17 +206,21 @@ def _benchmark(data: Path, out: Path, methods: list[str], category: str | None, 
             scale_goods.append(good_images(scale_fit, prof.size, progress))
         return scale_goods[0]
 
+    # the baseline's PatchCore and a fused localiser's are one model (same settings, seed, goods):
+    # fitted once for both (`inspect.banks`)
+    banks = BankCache()
     todo = [m for m in methods if results["methods"].get(m, {}).get("status") != "done"]
     for method in tqdm(todo, desc="benchmark", disable=not progress):
         t0 = time.perf_counter()
         if method in BASELINES:
-            entry = _run_patchcore(train_fit, prof, seed, test_set, out, method, progress, scale_images)
+            entry = _run_patchcore(train_fit, prof, seed, test_set, out, method, progress, scale_images, banks)
         else:
             mprof = selection.profile_for(prof, method) if selection else prof
             keep = _Keep(split, data, fpr, save_models)
             entry = _run_synthetic(data, out, method, ds.category, data_format, fit, mprof, seed, n,
                                    runs.get(method), needed, test_set, progress, keep,
-                                   generator=selection.generator_for(method) if selection else method)
+                                   generator=selection.generator_for(method) if selection else method,
+                                   banks=banks)
             if selection:
                 entry["selected"] = {"generator": selection.generator_for(method), "fusion": mprof.fusion,
                                      "cls_real_share": mprof.cls_real_share}
@@ -252,14 +255,11 @@ def _display_scale(predict, goods: np.ndarray, progress: bool) -> dict | None:
 
 
 def _run_patchcore(fit, prof: Profile, seed: int, test_set, out: Path, method: str, progress: bool,
-                   scale_images) -> dict:
+                   scale_images, banks: BankCache | None = None) -> dict:
 
     t0 = time.perf_counter()
     weights = backbone_weights(prof)
-    pc = PatchCore(prof.pc_levels, prof.pc_coreset, prof.pc_projection, prof.pc_sigma, seed, prof.device,
-                   weights=weights, max_bank=prof.pc_max_bank, candidates=prof.pc_candidates,
-                   arch=backbone_arch(prof))
-    pc.fit(good_images(fit, prof.size, progress), progress)
+    pc = fit_patchcore(fit, lambda: good_images(fit, prof.size, progress), prof, seed, weights, progress, banks)
     # the classifier without synthesis: trained on the real few-shot defects alone
     real = GeneratedPairs.from_fit_data(fit) if sum(bool(v) for v in fit.defects.values()) > 1 else None
     cls_model = (train_classifier(real, prof, seed=seed, progress=progress, weights=weights)
@@ -294,7 +294,8 @@ class _Keep:
 
 def _run_synthetic(data: Path, out: Path, method: str, category: str, data_format: str | None, fit,
                    prof: Profile, seed: int, n: int, run: Path | None, needed: list[str], test_set,
-                   progress: bool, keep: _Keep, generator: str | None = None) -> dict:
+                   progress: bool, keep: _Keep, generator: str | None = None,
+                   banks: BankCache | None = None) -> dict:
 
     t0 = time.perf_counter()
     if run is None:
@@ -312,7 +313,7 @@ def _run_synthetic(data: Path, out: Path, method: str, category: str, data_forma
     t1 = time.perf_counter()
     # the delivered model's training (`anomalyforge train`): a fused localiser holds the scale goods
     # out itself (same draw), any other trains without them; thresholds and scale on training data
-    done = train_delivered(fit, pairs, prof, seed, keep.fpr, progress)
+    done = train_delivered(fit, pairs, prof, seed, keep.fpr, progress, banks)
     trained = done.model
     loc_model, cls_model, trained_on = trained.localizer, trained.classifier, trained.trained_on
     t2 = time.perf_counter()

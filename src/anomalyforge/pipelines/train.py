@@ -31,6 +31,7 @@ from anomalyforge.features.backbone import DEFAULT_ARCH, pick_device
 from anomalyforge.formats.manifest import read_pairs
 from anomalyforge.formats.model import MODEL_JSON, ModelInfo, Thresholds, read_weights, write_weights
 from anomalyforge.formats.run import RUN_JSON, RunInfo, check_complete, check_training
+from anomalyforge.inspect.banks import BankCache
 from anomalyforge.inspect.classifier_choice import Candidate, choose_classifier
 from anomalyforge.inspect.classify import DefectClassifier, build_classifier, train_classifier
 from anomalyforge.inspect.ensemble_classify import EnsembleDefectClassifier
@@ -85,18 +86,20 @@ class InspectionModel:
 
 
 def train_inspection(fit: FitData, pairs: GeneratedPairs, prof: Profile, seed: int = 0,
-                     progress: bool = True, real: GeneratedPairs | None = None) -> InspectionModel:
+                     progress: bool = True, real: GeneratedPairs | None = None,
+                     banks: BankCache | None = None) -> InspectionModel:
     """The localiser and classifier of a synthetic method, on the training split only.
 
     `fit` is the whole few-shot training view; a fused localiser holds its seeded share of good
     images out itself, any other is trained without that same share (`holdout_goods`), so the
     held-out goods (heat-map scale, thresholds) are never trained on. `real`: the real few-shot
-    defects as pairs when the caller has them already (None: read from `fit` if needed)."""
+    defects as pairs when the caller has them already (None: read from `fit` if needed). `banks`: a
+    cache for the fused localiser's PatchCore (`inspect.banks`)."""
     train_fit, _ = holdout_goods(fit, prof.fusion_holdout, seed)
     weights = backbone_weights(prof)
     t0 = time.perf_counter()
     loc = train_localizer(fit if prof.fusion else train_fit, pairs, prof, seed=seed, progress=progress,
-                          weights=weights)
+                          weights=weights, banks=banks)
     t1 = time.perf_counter()
     trained_on = "generated pairs"
     if prof.cls_real_share > 0:
@@ -125,7 +128,7 @@ class Delivered:
 
 
 def train_delivered(fit: FitData, pairs: GeneratedPairs, prof: Profile, seed: int = 0, fpr: float = DEFAULT_FPR,
-                    progress: bool = True) -> Delivered:
+                    progress: bool = True, banks: BankCache | None = None) -> Delivered:
     """`train_inspection`, then the thresholds (`pipelines.thresholds.fit_thresholds`) and the heat-map
     scale on the held-out good training images, and the classifier the profile's `cls_input` asks
     for (`inspect.classifier_choice`, on the same k-fold maps): what `train` delivers and
@@ -133,7 +136,7 @@ def train_delivered(fit: FitData, pairs: GeneratedPairs, prof: Profile, seed: in
     several = len(pairs.defect_types) > 1
     real = (GeneratedPairs.from_fit_data(fit)  # read once: the classifier and the choice both learn from them
             if several and (prof.cls_real_share > 0 or prof.cls_input != "image") else None)
-    model = train_inspection(fit, pairs, prof, seed, progress, real)
+    model = train_inspection(fit, pairs, prof, seed, progress, real, banks)
     train_fit, held = holdout_goods(fit, prof.fusion_holdout, seed)
     goods = good_images(held, prof.size, progress)
     maps = model.localizer.predict(goods, progress) if len(goods) else np.zeros((0, prof.size, prof.size), np.float32)
