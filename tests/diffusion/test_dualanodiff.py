@@ -216,7 +216,8 @@ def test_background_compensation_fits_and_generates_from_a_good_images_backgroun
     src, back = gen._good_background(1)
     assert src == pairs[0].source
     wholes, _ = gen._sample("contamination", [1], 0, [back])
-    assert np.array_equal(wholes[0], pairs[0].image)
+    # the same image up to float rounding (a different background would differ everywhere)
+    assert np.abs(wholes[0].astype(int) - pairs[0].image.astype(int)).max() <= 2
     again = DualAnoDiff(dataclasses.replace(gen.config))
     again.load(bottle_data, tmp_path / "state")
     regenerated = again.generate("contamination", [1, 2, 3])
